@@ -1,0 +1,56 @@
+// Command pushrelay is the write-only push relay: `pushrelay serve` runs it,
+// the other subcommands talk to it or measure it. See README.md.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+// command is one subcommand: run gets the arguments after its name and
+// returns the process exit status.
+type command struct {
+	name    string
+	summary string
+	run     func(args []string, stdout, stderr io.Writer) int
+}
+
+func commands() []command {
+	return []command{
+		{"serve", "run the relay", runServe},
+		{"bench", "measure idle-connection cost and accept rate against baselines", runBench},
+		{"version", "print the version", runVersion},
+	}
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(stdout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.run(args[1:], stdout, stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "pushrelay: unknown command %q (run 'pushrelay help' for the list)\n", args[0])
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "pushrelay: a write-only push relay. Clients connect and receive their ID;")
+	fmt.Fprintln(w, "the web app pushes messages to them by ID.")
+	fmt.Fprintln(w, "\nUsage: pushrelay COMMAND [flags]\n\nCommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun 'pushrelay COMMAND --help' for a command's flags.")
+}

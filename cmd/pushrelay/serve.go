@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pushrelay/pushrelay/relay"
+)
+
+// serveFlags holds `pushrelay serve`'s flags before they become a
+// relay.Config.
+type serveFlags struct {
+	listen, framing, slow          string
+	loops, maxConns                int
+	maxMessage, maxInbound, maxOut byteSize
+	keepalive, writeTimeout        time.Duration
+	heartbeat, drainTimeout        time.Duration
+	policyListen, policyFile       string
+	logLevel, logFormat            string
+}
+
+func (f *serveFlags) register(fs *flagSet) {
+	fs.StringVar(&f.listen, "listen", relay.DefaultListen, "The `HOST:PORT` clients connect to. Port 0 picks a free port.")
+	fs.IntVar(&f.loops, "loops", 0, "How many event loops (`N`) run the client sockets; 0 means one per CPU core.")
+	fs.StringVar(&f.framing, "framing", "nul", "How frames are delimited on the client listener: `nul` (payload then 0x00, Flash XMLSocket), line (payload then \\n) or len32 (4-byte big-endian length, then payload).")
+	f.maxMessage = relay.DefaultMaxMessage
+	fs.Var(&f.maxMessage, "max-message", "The largest payload accepted for a push, in `bytes` (suffixes KiB, MiB allowed).")
+	f.maxInbound = relay.DefaultMaxInbound
+	fs.Var(&f.maxInbound, "max-inbound", "How many `bytes` a client may send in total before it is disconnected; the relay never reads them. 0 disconnects a client on its first byte.")
+	f.maxOut = relay.DefaultMaxOutbound
+	fs.Var(&f.maxOut, "max-outbound", "The cap on each connection's unsent `bytes`; a message that would pass it triggers the --slow policy.")
+	fs.StringVar(&f.slow, "slow", "close", "What happens to a client whose unsent bytes would pass --max-outbound: `close` disconnects it, drop drops that message for that client only.")
+	fs.IntVar(&f.maxConns, "max-conns", 0, "The most client connections held at once (`N`); more are closed at once and counted. 0 means the open-file limit minus a reserve of 128, logged at start.")
+	fs.DurationVar(&f.keepalive, "keepalive", relay.DefaultKeepAlive, "TCP keepalive idle `time` before probes (three probes, a third of it apart); 0 turns keepalive off.")
+	fs.DurationVar(&f.writeTimeout, "write-timeout", relay.DefaultWriteTimeout, "TCP_USER_TIMEOUT: a client that leaves written data unacknowledged this `long` is dropped by the kernel; 0 leaves the kernel default.")
+	fs.DurationVar(&f.heartbeat, "heartbeat", 0, "Write an empty frame to every client at this `interval` (a lone \\n under line framing); 0 turns heartbeats off.")
+	fs.DurationVar(&f.drainTimeout, "drain-timeout", relay.DefaultDrainTimeout, "On SIGINT or SIGTERM, how `long` to keep writing queued messages before closing every connection.")
+	fs.StringVar(&f.policyListen, "flash-policy-listen", "", "Serve the Flash socket policy on this `HOST:PORT` (Flash players ask port 843); empty turns it off.")
+	fs.StringVar(&f.policyFile, "flash-policy-file", "", "A `file` holding the cross-domain policy to serve; empty serves one that allows the client port from any domain.")
+	fs.StringVar(&f.logLevel, "log-level", "info", "Log `level`: debug (adds one line per connection), info, warn or error.")
+	fs.StringVar(&f.logFormat, "log-format", "text", "Log `format`: text or json.")
+}
+
+// config turns the flags into a relay.Config, with errors that name the flag.
+func (f *serveFlags) config(logger *slog.Logger) (relay.Config, error) {
+	cfg := relay.Config{
+		Listen:            f.listen,
+		Loops:             f.loops,
+		MaxMessage:        int(f.maxMessage),
+		MaxInbound:        int(f.maxInbound),
+		MaxOutbound:       int(f.maxOut),
+		MaxConns:          f.maxConns,
+		KeepAlive:         f.keepalive,
+		WriteTimeout:      f.writeTimeout,
+		Heartbeat:         f.heartbeat,
+		DrainTimeout:      f.drainTimeout,
+		FlashPolicyListen: f.policyListen,
+		Logger:            logger,
+	}
+	var err error
+	if cfg.Framing, err = relay.ParseFraming(f.framing); err != nil {
+		return cfg, fmt.Errorf("--framing: %v", err)
+	}
+	if cfg.Slow, err = relay.ParseSlowPolicy(f.slow); err != nil {
+		return cfg, fmt.Errorf("--slow: %v", err)
+	}
+	// On the command line 0 means "none"/"off"; in relay.Config zero means
+	// "default" and relay.Off means off.
+	if f.maxInbound == 0 {
+		cfg.MaxInbound = relay.Off
+	}
+	if f.keepalive == 0 {
+		cfg.KeepAlive = relay.Off
+	}
+	if f.writeTimeout == 0 {
+		cfg.WriteTimeout = relay.Off
+	}
+	if f.maxMessage == 0 {
+		return cfg, errors.New("--max-message: want at least 1 byte")
+	}
+	if f.maxOut == 0 {
+		return cfg, errors.New("--max-outbound: want at least one frame's worth of bytes")
+	}
+	if f.drainTimeout <= 0 {
+		return cfg, errors.New("--drain-timeout: want a positive duration")
+	}
+	if f.policyFile != "" {
+		doc, err := os.ReadFile(f.policyFile)
+		if err != nil {
+			return cfg, fmt.Errorf("--flash-policy-file: %v", err)
+		}
+		doc = bytes.TrimRight(doc, "\x00\r\n\t ")
+		if len(doc) == 0 || len(doc) > 64<<10 || bytes.IndexByte(doc, 0) >= 0 {
+			return cfg, fmt.Errorf("--flash-policy-file: %s must hold one policy document, 1 byte to 64 KiB, with no 0x00 inside", f.policyFile)
+		}
+		if f.policyListen == "" {
+			return cfg, errors.New("--flash-policy-file needs --flash-policy-listen")
+		}
+		cfg.FlashPolicy = doc
+	}
+	return cfg, nil
+}
+
+func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %q is not debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: %q is not text or json", format)
+}
+
+func runServe(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("serve", "Runs the relay: accepts client connections, writes each its ID, and writes what the web app pushes.", stderr)
+	var f serveFlags
+	f.register(fs)
+	if err := fs.parse(args, stdout); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "pushrelay serve: %v\n", err)
+		return 2
+	}
+	logger, err := newLogger(f.logLevel, f.logFormat, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "pushrelay serve: %v\n", err)
+		return 2
+	}
+	cfg, err := f.config(logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "pushrelay serve: %v\n", err)
+		return 2
+	}
+	srv, err := relay.New(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "pushrelay serve: %v\n", err)
+		return 2
+	}
+	if err := srv.Start(); err != nil {
+		fmt.Fprintf(stderr, "pushrelay serve: %v\n", err)
+		return 1
+	}
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	select {
+	case sig := <-sigs:
+		logger.Info("shutting down", "signal", sig.String(), "drain_timeout", cfg.DrainTimeout.String())
+		go func() {
+			// A second signal means "now".
+			<-sigs
+			logger.Warn("second signal: exiting without draining")
+			os.Exit(1)
+		}()
+		if err := srv.Shutdown(context.Background()); err != nil {
+			logger.Error("shutdown", "err", err)
+			return 1
+		}
+		return 0
+	case <-srv.Done():
+		logger.Error("event loops stopped unexpectedly", "err", srv.Err())
+		return 1
+	}
+}

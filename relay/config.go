@@ -1,0 +1,229 @@
+package relay
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"syscall"
+	"time"
+)
+
+// SlowPolicy says what happens to a client whose unsent bytes would pass
+// Config.MaxOutbound.
+type SlowPolicy uint8
+
+const (
+	// SlowClose disconnects the client (the default).
+	SlowClose SlowPolicy = iota
+	// SlowDrop drops the message for that client only and keeps it connected.
+	SlowDrop
+)
+
+// String returns the policy's flag name.
+func (p SlowPolicy) String() string {
+	if p == SlowDrop {
+		return "drop"
+	}
+	return "close"
+}
+
+// ParseSlowPolicy reads a policy name as given to --slow.
+func ParseSlowPolicy(s string) (SlowPolicy, error) {
+	switch s {
+	case "close":
+		return SlowClose, nil
+	case "drop":
+		return SlowDrop, nil
+	}
+	return 0, fmt.Errorf("unknown slow-consumer policy %q (want close or drop)", s)
+}
+
+// Defaults. A zero field in Config means the default below.
+const (
+	DefaultListen       = ":8843"
+	DefaultMaxInbound   = 1 << 10
+	DefaultMaxOutbound  = 256 << 10
+	DefaultKeepAlive    = 30 * time.Second
+	DefaultWriteTimeout = 30 * time.Second
+	DefaultDrainTimeout = 5 * time.Second
+	DefaultMailboxItems = 1 << 16
+	DefaultMailboxBytes = 64 << 20
+
+	// FileReserve is how many file descriptors the default --max-conns
+	// leaves for everything that is not a client: listeners, epoll and
+	// doorbell sockets, ingress connections, log files. gnet stops its
+	// engine on EMFILE in accept, so client connections must never be
+	// allowed to take the last descriptors.
+	FileReserve = 128
+)
+
+// Off is the value that turns off a duration or limit whose zero value means
+// "the default": KeepAlive, WriteTimeout, MaxInbound (where it means "close
+// on any byte").
+const Off = -1
+
+// Config configures a relay Server. The zero value of every field means its
+// default; New validates the rest.
+type Config struct {
+	// Listen is the client listener's HOST:PORT. Default ":8843". Port 0
+	// picks a free port (Server.Addr tells which).
+	Listen string
+	// Loops is the number of event loops. Default: one per CPU.
+	Loops int
+	// Framing of every frame written on the client listener.
+	Framing Framing
+	// MaxMessage is the largest payload, in bytes. Default 64 KiB, at most
+	// MaxMessageLimit.
+	MaxMessage int
+	// MaxInbound is how many bytes a client may send in total before it is
+	// disconnected. Default 1 KiB; Off closes a client on its first byte.
+	MaxInbound int
+	// MaxOutbound caps each connection's unsent bytes. Default 256 KiB.
+	MaxOutbound int
+	// Slow is what happens when a message would pass MaxOutbound.
+	Slow SlowPolicy
+	// MaxConns caps open client connections; connections above it are
+	// closed at once and counted. Default: RLIMIT_NOFILE minus FileReserve.
+	MaxConns int
+	// KeepAlive is the TCP keepalive idle time (probes follow at a third of
+	// it, three of them). Default 30s; Off disables keepalive.
+	KeepAlive time.Duration
+	// WriteTimeout is TCP_USER_TIMEOUT: a peer that leaves written data
+	// unacknowledged this long is dropped by the kernel. Default 30s; Off
+	// leaves the kernel's default (about 15 minutes of retransmissions).
+	WriteTimeout time.Duration
+	// Heartbeat, when positive, writes an empty frame to every connection
+	// at this interval so dead peers surface and middleboxes keep state.
+	// Default 0: off.
+	Heartbeat time.Duration
+	// DrainTimeout bounds how long Shutdown waits for queued messages to be
+	// written. Default 5s.
+	DrainTimeout time.Duration
+	// ReusePort lets other processes bind the same client port with
+	// SO_REUSEPORT. Default false: an address already bound by anyone is an
+	// error at start.
+	ReusePort bool
+	// MailboxItems and MailboxBytes bound each event loop's queue of
+	// pending work; a push that does not fit is refused (Overloaded).
+	// Defaults 65,536 items and 64 MiB.
+	MailboxItems int
+	MailboxBytes int
+	// FlashPolicyListen, when set, starts a Flash socket-policy listener on
+	// that HOST:PORT (843 is Flash's port).
+	FlashPolicyListen string
+	// FlashPolicy is the policy document served there, without the
+	// trailing 0x00. Default: allow the client port from any domain.
+	FlashPolicy []byte
+	// Logger receives lifecycle logs (info) and per-connection logs
+	// (debug). Default slog.Default().
+	Logger *slog.Logger
+}
+
+// withDefaults returns cfg with defaults filled in, or an error naming the
+// first invalid field.
+func (cfg Config) withDefaults() (Config, error) {
+	bad := func(format string, args ...any) (Config, error) {
+		return Config{}, fmt.Errorf("%w: "+format, append([]any{ErrBadConfig}, args...)...)
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = DefaultListen
+	}
+	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
+		return bad("listen address %q: %v", cfg.Listen, err)
+	}
+	if cfg.Loops < 0 || cfg.Loops > 1024 {
+		return bad("loops %d: want 0 (one per CPU) to 1024", cfg.Loops)
+	}
+	if cfg.Framing > FramingLen32 {
+		return bad("framing %d unknown", cfg.Framing)
+	}
+	switch {
+	case cfg.MaxMessage == 0:
+		cfg.MaxMessage = DefaultMaxMessage
+	case cfg.MaxMessage < 0 || cfg.MaxMessage > MaxMessageLimit:
+		return bad("max-message %d: want 1 to %d bytes", cfg.MaxMessage, MaxMessageLimit)
+	}
+	switch {
+	case cfg.MaxInbound == 0:
+		cfg.MaxInbound = DefaultMaxInbound
+	case cfg.MaxInbound == Off:
+	case cfg.MaxInbound < 0:
+		return bad("max-inbound %d: want a byte count, or Off", cfg.MaxInbound)
+	}
+	switch {
+	case cfg.MaxOutbound == 0:
+		cfg.MaxOutbound = DefaultMaxOutbound
+	case cfg.MaxOutbound < 0:
+		return bad("max-outbound %d: want a positive byte count", cfg.MaxOutbound)
+	}
+	if cfg.MaxOutbound < cfg.MaxMessage+cfg.Framing.Overhead() {
+		return bad("max-outbound %d is smaller than one frame of max-message %d: no message could ever be written", cfg.MaxOutbound, cfg.MaxMessage)
+	}
+	if cfg.Slow > SlowDrop {
+		return bad("slow-consumer policy %d unknown", cfg.Slow)
+	}
+	limit, err := fileLimit()
+	if err != nil {
+		return Config{}, fmt.Errorf("relay: read RLIMIT_NOFILE: %w", err)
+	}
+	room := limit - FileReserve
+	switch {
+	case cfg.MaxConns == 0:
+		cfg.MaxConns = max(room, 1)
+	case cfg.MaxConns < 0:
+		return bad("max-conns %d: want a positive count", cfg.MaxConns)
+	case cfg.MaxConns > room:
+		return bad("max-conns %d exceeds the open-file limit %d minus a reserve of %d: raise RLIMIT_NOFILE (ulimit -n, systemd LimitNOFILE) or lower max-conns to %d", cfg.MaxConns, limit, FileReserve, room)
+	}
+	if cfg.KeepAlive == 0 {
+		cfg.KeepAlive = DefaultKeepAlive
+	} else if cfg.KeepAlive < 0 && cfg.KeepAlive != Off {
+		return bad("keepalive %v: want a positive duration, or Off", cfg.KeepAlive)
+	} else if cfg.KeepAlive > 0 && cfg.KeepAlive < time.Second {
+		return bad("keepalive %v: the kernel counts in whole seconds, want at least 1s", cfg.KeepAlive)
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	} else if cfg.WriteTimeout < 0 && cfg.WriteTimeout != Off {
+		return bad("write-timeout %v: want a positive duration, or Off", cfg.WriteTimeout)
+	}
+	if cfg.Heartbeat < 0 {
+		return bad("heartbeat %v: want a positive duration, or 0 for off", cfg.Heartbeat)
+	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = DefaultDrainTimeout
+	} else if cfg.DrainTimeout < 0 {
+		return bad("drain-timeout %v: want a positive duration", cfg.DrainTimeout)
+	}
+	if cfg.MailboxItems == 0 {
+		cfg.MailboxItems = DefaultMailboxItems
+	}
+	if cfg.MailboxBytes == 0 {
+		cfg.MailboxBytes = DefaultMailboxBytes
+	}
+	if cfg.MailboxItems < 0 || cfg.MailboxBytes < cfg.MaxMessage+cfg.Framing.Overhead() {
+		return bad("mailbox bounds (%d items, %d bytes) must hold at least one largest message", cfg.MailboxItems, cfg.MailboxBytes)
+	}
+	if cfg.FlashPolicyListen != "" {
+		if _, _, err := net.SplitHostPort(cfg.FlashPolicyListen); err != nil {
+			return bad("flash policy listen address %q: %v", cfg.FlashPolicyListen, err)
+		}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return cfg, nil
+}
+
+// fileLimit returns the soft RLIMIT_NOFILE. Go raises the soft limit to the
+// hard one at start-up, so this is normally the hard limit.
+func fileLimit() (int, error) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0, err
+	}
+	if rl.Cur > 1<<30 {
+		return 1 << 30, nil
+	}
+	return int(rl.Cur), nil
+}

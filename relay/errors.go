@@ -1,0 +1,18 @@
+package relay
+
+import "errors"
+
+// Sentinel errors of package relay. Callers match them with errors.Is; the
+// wrapped message says what exactly was wrong.
+var (
+	// ErrBadPayload: the payload holds a byte the framing cannot carry.
+	ErrBadPayload = errors.New("payload not allowed by framing")
+	// ErrTooLarge: the payload is larger than --max-message.
+	ErrTooLarge = errors.New("payload too large")
+	// ErrBadConfig: a configuration value is out of range.
+	ErrBadConfig = errors.New("invalid configuration")
+	// ErrAddrInUse: another process (or another relay) holds the address.
+	ErrAddrInUse = errors.New("address already in use")
+	// ErrClosed: the relay is shut down (or was never started).
+	ErrClosed = errors.New("relay closed")
+)

@@ -1,0 +1,141 @@
+package relay
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// handler is the gnet event handler of the client listener. gnet calls it
+// from every event loop at once; it keeps no state of its own, only the
+// server's (atomics and the registry) and the loop's (on its goroutine).
+type handler struct {
+	gnet.BuiltinEventEngine
+	srv *Server
+}
+
+func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
+	h.srv.engine = eng
+	close(h.srv.booted)
+	return gnet.None
+}
+
+func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	if _, ok := c.Context().(*loop); ok {
+		return nil, gnet.None // the loop's own doorbell, enrolled by newLoop
+	}
+	s := h.srv
+	if s.draining.Load() {
+		s.counters.rejected[RejectDraining].Add(1)
+		return nil, gnet.Close
+	}
+	if s.open.Load() >= int64(s.cfg.MaxConns) {
+		s.counters.rejected[RejectFull].Add(1)
+		return nil, gnet.Close
+	}
+	l, err := s.loopFor(c.EventLoop())
+	if err != nil {
+		s.log.Error("cannot serve connections on this event loop", "err", err)
+		return nil, gnet.Close
+	}
+	if s.cfg.WriteTimeout > 0 {
+		// Not inherited from gnet's listener (gnet offers no hook to set
+		// it there), so one setsockopt per accepted connection.
+		if err := setUserTimeout(c.Fd(), s.cfg.WriteTimeout); err != nil && s.log.Enabled(context.Background(), slog.LevelDebug) {
+			s.log.Debug("set TCP_USER_TIMEOUT", "err", err)
+		}
+	}
+	sess := &session{
+		id:     l.ids.next(),
+		conn:   c,
+		loop:   l,
+		opened: time.Now().UnixNano(),
+	}
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		sess.remote = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	for !s.reg.add(sess) {
+		sess.id = l.ids.next()
+	}
+	l.addSession(sess)
+	s.open.Add(1)
+	s.counters.accepted.Add(1)
+	c.SetContext(sess)
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.Debug("client connected", "id", sess.id, "remote", sess.remote.String())
+	}
+	l.idFrame = appendFrame(s.cfg.Framing, l.idFrame[:0], sess.id)
+	// gnet writes this before OnOpen's caller returns (copying what the
+	// socket does not take), so the loop's scratch buffer is free again.
+	return l.idFrame, gnet.None
+}
+
+func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
+	switch x := c.Context().(type) {
+	case *session:
+		n, _ := c.Discard(-1) // never parse, never buffer
+		x.loop.counters.inbound.Add(uint64(n))
+		x.inbound += n
+		if x.inbound > h.srv.cfg.MaxInbound && !x.closed {
+			// MaxInbound is Off (-1) when any byte must close.
+			x.reason = ReasonInbound
+			_ = c.SetLinger(0)
+			return gnet.Close
+		}
+	case *loop:
+		_, _ = c.Discard(-1)
+		x.drain()
+	default:
+		_, _ = c.Discard(-1)
+	}
+	return gnet.None
+}
+
+func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
+	sess, ok := c.Context().(*session)
+	if !ok {
+		return gnet.None // rejected before admission, or a doorbell at shutdown
+	}
+	s := h.srv
+	why := sess.reason
+	switch {
+	case s.draining.Load() && why == ReasonPeerClosed && err == nil:
+		why = ReasonShutdown
+	case why == ReasonPeerClosed:
+		why = classify(err)
+	}
+	sess.loop.removeSession(sess)
+	s.reg.remove(sess)
+	s.open.Add(-1)
+	s.counters.closed[why].Add(1)
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.Debug("client closed", "id", sess.id, "remote", sess.remote.String(), "reason", why.String(), "err", err)
+	}
+	c.SetContext(nil)
+	return gnet.None
+}
+
+// numCPU is the default number of event loops.
+func numCPU() int { return runtime.NumCPU() }
+
+// gnetLogger sends gnet's log lines to slog. gnet's logger is process-wide,
+// so it points at whichever relay started last (normally the only one).
+type gnetLogger struct{}
+
+var gnetLog = slog.Default()
+
+func setGnetLogger(l *slog.Logger) { gnetLog = l.With("component", "gnet") }
+
+// gnet logs its start-up banner at info; that is debug detail here.
+func (gnetLogger) Debugf(f string, a ...any) { gnetLog.Debug(fmt.Sprintf(f, a...)) }
+func (gnetLogger) Infof(f string, a ...any)  { gnetLog.Debug(fmt.Sprintf(f, a...)) }
+func (gnetLogger) Warnf(f string, a ...any)  { gnetLog.Warn(fmt.Sprintf(f, a...)) }
+func (gnetLogger) Errorf(f string, a ...any) { gnetLog.Error(fmt.Sprintf(f, a...)) }
+func (gnetLogger) Fatalf(f string, a ...any) { gnetLog.Error(fmt.Sprintf(f, a...)) }

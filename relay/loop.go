@@ -1,0 +1,449 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+)
+
+// itemKind is what a mailbox item asks the loop to do.
+type itemKind uint8
+
+const (
+	kindWrite     itemKind = iota // write frame to sess
+	kindBroadcast                 // write frame to every session of the loop
+	kindClose                     // close sess for reason, after what was queued before
+	kindTick                      // housekeeping: heartbeats, congestion re-checks
+	kindProbe                     // report how much is still unwritten (shutdown)
+)
+
+// item is one unit of work in a loop's mailbox. Items are values in a
+// reused slice: enqueuing allocates nothing.
+type item struct {
+	kind   itemKind
+	reason CloseReason
+	sess   *session
+	frame  *Frame
+	probe  chan<- int // kindProbe: receives the loop's unwritten byte count
+}
+
+// pendFrame is a frame staged for one session during a drain; staged frames
+// of a session form a singly linked list through next.
+type pendFrame struct {
+	b         []byte
+	next      int32
+	heartbeat bool
+}
+
+// iovMax is the kernel's limit on iovecs per writev (IOV_MAX).
+const iovMax = 1024
+
+// loop is pushrelay's side of one gnet event loop: its sessions and its
+// mailbox. Producers (any goroutine) append to the mailbox and ring the
+// doorbell, a socketpair whose read end gnet polls like any connection; the
+// loop drains the mailbox in OnTraffic of the doorbell and does every write
+// itself. A doorbell ring is one write(2) and allocates nothing, where gnet's
+// own Execute and Wake allocate a closure per call.
+type loop struct {
+	// Fixed after creation.
+	srv   *Server
+	el    gnet.EventLoop
+	bellW int // write end of the doorbell; producers write one byte to it
+
+	// Guarded by mu: the mailbox.
+	mu         sync.Mutex
+	queue      []item
+	queueBytes int
+	rung       bool // a ring is on its way: the next drain takes the queue
+
+	// Atomic.
+	count    atomic.Int64 // sessions on this loop
+	counters loopCounters
+
+	// Owned by the event loop; touch only on it.
+	spare     []item // the other half of the mailbox's double buffer
+	sessions  []*session
+	pend      []pendFrame
+	dirty     []*session // sessions with staged frames this drain
+	congested []*session // sessions with congested set, re-checked on ticks
+	iov       [][]byte
+	iovecs    []unix.Iovec
+	ids       idSource
+	idFrame   []byte
+	lastBeat  time.Time
+	tally     loopTally
+}
+
+var bellByte = []byte{1}
+
+// newLoop creates the loop state for el and enrolls its doorbell. It runs
+// on el's goroutine (from OnOpen), so nothing else sees the loop yet.
+func newLoop(srv *Server, el gnet.EventLoop) (*loop, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("relay: doorbell socketpair: %w", err)
+	}
+	l := &loop{
+		srv:      srv,
+		el:       el,
+		bellW:    fds[0],
+		queue:    make([]item, 0, 1024),
+		spare:    make([]item, 0, 1024),
+		lastBeat: time.Now(),
+	}
+	f := os.NewFile(uintptr(fds[1]), "pushrelay-doorbell")
+	nc, err := net.FileConn(f) // dups the fd
+	f.Close()
+	if err != nil {
+		unix.Close(fds[0])
+		return nil, fmt.Errorf("relay: doorbell conn: %w", err)
+	}
+	// Enroll dups the fd again, closes nc, and registers the copy on el;
+	// OnOpen recognises it by the context. Bytes rung before the
+	// registration completes wait in the socket and wake the loop then.
+	if _, err := el.Enroll(gnet.NewContext(context.Background(), l), nc); err != nil {
+		nc.Close()
+		unix.Close(fds[0])
+		return nil, fmt.Errorf("relay: enroll doorbell: %w", err)
+	}
+	return l, nil
+}
+
+// enqueue appends it to the mailbox, ringing the doorbell if the mailbox was
+// idle. It reports false, queuing nothing, if the mailbox is full or closed.
+// Safe for concurrent use.
+func (l *loop) enqueue(it item, size int) bool {
+	l.mu.Lock()
+	if len(l.queue) >= l.srv.cfg.MailboxItems || l.queueBytes+size > l.srv.cfg.MailboxBytes {
+		l.mu.Unlock()
+		return false
+	}
+	l.queue = append(l.queue, it)
+	l.queueBytes += size
+	ring := !l.rung
+	l.rung = true
+	l.mu.Unlock()
+	if ring {
+		l.ring()
+	}
+	return true
+}
+
+// ring wakes the loop. A full doorbell (EAGAIN) means the loop has bytes to
+// read already, which is as good as a ring.
+func (l *loop) ring() {
+	for {
+		_, err := unix.Write(l.bellW, bellByte)
+		if err != unix.EINTR {
+			return
+		}
+	}
+}
+
+// drain runs on the loop: it takes the whole mailbox, stages each write on
+// its session, then flushes every session touched with one write or writev.
+func (l *loop) drain() {
+	l.mu.Lock()
+	batch := l.queue
+	l.queue = l.spare[:0]
+	l.queueBytes = 0
+	l.rung = false
+	l.mu.Unlock()
+
+	for i := range batch {
+		it := &batch[i]
+		switch it.kind {
+		case kindWrite:
+			l.stage(it.sess, it.frame.b, false)
+		case kindBroadcast:
+			for _, s := range l.sessions {
+				l.stage(s, it.frame.b, false)
+			}
+		case kindClose:
+			// Writes queued before the close go out first.
+			l.flush(it.sess)
+			l.closeSession(it.sess, it.reason)
+		case kindTick:
+			l.tick()
+		case kindProbe:
+			l.flushAll()
+			it.probe <- l.unwritten()
+		}
+	}
+	l.flushAll()
+
+	for i := range batch {
+		if f := batch[i].frame; f != nil {
+			f.release()
+		}
+	}
+	clear(batch) // drop pointers so sessions and frames can be collected
+	l.spare = batch[:0]
+	l.tally.publish(&l.counters)
+}
+
+// stage links frame b onto s's list of frames to write in this drain.
+func (l *loop) stage(s *session, b []byte, heartbeat bool) {
+	if s.closed {
+		if !heartbeat {
+			l.tally.drops[DropClosed]++
+		}
+		return
+	}
+	idx := int32(len(l.pend))
+	l.pend = append(l.pend, pendFrame{b: b, next: -1, heartbeat: heartbeat})
+	if s.tail < 0 {
+		s.head = idx
+		l.dirty = append(l.dirty, s)
+	} else {
+		l.pend[s.tail].next = idx
+	}
+	s.tail = idx
+}
+
+// flushAll flushes every session staged in this drain.
+func (l *loop) flushAll() {
+	for _, s := range l.dirty {
+		l.flush(s)
+	}
+	clear(l.dirty)
+	l.dirty = l.dirty[:0]
+	clear(l.pend)
+	l.pend = l.pend[:0]
+}
+
+// flush writes s's staged frames, enforcing MaxOutbound: under SlowClose a
+// batch that would pass the cap closes the connection; under SlowDrop each
+// frame that would pass it is skipped and the session marked congested.
+func (l *loop) flush(s *session) {
+	if s.head < 0 {
+		return
+	}
+	head := s.head
+	s.head, s.tail = -1, -1
+	if s.closed {
+		l.dropStaged(head, DropClosed)
+		return
+	}
+	room := l.srv.cfg.MaxOutbound - s.conn.OutboundBuffered()
+	if l.srv.cfg.Slow == SlowClose {
+		total := 0
+		for i := head; i >= 0; i = l.pend[i].next {
+			total += len(l.pend[i].b)
+		}
+		if total > room {
+			l.dropStaged(head, DropSlow)
+			l.closeSession(s, ReasonSlow)
+			return
+		}
+	}
+	iov := l.iov[:0]
+	var msgs, beats, bytes uint64
+	for i := head; i >= 0; i = l.pend[i].next {
+		p := &l.pend[i]
+		if len(p.b) > room { // only under SlowDrop
+			if !p.heartbeat {
+				l.tally.drops[DropSlow]++
+			}
+			if !s.congested.Load() {
+				s.congested.Store(true)
+				l.congested = append(l.congested, s)
+			}
+			continue
+		}
+		room -= len(p.b)
+		iov = append(iov, p.b)
+		if p.heartbeat {
+			beats++
+		} else {
+			msgs++
+			bytes += uint64(len(p.b))
+		}
+	}
+	if len(iov) > 0 {
+		l.write(s, iov)
+	}
+	clear(iov)
+	l.iov = iov[:0]
+	l.tally.written += msgs
+	l.tally.bytes += bytes
+	l.tally.heartbeats += beats
+}
+
+// dropStaged counts every non-heartbeat frame from head on as dropped.
+func (l *loop) dropStaged(head int32, why DropReason) {
+	for i := head; i >= 0; i = l.pend[i].next {
+		if !l.pend[i].heartbeat {
+			l.tally.drops[why]++
+		}
+	}
+}
+
+// write hands iov to the socket. While gnet holds nothing unsent for the
+// connection, it calls writev itself on loop-owned iovecs (gnet's Writev
+// allocates past eight of them) and gives gnet only what the kernel did not
+// take; otherwise gnet appends to its buffer, keeping the order.
+func (l *loop) write(s *session, iov [][]byte) {
+	l.tally.writes++
+	if len(iov) == 1 || s.conn.OutboundBuffered() > 0 {
+		l.gnetWrite(s, iov)
+		return
+	}
+	for len(iov) > 0 {
+		chunk := iov[:min(len(iov), iovMax)]
+		vecs := l.iovecs[:0]
+		var total uintptr
+		for _, b := range chunk {
+			v := unix.Iovec{Base: unsafe.SliceData(b)}
+			v.SetLen(len(b))
+			vecs = append(vecs, v)
+			total += uintptr(len(b))
+		}
+		l.iovecs = vecs
+		n, _, errno := unix.Syscall(unix.SYS_WRITEV, uintptr(s.conn.Fd()), uintptr(unsafe.Pointer(unsafe.SliceData(vecs))), uintptr(len(vecs)))
+		clear(vecs) // no stale pointers into pooled frames
+		switch errno {
+		case 0:
+		case unix.EAGAIN, unix.EINTR:
+			n = 0
+		default:
+			l.closeSession(s, classify(errno))
+			return
+		}
+		if n == total {
+			iov = iov[len(chunk):]
+			continue
+		}
+		// A short write: skip what the kernel took and hand the rest to
+		// gnet, which buffers it in order and asks epoll to say when the
+		// socket is writable again.
+		for n >= uintptr(len(iov[0])) {
+			n -= uintptr(len(iov[0]))
+			iov = iov[1:]
+		}
+		iov[0] = iov[0][n:]
+		l.gnetWrite(s, iov)
+		return
+	}
+}
+
+// gnetWrite writes through gnet, which writes directly when its buffer is
+// empty and copies what is left. gnet closes the connection itself on a
+// hard error (OnClose runs inside the call).
+func (l *loop) gnetWrite(s *session, iov [][]byte) {
+	for len(iov) > 0 && !s.closed {
+		chunk := iov[:min(len(iov), iovMax)]
+		if len(chunk) == 1 {
+			_, _ = s.conn.Write(chunk[0])
+		} else {
+			_, _ = s.conn.Writev(chunk)
+		}
+		iov = iov[len(chunk):]
+	}
+}
+
+// closeSession closes s on the loop. Slow and flooding clients are reset
+// (SO_LINGER 0) so the kernel frees their buffers at once instead of
+// retrying them for minutes.
+func (l *loop) closeSession(s *session, why CloseReason) {
+	if s.closed {
+		return
+	}
+	s.reason = why
+	if why == ReasonSlow || why == ReasonInbound {
+		_ = s.conn.SetLinger(0)
+	}
+	_ = l.el.Close(s.conn) // runs OnClose before it returns
+}
+
+// tick does the loop's housekeeping: heartbeats when due, and clearing the
+// congested mark of sessions that have drained to half their cap.
+func (l *loop) tick() {
+	if hb := l.srv.cfg.Heartbeat; hb > 0 {
+		if now := time.Now(); now.Sub(l.lastBeat) >= hb-hb/8 {
+			l.lastBeat = now
+			for _, s := range l.sessions {
+				l.stage(s, l.srv.heartbeat.b, true)
+			}
+		}
+	}
+	kept := l.congested[:0]
+	for _, s := range l.congested {
+		switch {
+		case s.closed:
+		case s.conn.OutboundBuffered() <= l.srv.cfg.MaxOutbound/2:
+			s.congested.Store(false)
+		default:
+			kept = append(kept, s)
+		}
+	}
+	clear(l.congested[len(kept):])
+	l.congested = kept
+}
+
+// unwritten returns the bytes the loop's sessions still hold unsent.
+func (l *loop) unwritten() int {
+	n := 0
+	for _, s := range l.sessions {
+		n += s.conn.OutboundBuffered()
+	}
+	return n
+}
+
+// addSession registers s as one of the loop's sessions.
+func (l *loop) addSession(s *session) {
+	s.idx = int32(len(l.sessions))
+	s.head, s.tail = -1, -1
+	l.sessions = append(l.sessions, s)
+	l.count.Add(1)
+}
+
+// removeSession forgets s (swap-remove) and marks it closed.
+func (l *loop) removeSession(s *session) {
+	s.closed = true
+	last := len(l.sessions) - 1
+	moved := l.sessions[last]
+	l.sessions[s.idx] = moved
+	moved.idx = s.idx
+	l.sessions[last] = nil
+	l.sessions = l.sessions[:last]
+	if cap(l.sessions) > 1024 && len(l.sessions) < cap(l.sessions)/4 {
+		// Give back the memory of a crowd that left.
+		l.sessions = append([]*session(nil), l.sessions...)
+	}
+	l.count.Add(-1)
+}
+
+// classify maps the error a connection closed with to a reason.
+func classify(err error) CloseReason {
+	var errno syscall.Errno
+	switch {
+	case err == nil:
+		return ReasonPeerClosed
+	case errors.As(err, &errno):
+		switch errno {
+		case unix.ECONNRESET, unix.EPIPE:
+			return ReasonPeerReset
+		case unix.ETIMEDOUT:
+			return ReasonTimeout
+		}
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return ReasonTimeout
+	}
+	if errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) {
+		return ReasonPeerClosed
+	}
+	return ReasonError
+}

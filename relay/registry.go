@@ -1,0 +1,99 @@
+package relay
+
+import (
+	"sync"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// registryShards spreads IDs over independent locks so lookups from many
+// ingress goroutines and inserts from every event loop rarely meet. A power
+// of two, so a shard is a mask away from the hash.
+const registryShards = 256
+
+// registry maps client IDs to their sessions. Safe for concurrent use: each
+// shard has its own lock, held only for one map operation.
+type registry struct {
+	shards [registryShards]registryShard
+}
+
+type registryShard struct {
+	mu sync.RWMutex
+	m  map[string]*session // guarded by mu
+	// Pad to a cache line so neighbouring shards' locks do not share one.
+	_ [64 - 32]byte
+}
+
+func (r *registry) shard(id string) *registryShard {
+	return &r.shards[xxhash.Sum64String(id)&(registryShards-1)]
+}
+
+// get returns the open session with that ID, or nil.
+func (r *registry) get(id string) *session {
+	sh := r.shard(id)
+	sh.mu.RLock()
+	s := sh.m[id]
+	sh.mu.RUnlock()
+	return s
+}
+
+// add inserts s under s.id and reports false if the ID is taken (a 2^-128
+// event the caller answers by drawing another ID).
+func (r *registry) add(s *session) bool {
+	sh := r.shard(s.id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.m == nil {
+		sh.m = make(map[string]*session)
+	}
+	if _, taken := sh.m[s.id]; taken {
+		return false
+	}
+	sh.m[s.id] = s
+	return true
+}
+
+// remove deletes s, if it is still the session registered under its ID.
+func (r *registry) remove(s *session) {
+	sh := r.shard(s.id)
+	sh.mu.Lock()
+	if sh.m[s.id] == s {
+		delete(sh.m, s.id)
+		if len(sh.m) == 0 {
+			// Go maps never shrink: drop an empty one so a shard that
+			// once held a crowd gives its memory back.
+			sh.m = nil
+		}
+	}
+	sh.mu.Unlock()
+}
+
+// len counts the sessions in the registry. It locks each shard in turn, so it
+// is for stats and tests, not hot paths.
+func (r *registry) len() int {
+	n := 0
+	for i := range r.shards {
+		sh := &r.shards[i]
+		sh.mu.RLock()
+		n += len(sh.m)
+		sh.mu.RUnlock()
+	}
+	return n
+}
+
+// each calls fn for every session until fn returns false. Shards are visited
+// one at a time under their read lock; fn must not call back into the
+// registry.
+func (r *registry) each(fn func(*session) bool) {
+	for i := range r.shards {
+		sh := &r.shards[i]
+		sh.mu.RLock()
+		for _, s := range sh.m {
+			if !fn(s) {
+				sh.mu.RUnlock()
+				return
+			}
+		}
+		sh.mu.RUnlock()
+	}
+}

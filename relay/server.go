@@ -1,0 +1,491 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// Server is a running relay: the client listener, its event loops and the
+// registry. Its push methods (Send, SendMany, Broadcast, Kick) and queries
+// (Connected, Stats, Len) are safe to call from any goroutine.
+type Server struct {
+	// Fixed after New.
+	cfg       Config
+	log       *slog.Logger
+	heartbeat *Frame
+
+	// Fixed after Start.
+	engine gnet.Engine
+	addr   *net.TCPAddr
+	policy *policyServer
+
+	reg      registry
+	counters counters
+	open     atomic.Int64 // client connections open now
+
+	// loops is the list of event loops that have had a connection,
+	// replaced whole (copy on write) under loopsMu so pushes read it
+	// without a lock.
+	loopsMu sync.Mutex
+	loops   atomic.Pointer[[]*loop]
+
+	draining atomic.Bool // new connections are rejected
+	closing  atomic.Bool // pushes are refused
+
+	started  atomic.Bool
+	booted   chan struct{}
+	done     chan struct{} // closed when the engine has stopped
+	runErr   error         // why the engine stopped; read after done
+	stopTick chan struct{}
+	shutOnce sync.Once
+}
+
+// New validates cfg and returns a server ready to Start.
+func New(cfg Config) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	var hb []byte
+	switch cfg.Framing {
+	case FramingLine:
+		hb = []byte{'\n'}
+	default:
+		hb = cfg.Framing.AppendFrame(nil, nil)
+	}
+	s := &Server{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		heartbeat: staticFrame(hb),
+		booted:    make(chan struct{}),
+		done:      make(chan struct{}),
+		stopTick:  make(chan struct{}),
+	}
+	s.loops.Store(&[]*loop{})
+	return s, nil
+}
+
+// Config returns the configuration in force, defaults filled in.
+func (s *Server) Config() Config { return s.cfg }
+
+// Start binds the client listener (and the Flash policy listener if
+// configured) and starts the event loops. It returns once the relay accepts
+// connections, or with the reason it cannot.
+func (s *Server) Start() error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errors.New("relay: Start called twice")
+	}
+	addr, err := reserveAddr(s.cfg.Listen, s.cfg.ReusePort)
+	if err != nil {
+		return fmt.Errorf("relay: client listener: %w", err)
+	}
+	s.addr = addr
+	setGnetLogger(s.log)
+
+	opts := []gnet.Option{
+		gnet.WithMulticore(true),
+		gnet.WithNumEventLoop(s.cfg.Loops),
+		// One listener per loop (SO_REUSEPORT): each loop accepts and runs
+		// OnOpen for its own sockets, so at most one accepted socket per
+		// loop waits for admission. With gnet's shared acceptor, a burst
+		// could hold thousands of accepted descriptors beyond --max-conns,
+		// and EMFILE in accept stops gnet's engine altogether.
+		gnet.WithReusePort(true),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithLogger(gnetLogger{}),
+	}
+	if ka := s.cfg.KeepAlive; ka > 0 {
+		opts = append(opts,
+			gnet.WithTCPKeepAlive(ka),
+			gnet.WithTCPKeepInterval(max(ka/3, time.Second)),
+			gnet.WithTCPKeepCount(3))
+	}
+	h := &handler{srv: s}
+	go func() {
+		s.runErr = gnet.Run(h, "tcp://"+addr.String(), opts...)
+		close(s.done)
+	}()
+	select {
+	case <-s.booted:
+	case <-s.done:
+		return fmt.Errorf("relay: start event loops on %s: %w", addr, s.runErr)
+	}
+
+	if s.cfg.FlashPolicyListen != "" {
+		p, err := startPolicy(s.cfg.FlashPolicyListen, s.policyDocument(), s.log)
+		if err != nil {
+			_ = s.engine.Stop(context.Background())
+			<-s.done
+			return fmt.Errorf("relay: flash policy listener: %w", err)
+		}
+		s.policy = p
+	}
+	go s.ticker()
+	s.log.Info("relay listening",
+		"addr", addr.String(), "framing", s.cfg.Framing.String(),
+		"loops", max(s.cfg.Loops, numCPU()), "max_conns", s.cfg.MaxConns,
+		"max_outbound", s.cfg.MaxOutbound, "slow", s.cfg.Slow.String(),
+		"max_inbound", s.cfg.MaxInbound, "max_message", s.cfg.MaxMessage,
+		"keepalive", s.cfg.KeepAlive.String(), "write_timeout", s.cfg.WriteTimeout.String(),
+		"heartbeat", s.cfg.Heartbeat.String())
+	return nil
+}
+
+// Addr returns the client listener's address (with the port chosen, if
+// Config.Listen asked for port 0). Nil before Start.
+func (s *Server) Addr() *net.TCPAddr { return s.addr }
+
+// PolicyAddr returns the Flash policy listener's address, or nil.
+func (s *Server) PolicyAddr() *net.TCPAddr {
+	if s.policy == nil {
+		return nil
+	}
+	return s.policy.addr
+}
+
+// Done is closed when the event loops have stopped, after Shutdown or
+// because the engine failed (Err says why).
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// Err returns why the event loops stopped: nil after a Shutdown, the
+// engine's error otherwise. Valid once Done is closed.
+func (s *Server) Err() error {
+	select {
+	case <-s.done:
+		return s.runErr
+	default:
+		return nil
+	}
+}
+
+// Shutdown stops accepting connections, refuses further pushes, waits up to
+// Config.DrainTimeout (or ctx) for queued messages to be written, then
+// closes every connection and stops the event loops. Safe to call from any
+// goroutine, more than once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if !s.started.Load() {
+		return ErrClosed
+	}
+	var err error
+	s.shutOnce.Do(func() {
+		s.draining.Store(true)
+		s.closing.Store(true)
+		close(s.stopTick)
+		if s.policy != nil {
+			s.policy.stop()
+		}
+		dctx, cancel := context.WithTimeout(ctx, s.cfg.DrainTimeout)
+		left := s.drain(dctx)
+		cancel()
+		if left > 0 {
+			s.log.Warn("drain timeout: closing connections with bytes unwritten", "bytes", left, "timeout", s.cfg.DrainTimeout.String())
+		}
+		select {
+		case <-s.done:
+		default:
+			if e := s.engine.Stop(context.Background()); e != nil {
+				err = fmt.Errorf("relay: stop event loops: %w", e)
+			}
+		}
+		<-s.done
+		s.log.Info("relay stopped", "closed_shutdown", s.counters.closed[ReasonShutdown].Load())
+	})
+	return err
+}
+
+// drain waits until every mailbox is empty and every connection's buffer
+// is flushed, or ctx ends. It returns the bytes still unwritten.
+func (s *Server) drain(ctx context.Context) int {
+	loops := *s.loops.Load()
+	reply := make(chan int, len(loops))
+	for {
+		sent := 0
+		for _, l := range loops {
+			if l.enqueue(item{kind: kindProbe, probe: reply}, 0) {
+				sent++
+			}
+		}
+		left := 0
+		for i := 0; i < sent; i++ {
+			select {
+			case n := <-reply:
+				left += n
+			case <-ctx.Done():
+				return max(left, 1)
+			}
+		}
+		if left == 0 && sent == len(loops) {
+			return 0
+		}
+		select {
+		case <-ctx.Done():
+			return left
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// ticker enqueues housekeeping on every loop: heartbeats and congestion
+// re-checks. It runs until Shutdown.
+func (s *Server) ticker() {
+	every := 250 * time.Millisecond
+	if hb := s.cfg.Heartbeat; hb > 0 && hb/4 < every {
+		every = max(hb/4, 5*time.Millisecond)
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopTick:
+			return
+		case <-t.C:
+			for _, l := range *s.loops.Load() {
+				l.enqueue(item{kind: kindTick}, 0)
+			}
+		}
+	}
+}
+
+// loopFor returns the loop state of el, creating it on first use. Called on
+// el's own goroutine, so two callers never create the same loop.
+func (s *Server) loopFor(el gnet.EventLoop) (*loop, error) {
+	for _, l := range *s.loops.Load() {
+		if l.el == el {
+			return l, nil
+		}
+	}
+	l, err := newLoop(s, el)
+	if err != nil {
+		return nil, err
+	}
+	s.loopsMu.Lock()
+	next := append(append([]*loop(nil), *s.loops.Load()...), l)
+	s.loops.Store(&next)
+	s.loopsMu.Unlock()
+	return l, nil
+}
+
+// check validates a payload for pushing.
+func (s *Server) check(payload []byte) Status {
+	if s.closing.Load() {
+		return Closed
+	}
+	if len(payload) > s.cfg.MaxMessage {
+		return TooLarge
+	}
+	if s.cfg.Framing.Check(payload) != nil {
+		return BadPayload
+	}
+	return Queued
+}
+
+// CheckPayload returns nil if payload can be pushed, or an error naming the
+// limit or the byte that forbids it. Safe for concurrent use.
+func (s *Server) CheckPayload(payload []byte) error {
+	if len(payload) > s.cfg.MaxMessage {
+		return fmt.Errorf("%w: %d bytes, max-message is %d", ErrTooLarge, len(payload), s.cfg.MaxMessage)
+	}
+	return s.cfg.Framing.Check(payload)
+}
+
+// Send queues payload for the connection with that ID. The payload is
+// copied (framed) before Send returns; the caller may reuse it. Safe for
+// concurrent use; pushes from one goroutine reach a client in call order.
+func (s *Server) Send(id string, payload []byte) Status {
+	if st := s.check(payload); st != Queued {
+		return st
+	}
+	sess := s.reg.get(id)
+	if sess == nil {
+		return UnknownID
+	}
+	if sess.congested.Load() {
+		s.counters.drops[DropSlow].Add(1)
+		return DroppedSlow
+	}
+	f := encodeFrame(s.cfg.Framing, payload)
+	st := s.push(sess, f)
+	f.release()
+	return st
+}
+
+// push queues f (one more reference) for sess.
+func (s *Server) push(sess *session, f *Frame) Status {
+	f.retain(1)
+	if !sess.loop.enqueue(item{kind: kindWrite, sess: sess, frame: f}, len(f.b)) {
+		f.release()
+		s.counters.drops[DropOverloaded].Add(1)
+		return Overloaded
+	}
+	return Queued
+}
+
+// SendMany queues one payload, framed once, for each ID and counts the
+// outcomes. A payload the relay refuses as a whole (too large, bad bytes,
+// closing) is reported in the Status, with zero counts. Safe for concurrent
+// use.
+func (s *Server) SendMany(ids []string, payload []byte) (Counts, Status) {
+	var c Counts
+	if st := s.check(payload); st != Queued {
+		return c, st
+	}
+	f := encodeFrame(s.cfg.Framing, payload)
+	for _, id := range ids {
+		sess := s.reg.get(id)
+		switch {
+		case sess == nil:
+			c.add(UnknownID)
+		case sess.congested.Load():
+			s.counters.drops[DropSlow].Add(1)
+			c.add(DroppedSlow)
+		default:
+			c.add(s.push(sess, f))
+		}
+	}
+	f.release()
+	return c, Queued
+}
+
+// Broadcast queues payload, framed once, for every open connection: one
+// mailbox item per event loop, however many connections it holds. Counts
+// are the connections open on each loop when it was queued. Safe for
+// concurrent use.
+func (s *Server) Broadcast(payload []byte) (Counts, Status) {
+	var c Counts
+	if st := s.check(payload); st != Queued {
+		return c, st
+	}
+	f := encodeFrame(s.cfg.Framing, payload)
+	for _, l := range *s.loops.Load() {
+		n := int(l.count.Load())
+		if n == 0 {
+			continue
+		}
+		f.retain(1)
+		if l.enqueue(item{kind: kindBroadcast, frame: f}, len(f.b)) {
+			c.Queued += n
+		} else {
+			f.release()
+			s.counters.drops[DropOverloaded].Add(uint64(n))
+			c.Overloaded += n
+		}
+	}
+	f.release()
+	return c, Queued
+}
+
+// Kick closes the connection with that ID after what was queued for it
+// before. Safe for concurrent use.
+func (s *Server) Kick(id string) Status {
+	if s.closing.Load() {
+		return Closed
+	}
+	sess := s.reg.get(id)
+	if sess == nil {
+		return UnknownID
+	}
+	if !sess.loop.enqueue(item{kind: kindClose, sess: sess, reason: ReasonKicked}, 0) {
+		return Overloaded
+	}
+	return Queued
+}
+
+// Connected reports whether a connection with that ID is open. Safe for
+// concurrent use.
+func (s *Server) Connected(id string) bool { return s.reg.get(id) != nil }
+
+// Len returns the number of open client connections. Safe for concurrent
+// use.
+func (s *Server) Len() int { return int(s.open.Load()) }
+
+// Stats returns a snapshot of the counters. Safe for concurrent use; it
+// reads atomics only and never stops a loop.
+func (s *Server) Stats() Stats {
+	st := Stats{
+		Open:     s.open.Load(),
+		Accepted: s.counters.accepted.Load(),
+		MaxConns: s.cfg.MaxConns,
+	}
+	for i := range st.Rejected {
+		st.Rejected[i] = s.counters.rejected[i].Load()
+	}
+	for i := range st.Closed {
+		st.Closed[i] = s.counters.closed[i].Load()
+	}
+	for i := range st.Drops {
+		st.Drops[i] = s.counters.drops[i].Load()
+	}
+	loops := *s.loops.Load()
+	st.Loops = len(loops)
+	for _, l := range loops {
+		c := &l.counters
+		st.MessagesWritten += c.written.Load()
+		st.BytesWritten += c.bytes.Load()
+		st.Heartbeats += c.heartbeats.Load()
+		st.Writes += c.writes.Load()
+		st.InboundBytes += c.inbound.Load()
+		for i := range st.Drops {
+			st.Drops[i] += c.drops[i].Load()
+		}
+	}
+	return st
+}
+
+// reserveAddr resolves addr to a concrete TCP address. Unless sharing is
+// wanted, it first binds the address exclusively: SO_REUSEPORT would
+// otherwise let a second relay join the port silently and split clients
+// between two processes. Port 0 becomes the free port the probe got.
+func reserveAddr(addr string, shared bool) (*net.TCPAddr, error) {
+	if shared {
+		ta, err := net.ResolveTCPAddr("tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		if ta.Port == 0 {
+			return nil, errors.New("port 0 cannot be shared: name a port with reuse-port")
+		}
+		return ta, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("%w: %s (another pushrelay, or another server, listens there)", ErrAddrInUse, addr)
+		}
+		return nil, err
+	}
+	ta := ln.Addr().(*net.TCPAddr)
+	ln.Close()
+	if host, _, _ := net.SplitHostPort(addr); host == "" {
+		// Keep the wildcard as gnet reads it (dual-stack), not as the
+		// "[::]" Go reports, which gnet would bind IPv6-only.
+		return &net.TCPAddr{Port: ta.Port}, nil
+	}
+	return ta, nil
+}
+
+// policyDocument returns the Flash policy to serve, without its 0x00.
+func (s *Server) policyDocument() []byte {
+	if len(s.cfg.FlashPolicy) > 0 {
+		return s.cfg.FlashPolicy
+	}
+	return DefaultFlashPolicy(s.addr.Port)
+}
+
+// DefaultFlashPolicy returns the policy that lets a Flash player from any
+// domain connect to port.
+func DefaultFlashPolicy(port int) []byte {
+	return []byte(`<?xml version="1.0"?>` +
+		`<!DOCTYPE cross-domain-policy SYSTEM "http://www.adobe.com/xml/dtds/cross-domain-policy.dtd">` +
+		`<cross-domain-policy><site-control permitted-cross-domain-policies="master-only"/>` +
+		`<allow-access-from domain="*" to-ports="` + strconv.Itoa(port) + `"/></cross-domain-policy>`)
+}

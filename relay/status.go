@@ -1,0 +1,68 @@
+package relay
+
+// Status is the outcome of a push to one connection, as known when the call
+// returns. Writes themselves happen later on the connection's event loop; a
+// drop decided there (the socket filled up in the meantime) is counted in
+// Stats.Drops, not reported back.
+type Status uint8
+
+const (
+	// Queued: accepted; the frame is in the event loop's mailbox and will be
+	// written in order after everything queued before it for that connection.
+	Queued Status = iota
+	// UnknownID: no open connection has that ID (never had, or closed).
+	UnknownID
+	// DroppedSlow: the connection is known to be over its outbound cap under
+	// --slow=drop, so this message was not queued for it.
+	DroppedSlow
+	// TooLarge: the payload is larger than --max-message.
+	TooLarge
+	// BadPayload: the payload holds a byte the framing cannot carry.
+	BadPayload
+	// Overloaded: the event loop's mailbox is full (its byte or item bound);
+	// nothing was queued. The caller may retry later.
+	Overloaded
+	// Closed: the relay is shutting down and accepts no more pushes.
+	Closed
+)
+
+var statusNames = [...]string{
+	Queued:      "queued",
+	UnknownID:   "unknown_id",
+	DroppedSlow: "dropped_slow",
+	TooLarge:    "too_large",
+	BadPayload:  "bad_payload",
+	Overloaded:  "overloaded",
+	Closed:      "closed",
+}
+
+// String returns the status as a snake_case word, as used in logs and JSON.
+func (s Status) String() string {
+	if int(s) < len(statusNames) {
+		return statusNames[s]
+	}
+	return "unknown_status"
+}
+
+// Counts tallies the outcome of a push to many connections. Each recipient is
+// counted once, under the Status it got.
+type Counts struct {
+	Queued      int // written or queued for writing
+	UnknownID   int // IDs with no open connection
+	DroppedSlow int // recipients over their outbound cap under --slow=drop
+	Overloaded  int // recipients whose loop mailbox was full
+}
+
+// add counts one recipient's status.
+func (c *Counts) add(s Status) {
+	switch s {
+	case Queued:
+		c.Queued++
+	case UnknownID:
+		c.UnknownID++
+	case DroppedSlow:
+		c.DroppedSlow++
+	case Overloaded:
+		c.Overloaded++
+	}
+}
