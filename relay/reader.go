@@ -19,6 +19,7 @@ type FrameReader struct {
 	framing Framing
 	max     int
 	buf     []byte
+	hdr     [len32Header]byte // a field, not a local: a local escapes through io.ReadFull
 }
 
 // NewFrameReader reads frames in framing from r, refusing payloads above
@@ -36,11 +37,10 @@ func NewFrameReader(r io.Reader, framing Framing, max int) *FrameReader {
 func (fr *FrameReader) Next() ([]byte, error) {
 	switch fr.framing {
 	case FramingLen32:
-		var hdr [len32Header]byte
-		if _, err := io.ReadFull(fr.r, hdr[:]); err != nil {
+		if _, err := io.ReadFull(fr.r, fr.hdr[:]); err != nil {
 			return nil, err
 		}
-		n := binary.BigEndian.Uint32(hdr[:])
+		n := binary.BigEndian.Uint32(fr.hdr[:])
 		if uint64(n) > uint64(fr.max) {
 			return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, fr.max)
 		}

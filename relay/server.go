@@ -102,6 +102,10 @@ func (s *Server) Start() error {
 		// and EMFILE in accept stops gnet's engine altogether.
 		gnet.WithReusePort(true),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		// Size gnet's per-connection ring (pooled, taken only while bytes
+		// wait) to the outbound cap: past the ring gnet keeps a linked list
+		// that allocates a node for every write.
+		gnet.WithWriteBufferCap(s.cfg.MaxOutbound),
 		gnet.WithLogger(gnetLogger{}),
 	}
 	if ka := s.cfg.KeepAlive; ka > 0 {

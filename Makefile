@@ -1,0 +1,45 @@
+# pushrelay: `make help` lists the targets.
+GO      ?= go
+BIN     := bin/pushrelay
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+FUZZTIME ?= 30s
+
+.PHONY: help build run test test-short bench capacity fuzz lint clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## build bin/pushrelay
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/pushrelay
+
+run: build ## build, then serve with the defaults (clients on :8843)
+	./$(BIN) serve
+
+test: ## run every test with the race detector (what CI runs)
+	$(GO) vet ./...
+	$(GO) test -race -timeout 10m ./...
+
+test-short: ## run every test without the race detector
+	$(GO) test -timeout 10m ./...
+
+bench: build ## micro-benchmarks, then idle-connection cost and accept storm against baselines
+	$(GO) test -run '^$$' -bench . -benchmem ./relay
+	./$(BIN) bench idle --conns 10000
+	./$(BIN) bench storm --conns 18000
+
+capacity: build ## the heavy runs: idle cost at the per-process limit, and the accept storm
+	./$(BIN) bench idle --conns 19000
+	./$(BIN) bench storm --conns 18000
+
+fuzz: ## fuzz every parser for FUZZTIME each (default 30s)
+	$(GO) test ./relay -run '^$$' -fuzz '^FuzzFrameReader$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./relay -run '^$$' -fuzz '^FuzzFramingRoundTrip$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./relay -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME)
+
+lint: ## gofmt and go vet
+	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt: the files above need formatting" && exit 1)
+	$(GO) vet ./...
+
+clean: ## remove build output
+	rm -rf bin

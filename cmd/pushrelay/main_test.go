@@ -1,0 +1,277 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pushrelay/pushrelay/relay"
+)
+
+// binary is the pushrelay executable built once for these tests: the
+// behaviour tested here is the binary's (flags, environment, signals, exit
+// codes), so the tests run the real thing.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "pushrelay-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "pushrelay")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build pushrelay:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// relayProc is a running `pushrelay serve`.
+type relayProc struct {
+	cmd    *exec.Cmd
+	addr   string // client listener, from the start-up log line
+	policy string // policy listener, if any
+	mu     sync.Mutex
+	log    strings.Builder
+	exited chan error
+}
+
+var addrRE = regexp.MustCompile(`msg="(relay|flash policy) listening" addr=(\S+)`)
+
+// startRelay runs `pushrelay serve` with args and env, waits for it to
+// listen, and kills it at the end of the test if it is still running.
+func startRelay(t *testing.T, env []string, args ...string) *relayProc {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"serve"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &relayProc{cmd: cmd, exited: make(chan error, 1)}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		signalled := false
+		for sc.Scan() {
+			line := sc.Text()
+			p.mu.Lock()
+			p.log.WriteString(line + "\n")
+			if m := addrRE.FindStringSubmatch(line); m != nil {
+				if m[1] == "relay" {
+					p.addr = m[2]
+				} else {
+					p.policy = m[2]
+				}
+			}
+			wantPolicy := strings.Contains(strings.Join(args, " "), "flash-policy-listen")
+			if !signalled && p.addr != "" && (!wantPolicy || p.policy != "") {
+				signalled = true
+				close(ready)
+			}
+			p.mu.Unlock()
+		}
+		p.exited <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			<-p.exited
+		}
+	})
+	select {
+	case <-ready:
+	case err := <-p.exited:
+		t.Fatalf("pushrelay serve exited before listening (%v):\n%s", err, p.logs())
+	case <-time.After(10 * time.Second):
+		t.Fatalf("pushrelay serve did not start listening:\n%s", p.logs())
+	}
+	return p
+}
+
+func (p *relayProc) logs() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
+}
+
+func readID(t *testing.T, nc net.Conn, framing relay.Framing) (string, *relay.FrameReader) {
+	t.Helper()
+	fr := relay.NewFrameReader(nc, framing, 0)
+	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	id, err := fr.Next()
+	if err != nil || !relay.ValidID(string(id)) {
+		t.Fatalf("first frame %q, %v: want an ID", id, err)
+	}
+	return string(id), fr
+}
+
+func TestServeSendsIDsAndStopsCleanlyOnSIGTERM(t *testing.T) {
+	p := startRelay(t, nil, "--listen", "127.0.0.1:0", "--heartbeat", "50ms")
+	var conns []net.Conn
+	for i := 0; i < 20; i++ {
+		nc, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		readID(t, nc, relay.FramingNUL)
+		conns = append(conns, nc)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.exited:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v, want status 0\n%s", err, p.logs())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("pushrelay did not exit after SIGTERM")
+	}
+	// Every client sees an orderly end of stream (after any heartbeats).
+	for i, nc := range conns {
+		nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.Copy(io.Discard, nc); err != nil {
+			t.Fatalf("client %d: %v, want a clean EOF", i, err)
+		}
+	}
+	if !strings.Contains(p.logs(), "relay stopped") {
+		t.Fatalf("no shutdown log line:\n%s", p.logs())
+	}
+}
+
+func TestEnvironmentConfiguresServe(t *testing.T) {
+	p := startRelay(t, []string{"PUSHRELAY_FRAMING=line", "PUSHRELAY_LISTEN=127.0.0.1:0", "PUSHRELAY_MAX_CONNS=3"})
+	nc, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	buf := make([]byte, 64)
+	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := io.ReadAtLeast(nc, buf, relay.IDLen+1)
+	if err != nil || buf[n-1] != '\n' {
+		t.Fatalf("ID frame %q, %v: want line framing from PUSHRELAY_FRAMING", buf[:n], err)
+	}
+	if !strings.Contains(p.logs(), "max_conns=3") {
+		t.Fatalf("PUSHRELAY_MAX_CONNS not applied:\n%s", p.logs())
+	}
+	// A flag beats its variable.
+	p2 := startRelay(t, []string{"PUSHRELAY_FRAMING=line"}, "--framing", "len32", "--listen", "127.0.0.1:0")
+	nc2, err := net.Dial("tcp", p2.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc2.Close()
+	readID(t, nc2, relay.FramingLen32)
+}
+
+func TestFlashPolicyThroughTheBinary(t *testing.T) {
+	p := startRelay(t, nil, "--listen", "127.0.0.1:0", "--flash-policy-listen", "127.0.0.1:0")
+	nc, err := net.Dial("tcp", p.policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.Write([]byte("<policy-file-request/>\x00"))
+	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(nc)
+	_, port, _ := net.SplitHostPort(p.addr)
+	if err != nil || !strings.HasSuffix(string(got), "</cross-domain-policy>\x00") || !strings.Contains(string(got), `to-ports="`+port+`"`) {
+		t.Fatalf("policy %q, %v", got, err)
+	}
+}
+
+// run runs the binary to completion and returns its exit code and output.
+func runBinary(t *testing.T, env []string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("pushrelay %v did not exit", args)
+	}
+	return cmd.ProcessState.ExitCode(), out.String(), errb.String()
+}
+
+func TestServeErrorsAreClearAndExitNonZero(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	cases := []struct {
+		env      []string
+		args     []string
+		wantCode int
+		wantErr  string
+	}{
+		{nil, []string{"serve", "--framing", "xml"}, 2, "unknown framing"},
+		{nil, []string{"serve", "--slow", "maybe"}, 2, "--slow"},
+		{nil, []string{"serve", "--max-outbound", "lots"}, 2, "byte count"},
+		{nil, []string{"serve", "--max-conns", "1000000000"}, 2, "open-file limit"},
+		{nil, []string{"serve", "--bogus"}, 2, "flag provided but not defined"},
+		{[]string{"PUSHRELAY_HEARTBEAT=often"}, []string{"serve"}, 2, "PUSHRELAY_HEARTBEAT"},
+		{nil, []string{"serve", "--listen", busy.Addr().String()}, 1, "address already in use"},
+		{nil, []string{"serve", "--flash-policy-file", "/nonexistent"}, 2, "flash-policy-file"},
+		{nil, []string{"frobnicate"}, 2, "unknown command"},
+	}
+	for _, tc := range cases {
+		code, _, stderr := runBinary(t, tc.env, tc.args...)
+		if code != tc.wantCode || !strings.Contains(stderr, tc.wantErr) {
+			t.Errorf("pushrelay %v: exit %d, stderr %q; want exit %d and %q", tc.args, code, stderr, tc.wantCode, tc.wantErr)
+		}
+		if n := strings.Count(strings.TrimSpace(stderr), "\n"); n > 0 {
+			t.Errorf("pushrelay %v: %d lines of errors, want one clear line:\n%s", tc.args, n+1, stderr)
+		}
+	}
+}
+
+func TestHelpListsEveryFlagWithDefaultAndVariable(t *testing.T) {
+	code, out, _ := runBinary(t, nil, "serve", "--help")
+	if code != 0 {
+		t.Fatalf("serve --help exit %d", code)
+	}
+	for _, want := range []string{
+		"--listen HOST:PORT", "default :8843; env PUSHRELAY_LISTEN",
+		"--max-outbound", "default 256KiB; env PUSHRELAY_MAX_OUTBOUND",
+		"--max-inbound", "default 1KiB", "--slow", "--max-conns", "--keepalive", "--write-timeout",
+		"--heartbeat", "--drain-timeout", "--flash-policy-listen", "--flash-policy-file", "--framing", "--loops",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("serve --help lacks %q", want)
+		}
+	}
+	code, out, _ = runBinary(t, nil, "version")
+	if code != 0 || !strings.HasPrefix(out, "pushrelay ") {
+		t.Errorf("version: exit %d, %q", code, out)
+	}
+}
