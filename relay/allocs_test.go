@@ -3,18 +3,9 @@
 package relay
 
 import (
-	"io"
 	"testing"
 	"time"
 )
-
-// drainClient reads and discards everything c receives until it closes.
-func drainClient(c *client) {
-	go func() {
-		c.conn.SetReadDeadline(time.Time{})
-		_, _ = io.Copy(io.Discard, c.conn)
-	}()
-}
 
 // TestSendPathAllocatesNothing guards the claim that a push costs no heap
 // allocation in steady state. Each run pushes one message and reads it on

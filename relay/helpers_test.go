@@ -166,3 +166,11 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// drainClient reads and discards everything c receives until it closes.
+func drainClient(c *client) {
+	go func() {
+		c.conn.SetReadDeadline(time.Time{})
+		_, _ = io.Copy(io.Discard, c.conn)
+	}()
+}

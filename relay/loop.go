@@ -66,6 +66,7 @@ type loop struct {
 	queue      []item
 	queueBytes int
 	rung       bool // a ring is on its way: the next drain takes the queue
+	stopped    bool // the engine stopped and bellW is closed: refuse work
 
 	// Atomic.
 	count    atomic.Int64 // sessions on this loop
@@ -121,23 +122,45 @@ func newLoop(srv *Server, el gnet.EventLoop) (*loop, error) {
 }
 
 // enqueue appends it to the mailbox, ringing the doorbell if the mailbox was
-// idle. It reports false, queuing nothing, if the mailbox is full or closed.
-// Safe for concurrent use.
-func (l *loop) enqueue(it item, size int) bool {
+// idle. It returns Overloaded if the mailbox is full and Closed once the
+// loop has stopped, queuing nothing. Safe for concurrent use.
+func (l *loop) enqueue(it item, size int) Status {
 	l.mu.Lock()
-	if len(l.queue) >= l.srv.cfg.MailboxItems || l.queueBytes+size > l.srv.cfg.MailboxBytes {
-		l.mu.Unlock()
-		return false
+	defer l.mu.Unlock()
+	switch {
+	case l.stopped:
+		return Closed
+	case len(l.queue) >= l.srv.cfg.MailboxItems || l.queueBytes+size > l.srv.cfg.MailboxBytes:
+		return Overloaded
 	}
 	l.queue = append(l.queue, it)
 	l.queueBytes += size
-	ring := !l.rung
-	l.rung = true
-	l.mu.Unlock()
-	if ring {
+	if !l.rung {
+		// Ring under the lock, once per batch: stop closes bellW under
+		// it too, so a ring can never hit a descriptor number the
+		// process has since reused.
+		l.rung = true
 		l.ring()
 	}
-	return true
+	return Queued
+}
+
+// stop refuses further work and closes the doorbell's write end. Called
+// once the engine has stopped (gnet closed the read end with the loop).
+func (l *loop) stop() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.stopped {
+		l.stopped = true
+		unix.Close(l.bellW)
+		for _, it := range l.queue {
+			if it.frame != nil {
+				it.frame.release()
+			}
+		}
+		clear(l.queue)
+		l.queue = l.queue[:0]
+	}
 }
 
 // ring wakes the loop. A full doorbell (EAGAIN) means the loop has bytes to

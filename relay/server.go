@@ -137,12 +137,20 @@ func (s *Server) Start() error {
 	go s.ticker()
 	s.log.Info("relay listening",
 		"addr", addr.String(), "framing", s.cfg.Framing.String(),
-		"loops", max(s.cfg.Loops, numCPU()), "max_conns", s.cfg.MaxConns,
+		"loops", s.loopCount(), "max_conns", s.cfg.MaxConns,
 		"max_outbound", s.cfg.MaxOutbound, "slow", s.cfg.Slow.String(),
 		"max_inbound", s.cfg.MaxInbound, "max_message", s.cfg.MaxMessage,
 		"keepalive", s.cfg.KeepAlive.String(), "write_timeout", s.cfg.WriteTimeout.String(),
 		"heartbeat", s.cfg.Heartbeat.String())
 	return nil
+}
+
+// loopCount is the number of event loops gnet runs.
+func (s *Server) loopCount() int {
+	if s.cfg.Loops > 0 {
+		return s.cfg.Loops
+	}
+	return numCPU()
 }
 
 // Addr returns the client listener's address (with the port chosen, if
@@ -202,6 +210,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			}
 		}
 		<-s.done
+		for _, l := range *s.loops.Load() {
+			l.stop()
+		}
 		s.log.Info("relay stopped", "closed_shutdown", s.counters.closed[ReasonShutdown].Load())
 	})
 	return err
@@ -215,7 +226,7 @@ func (s *Server) drain(ctx context.Context) int {
 	for {
 		sent := 0
 		for _, l := range loops {
-			if l.enqueue(item{kind: kindProbe, probe: reply}, 0) {
+			if l.enqueue(item{kind: kindProbe, probe: reply}, 0) == Queued {
 				sent++
 			}
 		}
@@ -326,12 +337,14 @@ func (s *Server) Send(id string, payload []byte) Status {
 // push queues f (one more reference) for sess.
 func (s *Server) push(sess *session, f *Frame) Status {
 	f.retain(1)
-	if !sess.loop.enqueue(item{kind: kindWrite, sess: sess, frame: f}, len(f.b)) {
+	st := sess.loop.enqueue(item{kind: kindWrite, sess: sess, frame: f}, len(f.b))
+	if st != Queued {
 		f.release()
-		s.counters.drops[DropOverloaded].Add(1)
-		return Overloaded
+		if st == Overloaded {
+			s.counters.drops[DropOverloaded].Add(1)
+		}
 	}
-	return Queued
+	return st
 }
 
 // SendMany queues one payload, framed once, for each ID and counts the
@@ -376,12 +389,15 @@ func (s *Server) Broadcast(payload []byte) (Counts, Status) {
 			continue
 		}
 		f.retain(1)
-		if l.enqueue(item{kind: kindBroadcast, frame: f}, len(f.b)) {
+		switch l.enqueue(item{kind: kindBroadcast, frame: f}, len(f.b)) {
+		case Queued:
 			c.Queued += n
-		} else {
+		case Overloaded:
 			f.release()
 			s.counters.drops[DropOverloaded].Add(uint64(n))
 			c.Overloaded += n
+		default:
+			f.release()
 		}
 	}
 	f.release()
@@ -398,10 +414,7 @@ func (s *Server) Kick(id string) Status {
 	if sess == nil {
 		return UnknownID
 	}
-	if !sess.loop.enqueue(item{kind: kindClose, sess: sess, reason: ReasonKicked}, 0) {
-		return Overloaded
-	}
-	return Queued
+	return sess.loop.enqueue(item{kind: kindClose, sess: sess, reason: ReasonKicked}, 0)
 }
 
 // Connected reports whether a connection with that ID is open. Safe for

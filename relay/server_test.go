@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -77,6 +78,19 @@ func TestThousandConnectionsGetDistinctIDs(t *testing.T) {
 	}
 	if got := srv.Stats().Accepted; got != n {
 		t.Fatalf("Accepted = %d, want %d", got, n)
+	}
+	// One reuseport listener per loop: the kernel spreads connections
+	// over the loops (a binomial split; 35% to 65% each with two loops
+	// fails about once in 10^20 runs).
+	loops := *srv.loops.Load()
+	if len(loops) != srv.loopCount() {
+		t.Fatalf("connections landed on %d of %d loops", len(loops), srv.loopCount())
+	}
+	for i, l := range loops {
+		share := float64(l.count.Load()) / n
+		if lo, hi := 0.7/float64(len(loops)), 1.3/float64(len(loops)); share < lo || share > hi {
+			t.Errorf("loop %d holds %.0f%% of the connections, want %.0f%% to %.0f%%", i, share*100, lo*100, hi*100)
+		}
 	}
 }
 
@@ -559,5 +573,40 @@ func TestConfigErrorsAreClear(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(%+v) error = %v, want one mentioning %q", tc.cfg, err, tc.want)
 		}
+	}
+}
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("cannot count descriptors: %v", err)
+	}
+	return len(ents)
+}
+
+func TestShutdownReleasesEveryDescriptor(t *testing.T) {
+	before := openFDs(t)
+	srv, err := New(Config{Listen: "127.0.0.1:0", Logger: testLogger(), FlashPolicyListen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	for i := 0; i < 20; i++ { // enough to wake every loop
+		c := dial(t, srv)
+		conns = append(conns, c.conn)
+	}
+	if err := srv.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	waitFor(t, 5*time.Second, "descriptors released", func() bool { return openFDs(t) <= before })
+	if st := srv.Send("AAAAAAAAAAAAAAAAAAAAAA", []byte("x")); st != Closed {
+		t.Fatalf("Send after shutdown = %v, want %v", st, Closed)
 	}
 }
