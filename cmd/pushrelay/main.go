@@ -20,6 +20,7 @@ func commands() []command {
 	return []command{
 		{"serve", "run the relay", runServe},
 		{"bench", "measure idle-connection cost and accept rate against baselines", runBench},
+		{"doctor", "say which host limit stops a target connection count, and how to lift it", runDoctor},
 		{"version", "print the version", runVersion},
 	}
 }
