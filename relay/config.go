@@ -108,6 +108,17 @@ type Config struct {
 	// Defaults 65,536 items and 64 MiB.
 	MailboxItems int
 	MailboxBytes int
+	// MaxTopicsPerConn caps the topics one client may be subscribed to.
+	// Default 1024.
+	MaxTopicsPerConn int
+	// MaxSubscribers caps the subscribers of one topic. Default 0: no cap.
+	MaxSubscribers int
+	// MaxTopics caps the topics that exist at once (a topic exists while
+	// it has a subscriber). Default 1,048,576.
+	MaxTopics int
+	// EventLog is how many recent connect and disconnect events are kept
+	// for watchers (rounded up to a power of two). Default 65,536.
+	EventLog int
 	// FlashPolicyListen, when set, starts a Flash socket-policy listener on
 	// that HOST:PORT (843 is Flash's port).
 	FlashPolicyListen string
@@ -203,6 +214,21 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.MailboxItems < 0 || cfg.MailboxBytes < cfg.MaxMessage+cfg.Framing.Overhead() {
 		return bad("mailbox bounds (%d items, %d bytes) must hold at least one largest message", cfg.MailboxItems, cfg.MailboxBytes)
+	}
+	if cfg.MaxTopicsPerConn == 0 {
+		cfg.MaxTopicsPerConn = DefaultMaxTopicsPerConn
+	}
+	if cfg.MaxTopics == 0 {
+		cfg.MaxTopics = DefaultMaxTopics
+	}
+	if cfg.EventLog == 0 {
+		cfg.EventLog = DefaultEventLog
+	}
+	if cfg.MaxTopicsPerConn < 0 || cfg.MaxTopics < 0 || cfg.MaxSubscribers < 0 {
+		return bad("topic limits must not be negative (max-topics-per-conn %d, max-topics %d, max-subscribers %d)", cfg.MaxTopicsPerConn, cfg.MaxTopics, cfg.MaxSubscribers)
+	}
+	if cfg.EventLog < 0 || cfg.EventLog > 1<<24 {
+		return bad("event log of %d events: want 1 to %d", cfg.EventLog, 1<<24)
 	}
 	if cfg.FlashPolicyListen != "" {
 		if _, _, err := net.SplitHostPort(cfg.FlashPolicyListen); err != nil {

@@ -68,6 +68,7 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	s.open.Add(1)
 	s.counters.accepted.Add(1)
 	c.SetContext(sess)
+	s.events.append(Event{Kind: EventConnect, Time: sess.opened, ID: sess.id, Remote: sess.remote})
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		s.log.Debug("client connected", "id", sess.id, "remote", sess.remote.String())
 	}
@@ -111,8 +112,10 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 	case why == ReasonPeerClosed:
 		why = classify(err)
 	}
+	sess.loop.leaveAll(sess)
 	sess.loop.removeSession(sess)
 	s.reg.remove(sess)
+	s.events.append(Event{Kind: EventDisconnect, Time: time.Now().UnixNano(), ID: sess.id, Remote: sess.remote, Reason: why})
 	s.open.Add(-1)
 	s.counters.closed[why].Add(1)
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {

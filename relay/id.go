@@ -53,3 +53,10 @@ func ValidID(id string) bool {
 	}
 	return true
 }
+
+// newInstanceID returns 8 random bytes in URL-safe base64.
+func newInstanceID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}

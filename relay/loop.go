@@ -21,11 +21,14 @@ import (
 type itemKind uint8
 
 const (
-	kindWrite     itemKind = iota // write frame to sess
-	kindBroadcast                 // write frame to every session of the loop
-	kindClose                     // close sess for reason, after what was queued before
-	kindTick                      // housekeeping: heartbeats, congestion re-checks
-	kindProbe                     // report how much is still unwritten (shutdown)
+	kindWrite       itemKind = iota // write frame to sess
+	kindBroadcast                   // write frame to every session of the loop
+	kindClose                       // close sess for reason, after what was queued before
+	kindTick                        // housekeeping: heartbeats, congestion re-checks
+	kindProbe                       // report how much is still unwritten (shutdown)
+	kindSubscribe                   // add sess to topics
+	kindUnsubscribe                 // remove sess from topics
+	kindPublish                     // write frame to the loop's members of topic
 )
 
 // item is one unit of work in a loop's mailbox. Items are values in a
@@ -36,6 +39,10 @@ type item struct {
 	sess   *session
 	frame  *Frame
 	probe  chan<- int // kindProbe: receives the loop's unwritten byte count
+	topic  string     // kindPublish: a stored name, safe to keep
+	topics []string   // kindSubscribe, kindUnsubscribe
+	// topicReply receives the outcome of kindSubscribe and kindUnsubscribe.
+	topicReply chan<- topicOp
 }
 
 // pendFrame is a frame staged for one session during a drain; staged frames
@@ -80,6 +87,7 @@ type loop struct {
 	congested []*session // sessions with congested set, re-checked on ticks
 	iov       [][]byte
 	iovecs    []unix.Iovec
+	topics    map[string]*loopTopic // this loop's sessions' subscriptions
 	ids       idSource
 	idFrame   []byte
 	lastBeat  time.Time
@@ -127,22 +135,36 @@ func newLoop(srv *Server, el gnet.EventLoop) (*loop, error) {
 func (l *loop) enqueue(it item, size int) Status {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if st := l.room(size); st != Queued {
+		return st
+	}
+	l.appendLocked(it, size)
+	return Queued
+}
+
+// room says whether the mailbox takes one more item of size bytes.
+// l.mu is held on entry.
+func (l *loop) room(size int) Status {
 	switch {
 	case l.stopped:
 		return Closed
 	case len(l.queue) >= l.srv.cfg.MailboxItems || l.queueBytes+size > l.srv.cfg.MailboxBytes:
 		return Overloaded
 	}
+	return Queued
+}
+
+// appendLocked appends it and rings the doorbell if the mailbox was idle.
+// The ring happens under the lock, once per batch: stop closes bellW under
+// it too, so a ring never hits a descriptor number the process has since
+// reused. l.mu is held on entry.
+func (l *loop) appendLocked(it item, size int) {
 	l.queue = append(l.queue, it)
 	l.queueBytes += size
 	if !l.rung {
-		// Ring under the lock, once per batch: stop closes bellW under
-		// it too, so a ring can never hit a descriptor number the
-		// process has since reused.
 		l.rung = true
 		l.ring()
 	}
-	return Queued
 }
 
 // stop refuses further work and closes the doorbell's write end. Called
@@ -202,6 +224,14 @@ func (l *loop) drain() {
 		case kindProbe:
 			l.flushAll()
 			it.probe <- l.unwritten()
+		case kindSubscribe, kindUnsubscribe:
+			l.applyTopicOp(it)
+		case kindPublish:
+			if t := l.topics[it.topic]; t != nil {
+				for _, s := range t.members {
+					l.stage(s, it.frame.b, false)
+				}
+			}
 		}
 	}
 	l.flushAll()

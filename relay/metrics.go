@@ -159,3 +159,48 @@ func (t *loopTally) publish(c *loopCounters) {
 	}
 	*t = loopTally{}
 }
+
+// Metric is one exported figure: a Prometheus-style name, optional labels
+// (already formatted, such as `reason="slow_consumer"`), its type and help.
+type Metric struct {
+	Name   string
+	Labels string
+	Type   string // "counter" or "gauge"
+	Help   string
+	Value  float64
+}
+
+// Metrics returns every counter and gauge of the relay, for the ingress's
+// stats and /metrics. Safe for concurrent use.
+func (s *Server) Metrics() []Metric {
+	st := s.Stats()
+	topics, subs := s.TopicCount()
+	ms := []Metric{
+		{Name: "pushrelay_connections_open", Type: "gauge", Help: "Client connections open now.", Value: float64(st.Open)},
+		{Name: "pushrelay_connections_max", Type: "gauge", Help: "The admission limit (--max-conns).", Value: float64(st.MaxConns)},
+		{Name: "pushrelay_connections_accepted_total", Type: "counter", Help: "Client connections that received an ID.", Value: float64(st.Accepted)},
+	}
+	for i, n := range st.Rejected {
+		ms = append(ms, Metric{Name: "pushrelay_connections_rejected_total", Labels: `reason="` + RejectReason(i).String() + `"`, Type: "counter", Help: "Accepted sockets closed before getting an ID, by reason.", Value: float64(n)})
+	}
+	for i, n := range st.Closed {
+		ms = append(ms, Metric{Name: "pushrelay_connections_closed_total", Labels: `reason="` + CloseReason(i).String() + `"`, Type: "counter", Help: "Client connections closed, by reason.", Value: float64(n)})
+	}
+	ms = append(ms,
+		Metric{Name: "pushrelay_messages_written_total", Type: "counter", Help: "Message frames written, one per recipient.", Value: float64(st.MessagesWritten)},
+		Metric{Name: "pushrelay_bytes_written_total", Type: "counter", Help: "Bytes of message frames written.", Value: float64(st.BytesWritten)},
+		Metric{Name: "pushrelay_heartbeats_total", Type: "counter", Help: "Heartbeat frames written.", Value: float64(st.Heartbeats)},
+		Metric{Name: "pushrelay_writes_total", Type: "counter", Help: "write and writev calls for messages and heartbeats.", Value: float64(st.Writes)},
+	)
+	for i, n := range st.Drops {
+		ms = append(ms, Metric{Name: "pushrelay_drops_total", Labels: `reason="` + DropReason(i).String() + `"`, Type: "counter", Help: "Messages not delivered to a recipient, by reason.", Value: float64(n)})
+	}
+	ms = append(ms,
+		Metric{Name: "pushrelay_inbound_bytes_total", Type: "counter", Help: "Bytes clients sent, discarded unread.", Value: float64(st.InboundBytes)},
+		Metric{Name: "pushrelay_topics", Type: "gauge", Help: "Topics with at least one subscriber.", Value: float64(topics)},
+		Metric{Name: "pushrelay_subscriptions", Type: "gauge", Help: "Topic subscriptions in total.", Value: float64(subs)},
+		Metric{Name: "pushrelay_events_total", Type: "counter", Help: "Connect and disconnect events (the latest sequence number).", Value: float64(s.LastEventSeq())},
+		Metric{Name: "pushrelay_event_loops", Type: "gauge", Help: "Event loops that have held a connection.", Value: float64(st.Loops)},
+	)
+	return ms
+}

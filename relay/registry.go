@@ -1,6 +1,10 @@
 package relay
 
 import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/cespare/xxhash/v2"
@@ -96,4 +100,51 @@ func (r *registry) each(fn func(*session) bool) {
 		}
 		sh.mu.RUnlock()
 	}
+}
+
+// page appends to dst up to limit IDs that come after cursor in (shard, ID)
+// order and returns the cursor of the next page, "" after the last. An ID
+// connected for the whole listing appears exactly once, however the set
+// changes between pages; IDs that come or go meanwhile may or may not.
+func (r *registry) page(cursor string, limit int, dst []string) ([]string, string, error) {
+	shard, after, err := parseCursor(cursor)
+	if err != nil {
+		return dst, "", err
+	}
+	var scratch []string
+	for ; shard < registryShards; shard, after = shard+1, "" {
+		sh := &r.shards[shard]
+		scratch = scratch[:0]
+		sh.mu.RLock()
+		for id := range sh.m {
+			if id > after {
+				scratch = append(scratch, id)
+			}
+		}
+		sh.mu.RUnlock()
+		slices.Sort(scratch)
+		room := limit - len(dst)
+		if len(scratch) > room {
+			dst = append(dst, scratch[:room]...)
+			return dst, fmt.Sprintf("%d.%s", shard, scratch[room-1]), nil
+		}
+		dst = append(dst, scratch...)
+		if len(dst) == limit && shard+1 < registryShards {
+			return dst, fmt.Sprintf("%d.", shard+1), nil
+		}
+	}
+	return dst, "", nil
+}
+
+// parseCursor reads a listing cursor: "" for the start, else "SHARD.ID".
+func parseCursor(c string) (int, string, error) {
+	if c == "" {
+		return 0, "", nil
+	}
+	num, id, ok := strings.Cut(c, ".")
+	n, err := strconv.Atoi(num)
+	if !ok || err != nil || n < 0 || n >= registryShards || (id != "" && !ValidID(id)) {
+		return 0, "", fmt.Errorf("invalid cursor %q: pass back the cursor a previous page returned, or nothing to start", c)
+	}
+	return n, id, nil
 }

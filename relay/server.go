@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,9 @@ type Server struct {
 	policy *policyServer
 
 	reg      registry
+	topics   topicIndex
+	events   *eventLog
+	instance string // random per process: lets watchers notice a restart
 	counters counters
 	open     atomic.Int64 // client connections open now
 
@@ -67,6 +71,8 @@ func New(cfg Config) (*Server, error) {
 		cfg:       cfg,
 		log:       cfg.Logger,
 		heartbeat: staticFrame(hb),
+		events:    newEventLog(cfg.EventLog),
+		instance:  newInstanceID(),
 		booted:    make(chan struct{}),
 		done:      make(chan struct{}),
 		stopTick:  make(chan struct{}),
@@ -74,6 +80,10 @@ func New(cfg Config) (*Server, error) {
 	s.loops.Store(&[]*loop{})
 	return s, nil
 }
+
+// Instance returns this process's random instance ID: a watcher that sees
+// it change knows the relay restarted and every client reconnected.
+func (s *Server) Instance() string { return s.instance }
 
 // Config returns the configuration in force, defaults filled in.
 func (s *Server) Config() Config { return s.cfg }
@@ -382,26 +392,61 @@ func (s *Server) Broadcast(payload []byte) (Counts, Status) {
 	if st := s.check(payload); st != Queued {
 		return c, st
 	}
-	f := encodeFrame(s.cfg.Framing, payload)
+	n := 0
 	for _, l := range *s.loops.Load() {
-		n := int(l.count.Load())
-		if n == 0 {
-			continue
-		}
-		f.retain(1)
-		switch l.enqueue(item{kind: kindBroadcast, frame: f}, len(f.b)) {
-		case Queued:
-			c.Queued += n
-		case Overloaded:
-			f.release()
-			s.counters.drops[DropOverloaded].Add(uint64(n))
-			c.Overloaded += n
-		default:
-			f.release()
+		n += int(l.count.Load())
+	}
+	if n == 0 {
+		return c, Queued
+	}
+	f := encodeFrame(s.cfg.Framing, payload)
+	st := s.enqueueAll(item{kind: kindBroadcast, frame: f}, len(f.b))
+	f.release()
+	switch st {
+	case Queued:
+		c.Queued = n
+	case Overloaded:
+		c.Overloaded = n
+		s.counters.drops[DropOverloaded].Add(uint64(n))
+	}
+	return c, st
+}
+
+// enqueueAll queues it, with one reference to its frame for each, on every
+// loop that has connections, or on none: a fanout is never half queued.
+// It holds the mailbox locks of all those loops at once, taken in the order
+// of s.loops (see locks.go).
+func (s *Server) enqueueAll(it item, size int) Status {
+	loops := *s.loops.Load()
+	var buf [16]*loop
+	targets := buf[:0]
+	for _, l := range loops {
+		if l.count.Load() > 0 {
+			targets = append(targets, l)
 		}
 	}
-	f.release()
-	return c, Queued
+	for _, l := range targets {
+		l.mu.Lock()
+	}
+	st := Queued
+	for _, l := range targets {
+		if s := l.room(size); s != Queued {
+			st = s
+			break
+		}
+	}
+	if st == Queued {
+		for _, l := range targets {
+			if it.frame != nil {
+				it.frame.retain(1)
+			}
+			l.appendLocked(it, size)
+		}
+	}
+	for _, l := range targets {
+		l.mu.Unlock()
+	}
+	return st
 }
 
 // Kick closes the connection with that ID after what was queued for it
@@ -420,6 +465,38 @@ func (s *Server) Kick(id string) Status {
 // Connected reports whether a connection with that ID is open. Safe for
 // concurrent use.
 func (s *Server) Connected(id string) bool { return s.reg.get(id) != nil }
+
+// MaxListPage is the most IDs one List call returns.
+const MaxListPage = 10000
+
+// List returns up to limit connected IDs (at most MaxListPage) after
+// cursor, and the cursor of the next page ("" after the last page). Pass ""
+// to start. Listing is for reconciling after a restart of the web app: an
+// ID connected for the whole listing appears exactly once. Safe for
+// concurrent use.
+func (s *Server) List(cursor string, limit int) (ids []string, next string, err error) {
+	if limit <= 0 || limit > MaxListPage {
+		limit = MaxListPage
+	}
+	return s.reg.page(cursor, limit, make([]string, 0, min(limit, s.Len()+1)))
+}
+
+// ClientInfo describes one connected client.
+type ClientInfo struct {
+	ID     string
+	Remote netip.AddrPort
+	Since  time.Time
+}
+
+// Info returns what the relay knows of a connected client. Safe for
+// concurrent use.
+func (s *Server) Info(id string) (ClientInfo, bool) {
+	sess := s.reg.get(id)
+	if sess == nil {
+		return ClientInfo{}, false
+	}
+	return ClientInfo{ID: sess.id, Remote: sess.remote, Since: time.Unix(0, sess.opened)}, true
+}
 
 // Len returns the number of open client connections. Safe for concurrent
 // use.

@@ -20,9 +20,10 @@ type session struct {
 	congested atomic.Bool // over MaxOutbound under SlowDrop; cleared at half
 
 	// Owned by the event loop; touch only in its callbacks and drains.
-	closed     bool        // OnClose ran: conn may be a reused fd, never touch it
-	reason     CloseReason // why the relay closed it, set just before closing
-	idx        int32       // position in loop.sessions
-	head, tail int32       // frames staged in loop.pend this drain, -1 if none
-	inbound    int         // bytes received and discarded so far
+	closed     bool         // OnClose ran: conn may be a reused fd, never touch it
+	reason     CloseReason  // why the relay closed it, set just before closing
+	idx        int32        // position in loop.sessions
+	head, tail int32        // frames staged in loop.pend this drain, -1 if none
+	inbound    int          // bytes received and discarded so far
+	subs       []membership // topics this session is in
 }

@@ -24,6 +24,8 @@ const (
 	Overloaded
 	// Closed: the relay is shutting down and accepts no more pushes.
 	Closed
+	// BadTopic: the topic name is not valid (see CheckTopic).
+	BadTopic
 )
 
 var statusNames = [...]string{
@@ -34,6 +36,7 @@ var statusNames = [...]string{
 	BadPayload:  "bad_payload",
 	Overloaded:  "overloaded",
 	Closed:      "closed",
+	BadTopic:    "bad_topic",
 }
 
 // String returns the status as a snake_case word, as used in logs and JSON.

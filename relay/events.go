@@ -1,0 +1,114 @@
+package relay
+
+import (
+	"net/netip"
+	"sync"
+)
+
+// EventKind says what happened to a client connection.
+type EventKind uint8
+
+const (
+	EventConnect    EventKind = 1 // a client got its ID
+	EventDisconnect EventKind = 2 // a client's connection closed
+)
+
+// String returns "connect" or "disconnect".
+func (k EventKind) String() string {
+	switch k {
+	case EventConnect:
+		return "connect"
+	case EventDisconnect:
+		return "disconnect"
+	}
+	return "unknown"
+}
+
+// Event is one connect or disconnect. Sequence numbers start at 1 and
+// increase by one per event, relay-wide, so a watcher that sees a jump knows
+// how many it missed.
+type Event struct {
+	Seq    uint64
+	Kind   EventKind
+	Time   int64 // unix nanoseconds
+	ID     string
+	Remote netip.AddrPort
+	Reason CloseReason // EventDisconnect only
+}
+
+// DefaultEventLog is how many recent events the relay keeps for watchers
+// that fall behind or reconnect.
+const DefaultEventLog = 1 << 16
+
+// eventLog is a ring of the most recent events. Event loops append (one
+// short critical section per connect or disconnect, never per message);
+// watchers read from any goroutine with their own cursor, so a slow watcher
+// costs the loops nothing: it loses the oldest events and sees the gap.
+type eventLog struct {
+	mu      sync.Mutex
+	ring    []Event       // guarded by mu; len is a power of two
+	next    uint64        // guarded by mu; Seq of the next event
+	waiters chan struct{} // guarded by mu; closed on append when non-nil
+}
+
+func newEventLog(size int) *eventLog {
+	n := 1
+	for n < size {
+		n <<= 1
+	}
+	return &eventLog{ring: make([]Event, n), next: 1}
+}
+
+// append records ev, assigning its sequence number.
+func (e *eventLog) append(ev Event) {
+	e.mu.Lock()
+	ev.Seq = e.next
+	e.ring[ev.Seq&uint64(len(e.ring)-1)] = ev
+	e.next++
+	w := e.waiters
+	e.waiters = nil
+	e.mu.Unlock()
+	if w != nil {
+		close(w)
+	}
+}
+
+// EventsSince appends to dst the events with Seq >= from that are still
+// kept, at most max of them, and returns them with the sequence number to
+// ask for next. lost counts the events from 'from' on that were overwritten
+// before this read. When there is nothing new, wait is a channel closed by
+// the next append. from 0 means "from now on". Safe for concurrent use.
+func (s *Server) EventsSince(from uint64, dst []Event, max int) (evs []Event, next, lost uint64, wait <-chan struct{}) {
+	e := s.events
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if from == 0 || from > e.next {
+		from = e.next
+	}
+	oldest := uint64(1)
+	if e.next > uint64(len(e.ring)) {
+		oldest = e.next - uint64(len(e.ring))
+	}
+	if from < oldest {
+		lost = oldest - from
+		from = oldest
+	}
+	for seq := from; seq < e.next && len(dst) < max; seq++ {
+		dst = append(dst, e.ring[seq&uint64(len(e.ring)-1)])
+		from = seq + 1
+	}
+	if from == e.next {
+		if e.waiters == nil {
+			e.waiters = make(chan struct{})
+		}
+		wait = e.waiters
+	}
+	return dst, from, lost, wait
+}
+
+// LastEventSeq returns the sequence number of the latest event (0 if none).
+func (s *Server) LastEventSeq() uint64 {
+	s.events.mu.Lock()
+	defer s.events.mu.Unlock()
+	return s.events.next - 1
+}

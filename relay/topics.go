@@ -1,0 +1,329 @@
+package relay
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Topics. The web app subscribes client IDs to topics (clients never speak,
+// so they cannot subscribe themselves). Membership lives where the writes
+// happen: each event loop keeps, for its own sessions, a map from topic to
+// members, touched only on that loop. A publish is one mailbox item per
+// loop, and each loop stages the shared frame on its local members. The
+// server keeps only a count per topic, for limits and for replies.
+
+// Topic limits and defaults.
+const (
+	MaxTopicLen             = 255
+	DefaultMaxTopicsPerConn = 1024
+	DefaultMaxTopics        = 1 << 20
+)
+
+// Errors of the topic operations, matched with errors.Is.
+var (
+	ErrUnknownID  = errors.New("unknown client ID")
+	ErrBadTopic   = errors.New("invalid topic name")
+	ErrLimit      = errors.New("limit reached")
+	ErrOverloaded = errors.New("relay overloaded")
+)
+
+// CheckTopic returns nil if name is a valid topic: 1 to 255 bytes of
+// printable ASCII other than space (0x21 to 0x7e).
+func CheckTopic(name string) error {
+	if len(name) == 0 || len(name) > MaxTopicLen {
+		return fmt.Errorf("%w: %d bytes, want 1 to %d", ErrBadTopic, len(name), MaxTopicLen)
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c < 0x21 || c > 0x7e {
+			return fmt.Errorf("%w: byte 0x%02x at offset %d (want printable ASCII, no spaces)", ErrBadTopic, c, i)
+		}
+	}
+	return nil
+}
+
+// topicIndex counts subscribers per topic, relay-wide, for the limits on
+// subscribers per topic and topics in total, and for publish replies. A
+// topic whose count drops to zero is deleted: it takes no memory.
+type topicIndex struct {
+	shards [64]topicShard
+	topics atomic.Int64 // topics with at least one subscriber
+	subs   atomic.Int64 // subscriptions in total
+}
+
+type topicShard struct {
+	mu sync.Mutex
+	m  map[string]*topicCount // guarded by mu
+}
+
+// topicCount is a topic's subscriber count and its name as stored, a
+// string that callers holding borrowed bytes can keep.
+type topicCount struct {
+	name string
+	n    int
+}
+
+func (x *topicIndex) shard(topic string) *topicShard {
+	return &x.shards[xxhash.Sum64String(topic)&63]
+}
+
+// add counts one more subscriber of topic, unless a limit forbids it.
+func (x *topicIndex) add(topic string, maxSubs, maxTopics int) error {
+	sh := x.shard(topic)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	tc := sh.m[topic]
+	switch {
+	case tc != nil && maxSubs > 0 && tc.n >= maxSubs:
+		return fmt.Errorf("%w: topic %q has %d subscribers, the most allowed", ErrLimit, topic, maxSubs)
+	case tc == nil && x.topics.Load() >= int64(maxTopics):
+		return fmt.Errorf("%w: %d topics exist, the most allowed", ErrLimit, maxTopics)
+	}
+	if tc == nil {
+		if sh.m == nil {
+			sh.m = make(map[string]*topicCount)
+		}
+		tc = &topicCount{name: topic}
+		sh.m[topic] = tc
+		x.topics.Add(1)
+	}
+	tc.n++
+	x.subs.Add(1)
+	return nil
+}
+
+// remove counts one subscriber of topic fewer.
+func (x *topicIndex) remove(topic string) {
+	sh := x.shard(topic)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	tc := sh.m[topic]
+	if tc == nil {
+		return
+	}
+	x.subs.Add(-1)
+	if tc.n--; tc.n == 0 {
+		delete(sh.m, topic)
+		x.topics.Add(-1)
+	}
+}
+
+// count returns the subscribers of topic and the topic's name as stored,
+// so a caller holding borrowed bytes gets a string it may keep.
+func (x *topicIndex) count(topic string) (int, string) {
+	sh := x.shard(topic)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if tc := sh.m[topic]; tc != nil {
+		return tc.n, tc.name
+	}
+	return 0, ""
+}
+
+// loopTopic is one topic's members on one loop. Owned by the loop.
+type loopTopic struct {
+	name    string
+	members []*session
+}
+
+// membership links a session to one of its topics; idx is its position in
+// t.members, kept current by swap-removes.
+type membership struct {
+	t   *loopTopic
+	idx int32
+}
+
+// subscribe adds s to topic on the loop.
+func (l *loop) subscribe(s *session, topic string) error {
+	if s.closed {
+		return ErrUnknownID
+	}
+	for _, m := range s.subs {
+		if m.t.name == topic {
+			return nil // already a member: not an error, not a change
+		}
+	}
+	cfg := &l.srv.cfg
+	if len(s.subs) >= cfg.MaxTopicsPerConn {
+		return fmt.Errorf("%w: client is in %d topics, the most allowed", ErrLimit, cfg.MaxTopicsPerConn)
+	}
+	if err := l.srv.topics.add(topic, cfg.MaxSubscribers, cfg.MaxTopics); err != nil {
+		return err
+	}
+	t := l.topics[topic]
+	if t == nil {
+		if l.topics == nil {
+			l.topics = make(map[string]*loopTopic)
+		}
+		t = &loopTopic{name: topic}
+		l.topics[topic] = t
+	}
+	s.subs = append(s.subs, membership{t: t, idx: int32(len(t.members))})
+	t.members = append(t.members, s)
+	return errSubscribed
+}
+
+// errSubscribed is subscribe's way of saying "changed": not an error.
+var errSubscribed = errors.New("subscribed")
+
+// unsubscribe removes s from topic on the loop and reports whether it was
+// a member.
+func (l *loop) unsubscribe(s *session, topic string) bool {
+	for i, m := range s.subs {
+		if m.t.name == topic {
+			l.leave(s, i)
+			return true
+		}
+	}
+	return false
+}
+
+// leave removes s's i-th membership.
+func (l *loop) leave(s *session, i int) {
+	m := s.subs[i]
+	t := m.t
+	last := len(t.members) - 1
+	moved := t.members[last]
+	t.members[m.idx] = moved
+	t.members[last] = nil
+	t.members = t.members[:last]
+	if moved != s {
+		for j := range moved.subs {
+			if moved.subs[j].t == t {
+				moved.subs[j].idx = m.idx
+				break
+			}
+		}
+	}
+	if len(t.members) == 0 {
+		delete(l.topics, t.name)
+	}
+	s.subs[i] = s.subs[len(s.subs)-1]
+	s.subs = s.subs[:len(s.subs)-1]
+	l.srv.topics.remove(t.name)
+}
+
+// leaveAll drops every subscription of s (at close).
+func (l *loop) leaveAll(s *session) {
+	for len(s.subs) > 0 {
+		l.leave(s, len(s.subs)-1)
+	}
+	s.subs = nil
+}
+
+// topicOp is the loop's answer to a subscribe or unsubscribe item.
+type topicOp struct {
+	changed int
+	err     error
+}
+
+// Subscribe adds the client to each topic, in order, and returns how many
+// subscriptions it added (topics it was already in count as no change). It
+// stops at the first topic it cannot add (limit reached) and says why. The
+// subscription is in force for any publish made after Subscribe returns.
+// Safe for concurrent use.
+func (s *Server) Subscribe(id string, topics ...string) (added int, err error) {
+	return s.topicOp(kindSubscribe, id, topics)
+}
+
+// Unsubscribe removes the client from each topic and returns how many
+// subscriptions it removed. Safe for concurrent use.
+func (s *Server) Unsubscribe(id string, topics ...string) (removed int, err error) {
+	return s.topicOp(kindUnsubscribe, id, topics)
+}
+
+func (s *Server) topicOp(kind itemKind, id string, topics []string) (int, error) {
+	if s.closing.Load() {
+		return 0, ErrClosed
+	}
+	for _, t := range topics {
+		if err := CheckTopic(t); err != nil {
+			return 0, err
+		}
+	}
+	sess := s.reg.get(id)
+	if sess == nil {
+		return 0, ErrUnknownID
+	}
+	// Topic names become map keys on the loop: own them.
+	owned := make([]string, len(topics))
+	for i, t := range topics {
+		owned[i] = string([]byte(t))
+	}
+	reply := make(chan topicOp, 1)
+	switch sess.loop.enqueue(item{kind: kind, sess: sess, topics: owned, topicReply: reply}, 0) {
+	case Queued:
+	case Closed:
+		return 0, ErrClosed
+	default:
+		return 0, ErrOverloaded
+	}
+	r := <-reply
+	return r.changed, r.err
+}
+
+// applyTopicOp runs a subscribe or unsubscribe item on the loop.
+func (l *loop) applyTopicOp(it *item) {
+	var r topicOp
+	for _, t := range it.topics {
+		if it.kind == kindSubscribe {
+			switch err := l.subscribe(it.sess, t); err {
+			case errSubscribed:
+				r.changed++
+			case nil:
+			default:
+				r.err = err
+			}
+		} else if it.sess.closed {
+			r.err = ErrUnknownID
+		} else if l.unsubscribe(it.sess, t) {
+			r.changed++
+		}
+		if r.err != nil {
+			break
+		}
+	}
+	it.topicReply <- r
+}
+
+// Publish queues payload, framed once, for every client subscribed to topic
+// when it is called: one mailbox item per event loop. Counts.Queued is the
+// number of subscribers then. Safe for concurrent use.
+func (s *Server) Publish(topic string, payload []byte) (Counts, Status) {
+	var c Counts
+	if st := s.check(payload); st != Queued {
+		return c, st
+	}
+	if CheckTopic(topic) != nil {
+		return c, BadTopic
+	}
+	n, key := s.topics.count(topic)
+	if n == 0 {
+		return c, Queued
+	}
+	f := encodeFrame(s.cfg.Framing, payload)
+	st := s.enqueueAll(item{kind: kindPublish, frame: f, topic: key}, len(f.b))
+	f.release()
+	if st == Overloaded {
+		c.Overloaded = n
+		s.counters.drops[DropOverloaded].Add(uint64(n))
+	} else if st == Queued {
+		c.Queued = n
+	}
+	return c, st
+}
+
+// TopicCount returns the number of topics with at least one subscriber and
+// the number of subscriptions. Safe for concurrent use.
+func (s *Server) TopicCount() (topics, subscriptions int64) {
+	return s.topics.topics.Load(), s.topics.subs.Load()
+}
+
+// Subscribers returns how many clients are subscribed to topic.
+func (s *Server) Subscribers(topic string) int {
+	n, _ := s.topics.count(topic)
+	return n
+}
