@@ -19,6 +19,15 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run the relay", runServe},
+		{"send", "push a message to one client: send ID MSG", runSend},
+		{"publish", "push a message to a topic's subscribers: publish TOPIC MSG", runPublish},
+		{"broadcast", "push a message to every client: broadcast MSG", runBroadcast},
+		{"subscribe", "subscribe a client to topics: subscribe ID TOPIC...", runSubscribe},
+		{"unsubscribe", "unsubscribe a client from topics: unsubscribe ID TOPIC...", runUnsubscribe},
+		{"kick", "close a client's connection: kick ID", runKick},
+		{"clients", "list connected clients, or describe one: clients [ID]", runClients},
+		{"watch", "print connect and disconnect events as they happen", runWatch},
+		{"stats", "print the relay's counters", runStats},
 		{"bench", "measure idle-connection cost and accept rate against baselines", runBench},
 		{"doctor", "say which host limit stops a target connection count, and how to lift it", runDoctor},
 		{"version", "print the version", runVersion},
@@ -51,7 +60,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "the web app pushes messages to them by ID.")
 	fmt.Fprintln(w, "\nUsage: pushrelay COMMAND [flags]\n\nCommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'pushrelay COMMAND --help' for a command's flags.")
 }

@@ -10,10 +10,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/pushrelay/pushrelay/ingress"
+	"github.com/pushrelay/pushrelay/ingress/wire"
 	"github.com/pushrelay/pushrelay/relay"
 )
 
@@ -27,6 +30,12 @@ type serveFlags struct {
 	heartbeat, drainTimeout        time.Duration
 	policyListen, policyFile       string
 	logLevel, logFormat            string
+
+	ingressPath, ingressMode             string
+	ingressMaxConns, ingressMaxIDs       int
+	ingressMaxTopics                     int
+	ingressMaxRequest                    byteSize
+	maxTopicsPerConn, maxSubs, maxTopics int
 }
 
 func (f *serveFlags) register(fs *flagSet) {
@@ -47,6 +56,16 @@ func (f *serveFlags) register(fs *flagSet) {
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", relay.DefaultDrainTimeout, "On SIGINT or SIGTERM, how `long` to keep writing queued messages before closing every connection.")
 	fs.StringVar(&f.policyListen, "flash-policy-listen", "", "Serve the Flash socket policy on this `HOST:PORT` (Flash players ask port 843); empty turns it off.")
 	fs.StringVar(&f.policyFile, "flash-policy-file", "", "A `file` holding the cross-domain policy to serve; empty serves one that allows the client port from any domain.")
+	fs.StringVar(&f.ingressPath, "ingress", "./pushrelay.sock", "The Unix socket `PATH` the web app pushes through (the ingress protocol, docs/protocol.md); empty turns it off.")
+	fs.StringVar(&f.ingressMode, "ingress-mode", "0660", "Permission bits of the ingress socket, in `octal`: who may push.")
+	fs.IntVar(&f.ingressMaxConns, "ingress-max-conns", ingress.DefaultMaxConns, "The most ingress connections open at once (`N`); more are told why and closed.")
+	f.ingressMaxRequest = wire.DefaultMaxRequest
+	fs.Var(&f.ingressMaxRequest, "ingress-max-request", "The largest ingress request frame, in `bytes`; it must hold --max-message and its fields.")
+	fs.IntVar(&f.ingressMaxIDs, "ingress-max-ids", wire.DefaultMaxIDs, "The most client IDs in one send-to-many request (`N`, at most 65535).")
+	fs.IntVar(&f.ingressMaxTopics, "ingress-max-topics", wire.DefaultMaxTopics, "The most topics in one subscribe or unsubscribe request (`N`, at most 65535).")
+	fs.IntVar(&f.maxTopicsPerConn, "max-topics-per-conn", relay.DefaultMaxTopicsPerConn, "The most topics one client may be subscribed to (`N`).")
+	fs.IntVar(&f.maxSubs, "max-subscribers", 0, "The most subscribers one topic may have (`N`); 0 means no cap.")
+	fs.IntVar(&f.maxTopics, "max-topics", relay.DefaultMaxTopics, "The most topics that may exist at once (`N`); a topic exists while it has a subscriber.")
 	fs.StringVar(&f.logLevel, "log-level", "info", "Log `level`: debug (adds one line per connection), info, warn or error.")
 	fs.StringVar(&f.logFormat, "log-format", "text", "Log `format`: text or json.")
 }
@@ -65,7 +84,13 @@ func (f *serveFlags) config(logger *slog.Logger) (relay.Config, error) {
 		Heartbeat:         f.heartbeat,
 		DrainTimeout:      f.drainTimeout,
 		FlashPolicyListen: f.policyListen,
+		MaxTopicsPerConn:  f.maxTopicsPerConn,
+		MaxSubscribers:    f.maxSubs,
+		MaxTopics:         f.maxTopics,
 		Logger:            logger,
+	}
+	if f.maxTopicsPerConn <= 0 || f.maxTopics <= 0 || f.maxSubs < 0 {
+		return cfg, errors.New("--max-topics-per-conn and --max-topics want a positive count, --max-subscribers 0 or more")
 	}
 	var err error
 	if cfg.Framing, err = relay.ParseFraming(f.framing); err != nil {
@@ -111,6 +136,30 @@ func (f *serveFlags) config(logger *slog.Logger) (relay.Config, error) {
 	return cfg, nil
 }
 
+// ingressConfig turns the ingress flags into an ingress.Config.
+func (f *serveFlags) ingressConfig(logger *slog.Logger) (ingress.Config, error) {
+	cfg := ingress.Config{
+		Path:       f.ingressPath,
+		MaxConns:   f.ingressMaxConns,
+		MaxRequest: int(f.ingressMaxRequest),
+		MaxIDs:     f.ingressMaxIDs,
+		MaxTopics:  f.ingressMaxTopics,
+		Logger:     logger,
+	}
+	mode, err := strconv.ParseUint(f.ingressMode, 8, 32)
+	if err != nil || mode == 0 || mode > 0o777 {
+		return cfg, fmt.Errorf("--ingress-mode: %q is not permission bits in octal, such as 0660", f.ingressMode)
+	}
+	cfg.Mode = os.FileMode(mode)
+	if f.ingressMaxConns <= 0 || f.ingressMaxIDs <= 0 || f.ingressMaxTopics <= 0 || f.ingressMaxRequest <= 0 {
+		return cfg, errors.New("--ingress-max-conns, --ingress-max-ids, --ingress-max-topics and --ingress-max-request want positive values")
+	}
+	if f.ingressMaxConns+32 > relay.FileReserve {
+		return cfg, fmt.Errorf("--ingress-max-conns %d: at most %d, so ingress connections fit in the descriptors the relay keeps back from clients", f.ingressMaxConns, relay.FileReserve-32)
+	}
+	return cfg, nil
+}
+
 func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
@@ -152,9 +201,34 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pushrelay serve: %v\n", err)
 		return 2
 	}
+	icfg, err := f.ingressConfig(logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "pushrelay serve: %v\n", err)
+		return 2
+	}
+	// Claim the ingress socket before the client port, so a second relay
+	// started by mistake fails before it touches anything.
+	var unix *ingress.UnixServer
+	if icfg.Path != "" {
+		if unix, err = ingress.ListenUnix(icfg, srv, srv.Config().MaxMessage); err != nil {
+			fmt.Fprintf(stderr, "pushrelay serve: %v\n", err)
+			if errors.Is(err, ingress.ErrBadConfig) {
+				return 2
+			}
+			return 1
+		}
+	}
 	if err := srv.Start(); err != nil {
+		if unix != nil {
+			unix.Close()
+		}
 		fmt.Fprintf(stderr, "pushrelay serve: %v\n", err)
 		return 1
+	}
+	ingressErr := make(chan error, 1)
+	if unix != nil {
+		go func() { ingressErr <- unix.Serve() }()
+		defer unix.Close()
 	}
 
 	sigs := make(chan os.Signal, 2)
@@ -175,6 +249,10 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case <-srv.Done():
 		logger.Error("event loops stopped unexpectedly", "err", srv.Err())
+		return 1
+	case err := <-ingressErr:
+		logger.Error("ingress stopped unexpectedly", "err", err)
+		srv.Shutdown(context.Background())
 		return 1
 	}
 }

@@ -1,0 +1,381 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pushrelay/pushrelay/ingress/client"
+	"github.com/pushrelay/pushrelay/ingress/wire"
+)
+
+// Exit statuses of the commands that talk to a running relay.
+const (
+	exitOK          = 0
+	exitRefused     = 1 // the relay answered: unknown ID, limit, too large...
+	exitUsage       = 2
+	exitUnreachable = 3 // no relay answered on the socket
+)
+
+// clientCmd is the shared part of the commands that talk to the relay: the
+// socket flag, a timeout, and how errors become one line and an exit code.
+type clientCmd struct {
+	name           string
+	args, synopsis string
+	fs             *flagSet
+	ingress        string
+	timeout        time.Duration
+	stderr         io.Writer
+}
+
+func newClientCmd(name, args, synopsis string, stderr io.Writer) *clientCmd {
+	c := &clientCmd{name: name, args: args, synopsis: synopsis, stderr: stderr}
+	c.fs = newFlagSet(name, synopsis+"\n\nArguments: "+args+"\n\nExit status: 0 when the relay accepted the request, 1 when it refused it (the reason is printed), 2 for a usage error, 3 when no relay answers on the socket.", stderr)
+	c.fs.StringVar(&c.ingress, "ingress", "./pushrelay.sock", "The relay's ingress socket `PATH` (as given to pushrelay serve --ingress).")
+	c.fs.DurationVar(&c.timeout, "timeout", 5*time.Second, "How `long` to wait for the relay's answer.")
+	return c
+}
+
+// parse parses flags and checks the positional argument count.
+func (c *clientCmd) parse(args []string, stdout io.Writer, minArgs, maxArgs int) ([]string, int, bool) {
+	// Positional arguments may come before or after flags.
+	var pos []string
+	rest := args
+	for {
+		if err := c.fs.FlagSet.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				c.fs.printUsage(stdout)
+				return nil, exitOK, false
+			}
+			fmt.Fprintf(c.stderr, "pushrelay %s: %v\n", c.name, err)
+			return nil, exitUsage, false
+		}
+		if c.fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, c.fs.Arg(0))
+		rest = c.fs.Args()[1:]
+	}
+	// Environment variables for flags not given.
+	if err := c.fs.parse(nil, stdout); err != nil {
+		fmt.Fprintf(c.stderr, "pushrelay %s: %v\n", c.name, err)
+		return nil, exitUsage, false
+	}
+	if len(pos) < minArgs || (maxArgs >= 0 && len(pos) > maxArgs) {
+		fmt.Fprintf(c.stderr, "pushrelay %s: want arguments %s (run 'pushrelay %s --help')\n", c.name, c.args, c.name)
+		return nil, exitUsage, false
+	}
+	return pos, exitOK, true
+}
+
+// dial connects to the relay, or prints why not.
+func (c *clientCmd) dial() (*client.Client, int) {
+	cl, err := client.Dial(c.ingress, client.Options{DialTimeout: c.timeout})
+	if err != nil {
+		fmt.Fprintf(c.stderr, "pushrelay %s: %v\n", c.name, err)
+		return nil, exitUnreachable
+	}
+	return cl, exitOK
+}
+
+// fail prints err as one line and returns the exit status it means.
+func (c *clientCmd) fail(err error) int {
+	fmt.Fprintf(c.stderr, "pushrelay %s: %v\n", c.name, err)
+	var e *client.Error
+	if errors.As(err, &e) {
+		return exitRefused
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		fmt.Fprintf(c.stderr, "pushrelay %s: no answer within %v\n", c.name, c.timeout)
+	}
+	return exitUnreachable
+}
+
+func (c *clientCmd) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), c.timeout)
+}
+
+// payloadArg returns MSG, or standard input when MSG is "-".
+func payloadArg(msg string) ([]byte, error) {
+	if msg != "-" {
+		return []byte(msg), nil
+	}
+	b, err := io.ReadAll(os.Stdin)
+	if err != nil {
+		return nil, fmt.Errorf("read the message from standard input: %w", err)
+	}
+	return b, nil
+}
+
+// pushCommand builds send, publish and broadcast.
+func pushCommand(name, args, synopsis string, nargs int, push func(ctx context.Context, cl *client.Client, pos []string, payload []byte) (client.Counts, error), report func(pos []string, c client.Counts, stdout, stderr io.Writer) int) func([]string, io.Writer, io.Writer) int {
+	return func(argv []string, stdout, stderr io.Writer) int {
+		c := newClientCmd(name, args, synopsis, stderr)
+		pos, code, ok := c.parse(argv, stdout, nargs, nargs)
+		if !ok {
+			return code
+		}
+		payload, err := payloadArg(pos[nargs-1])
+		if err != nil {
+			fmt.Fprintf(stderr, "pushrelay %s: %v\n", name, err)
+			return exitUsage
+		}
+		cl, code := c.dial()
+		if cl == nil {
+			return code
+		}
+		defer cl.Close()
+		ctx, cancel := c.ctx()
+		defer cancel()
+		counts, err := push(ctx, cl, pos, payload)
+		if err != nil {
+			return c.fail(err)
+		}
+		return report(pos, counts, stdout, stderr)
+	}
+}
+
+func fanoutReport(what string) func([]string, client.Counts, io.Writer, io.Writer) int {
+	return func(_ []string, c client.Counts, stdout, _ io.Writer) int {
+		fmt.Fprintf(stdout, "queued for %d %s", c.Queued, what)
+		if c.DroppedSlow > 0 || c.Overloaded > 0 {
+			fmt.Fprintf(stdout, " (%d dropped as slow, %d refused as overloaded)", c.DroppedSlow, c.Overloaded)
+		}
+		fmt.Fprintln(stdout)
+		return exitOK
+	}
+}
+
+var runSend = pushCommand("send", "ID MSG", "Pushes MSG (or standard input, for -) to the client with that ID.", 2,
+	func(ctx context.Context, cl *client.Client, pos []string, payload []byte) (client.Counts, error) {
+		return cl.Send(ctx, pos[0], payload)
+	},
+	func(pos []string, c client.Counts, stdout, stderr io.Writer) int {
+		switch {
+		case c.Queued == 1:
+			return exitOK
+		case c.UnknownID == 1:
+			fmt.Fprintf(stderr, "pushrelay send: unknown client ID %s: no such client is connected\n", pos[0])
+		case c.DroppedSlow == 1:
+			fmt.Fprintf(stderr, "pushrelay send: dropped: client %s is over its outbound cap (--slow=drop)\n", pos[0])
+		default:
+			fmt.Fprintf(stderr, "pushrelay send: not queued: the relay's queue for client %s is full; retry later\n", pos[0])
+		}
+		return exitRefused
+	})
+
+var runPublish = pushCommand("publish", "TOPIC MSG", "Pushes MSG (or standard input, for -) to every client subscribed to TOPIC.", 2,
+	func(ctx context.Context, cl *client.Client, pos []string, payload []byte) (client.Counts, error) {
+		return cl.Publish(ctx, pos[0], payload)
+	}, fanoutReport("subscribers"))
+
+var runBroadcast = pushCommand("broadcast", "MSG", "Pushes MSG (or standard input, for -) to every connected client.", 1,
+	func(ctx context.Context, cl *client.Client, pos []string, payload []byte) (client.Counts, error) {
+		return cl.Broadcast(ctx, payload)
+	}, fanoutReport("clients"))
+
+func topicCommand(name, verb string, sub bool) func([]string, io.Writer, io.Writer) int {
+	return func(argv []string, stdout, stderr io.Writer) int {
+		c := newClientCmd(name, "ID TOPIC...", fmt.Sprintf("%s the client with that ID %s each TOPIC.", verb, map[bool]string{true: "to", false: "from"}[sub]), stderr)
+		pos, code, ok := c.parse(argv, stdout, 2, -1)
+		if !ok {
+			return code
+		}
+		cl, code := c.dial()
+		if cl == nil {
+			return code
+		}
+		defer cl.Close()
+		ctx, cancel := c.ctx()
+		defer cancel()
+		var n int
+		var err error
+		if sub {
+			n, err = cl.Subscribe(ctx, pos[0], pos[1:]...)
+		} else {
+			n, err = cl.Unsubscribe(ctx, pos[0], pos[1:]...)
+		}
+		if err != nil {
+			return c.fail(err)
+		}
+		fmt.Fprintf(stdout, "%s %d of %d topics\n", map[bool]string{true: "subscribed to", false: "unsubscribed from"}[sub], n, len(pos)-1)
+		return exitOK
+	}
+}
+
+var (
+	runSubscribe   = topicCommand("subscribe", "Subscribes", true)
+	runUnsubscribe = topicCommand("unsubscribe", "Unsubscribes", false)
+)
+
+func runKick(argv []string, stdout, stderr io.Writer) int {
+	c := newClientCmd("kick", "ID", "Closes the connection of the client with that ID, after what was queued for it.", stderr)
+	pos, code, ok := c.parse(argv, stdout, 1, 1)
+	if !ok {
+		return code
+	}
+	cl, code := c.dial()
+	if cl == nil {
+		return code
+	}
+	defer cl.Close()
+	ctx, cancel := c.ctx()
+	defer cancel()
+	if err := cl.Kick(ctx, pos[0]); err != nil {
+		return c.fail(err)
+	}
+	return exitOK
+}
+
+func runClients(argv []string, stdout, stderr io.Writer) int {
+	c := newClientCmd("clients", "[ID]", "Lists the connected client IDs, one per line; with an ID, says whether it is connected, since when and from where.", stderr)
+	pos, code, ok := c.parse(argv, stdout, 0, 1)
+	if !ok {
+		return code
+	}
+	cl, code := c.dial()
+	if cl == nil {
+		return code
+	}
+	defer cl.Close()
+	if len(pos) == 1 {
+		ctx, cancel := c.ctx()
+		defer cancel()
+		info, err := cl.Info(ctx, pos[0])
+		if err != nil {
+			return c.fail(err)
+		}
+		if !info.Connected {
+			fmt.Fprintf(stderr, "pushrelay clients: %s is not connected\n", pos[0])
+			return exitRefused
+		}
+		fmt.Fprintf(stdout, "%s connected since %s from %s\n", pos[0], info.Since.UTC().Format(time.RFC3339Nano), info.Remote)
+		return exitOK
+	}
+	cursor := ""
+	for {
+		ctx, cancel := c.ctx()
+		ids, next, err := cl.List(ctx, cursor, 10000)
+		cancel()
+		if err != nil {
+			return c.fail(err)
+		}
+		for _, id := range ids {
+			fmt.Fprintln(stdout, id)
+		}
+		if next == "" {
+			return exitOK
+		}
+		cursor = next
+	}
+}
+
+func runStats(argv []string, stdout, stderr io.Writer) int {
+	c := newClientCmd("stats", "(none)", "Prints every counter and gauge of the relay.", stderr)
+	asJSON := c.fs.Bool("json", false, "Print one JSON object instead of lines of text.")
+	if _, code, ok := c.parse(argv, stdout, 0, 0); !ok {
+		return code
+	}
+	cl, code := c.dial()
+	if cl == nil {
+		return code
+	}
+	defer cl.Close()
+	ctx, cancel := c.ctx()
+	defer cancel()
+	stats, err := cl.Stats(ctx)
+	if err != nil {
+		return c.fail(err)
+	}
+	if *asJSON {
+		m := map[string]float64{}
+		for _, s := range stats {
+			m[metricKey(s)] = s.Value
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(m)
+		return exitOK
+	}
+	for _, s := range stats {
+		fmt.Fprintf(stdout, "%s %v\n", metricKey(s), s.Value)
+	}
+	return exitOK
+}
+
+func metricKey(s client.Stat) string {
+	if s.Labels == "" {
+		return s.Name
+	}
+	return s.Name + "{" + s.Labels + "}"
+}
+
+func runWatch(argv []string, stdout, stderr io.Writer) int {
+	c := newClientCmd("watch", "(none)", "Prints connect and disconnect events as they happen, until interrupted.", stderr)
+	from := c.fs.Uint64("from", 0, "Start at this event sequence `number` (still in the relay's event log); 0 prints only new events.")
+	asJSON := c.fs.Bool("json", false, "Print one JSON object per event instead of text.")
+	if _, code, ok := c.parse(argv, stdout, 0, 0); !ok {
+		return code
+	}
+	cl, code := c.dial()
+	if cl == nil {
+		return code
+	}
+	defer cl.Close()
+	ctx, cancel := c.ctx()
+	w, err := cl.Watch(ctx, *from)
+	cancel()
+	if err != nil {
+		return c.fail(err)
+	}
+	fmt.Fprintf(stderr, "watching relay instance %s from event %d\n", w.Instance, max(*from, w.Last+1))
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	enc := json.NewEncoder(stdout)
+	for {
+		select {
+		case <-sigs:
+			return exitOK
+		case ev, ok := <-w.Events():
+			if !ok {
+				fmt.Fprintf(stderr, "pushrelay watch: %v\n", w.Err())
+				return exitUnreachable
+			}
+			if *asJSON {
+				enc.Encode(map[string]any{"seq": ev.Seq, "event": eventName(ev.Kind), "time": ev.Time.UTC(), "id": ev.ID, "remote": ev.Remote, "reason": ev.Reason, "lost": ev.Lost})
+				continue
+			}
+			switch ev.Kind {
+			case wire.EventLost:
+				fmt.Fprintf(stdout, "%d lost %d events (the watcher fell behind)\n", ev.Seq, ev.Lost)
+			default:
+				line := fmt.Sprintf("%d %s %s %s %s", ev.Seq, ev.Time.UTC().Format(time.RFC3339Nano), eventName(ev.Kind), ev.ID, ev.Remote)
+				if ev.Reason != "" {
+					line += " " + ev.Reason
+				}
+				fmt.Fprintln(stdout, strings.TrimSpace(line))
+			}
+		}
+	}
+}
+
+func eventName(k wire.EventKind) string {
+	switch k {
+	case wire.EventConnect:
+		return "connect"
+	case wire.EventDisconnect:
+		return "disconnect"
+	case wire.EventLost:
+		return "lost"
+	}
+	return "unknown"
+}

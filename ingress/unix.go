@@ -1,0 +1,340 @@
+package ingress
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pushrelay/pushrelay/ingress/wire"
+)
+
+// UnixServer serves the ingress protocol on a Unix socket. Each connection
+// is served by one goroutine that reads requests, calls the relay and
+// appends replies; replies are flushed when no further request is already
+// buffered, so a pipelining client gets them in batches.
+type UnixServer struct {
+	// Fixed after ListenUnix.
+	cfg   Config
+	relay Relay
+	ln    *net.UnixListener
+	log   *slog.Logger
+
+	mu     sync.Mutex
+	conns  map[*ingressConn]struct{} // guarded by mu
+	closed bool                      // guarded by mu
+
+	wg       sync.WaitGroup
+	counters Counters
+}
+
+// Counters are the ingress's own counters. Atomic.
+type Counters struct {
+	Requests  atomic.Uint64 // requests decoded
+	Errors    atomic.Uint64 // error replies
+	Conns     atomic.Int64  // ingress connections open
+	Refused   atomic.Uint64 // connections refused over MaxConns
+	BadFrames atomic.Uint64 // connections closed for untrustworthy framing
+}
+
+// ListenUnix creates the socket (replacing a stale file, refusing a live
+// relay's) and returns a server ready to Serve. maxMessage is the relay's
+// --max-message, which the request limit must hold.
+func ListenUnix(cfg Config, r Relay, maxMessage int) (*UnixServer, error) {
+	cfg, err := cfg.withDefaults(maxMessage)
+	if err != nil {
+		return nil, err
+	}
+	if err := clearStale(cfg.Path); err != nil {
+		return nil, err
+	}
+	// Listen on a temporary name, set the mode, then rename into place,
+	// so the socket is never reachable with the umask's permissions.
+	tmp := cfg.Path + ".tmp" + strconv.Itoa(os.Getpid())
+	if len(tmp) > 107 {
+		tmp = cfg.Path // no room for the suffix: accept the short window
+	}
+	_ = os.Remove(tmp)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("ingress: listen on %s: %w", cfg.Path, err)
+	}
+	ln.SetUnlinkOnClose(false)
+	if err := os.Chmod(tmp, cfg.Mode); err != nil {
+		ln.Close()
+		os.Remove(tmp)
+		return nil, fmt.Errorf("ingress: chmod %s: %w", cfg.Path, err)
+	}
+	if tmp != cfg.Path {
+		if err := os.Rename(tmp, cfg.Path); err != nil {
+			ln.Close()
+			os.Remove(tmp)
+			return nil, fmt.Errorf("ingress: move socket into place at %s: %w", cfg.Path, err)
+		}
+	}
+	return &UnixServer{cfg: cfg, relay: r, ln: ln, log: cfg.Logger, conns: map[*ingressConn]struct{}{}}, nil
+}
+
+// clearStale removes a socket file nobody answers on, and refuses to touch
+// a live one or anything that is not a socket.
+func clearStale(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("ingress: %w", err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("ingress: %s exists and is not a socket; remove it or choose another --ingress path", path)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("ingress: a relay already answers on %s; stop it first or choose another --ingress path", path)
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("ingress: remove stale socket %s: %w", path, err)
+	}
+	return nil
+}
+
+// Path returns the socket's path.
+func (s *UnixServer) Path() string { return s.cfg.Path }
+
+// Counters returns the ingress counters.
+func (s *UnixServer) Counters() *Counters { return &s.counters }
+
+// Serve accepts connections until Close. It returns nil after Close.
+func (s *UnixServer) Serve() error {
+	s.log.Info("ingress listening", "socket", s.cfg.Path, "mode", fmt.Sprintf("%#o", s.cfg.Mode), "max_conns", s.cfg.MaxConns, "max_request", s.cfg.MaxRequest)
+	var delay time.Duration
+	for {
+		nc, err := s.ln.AcceptUnix()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && !errors.Is(err, net.ErrClosed) {
+				// EMFILE and friends: back off and keep serving.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("ingress accept failed; retrying", "err", err, "delay", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("ingress: accept: %w", err)
+		}
+		delay = 0
+		c := newIngressConn(s, nc)
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			nc.Close()
+			return nil
+		}
+		if len(s.conns) >= s.cfg.MaxConns {
+			s.mu.Unlock()
+			s.counters.Refused.Add(1)
+			go refuse(nc, s.cfg.MaxConns)
+			continue
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		s.counters.Conns.Add(1)
+		go func() {
+			defer s.wg.Done()
+			c.serve()
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+			s.counters.Conns.Add(-1)
+		}()
+	}
+}
+
+// refuse tells a connection over the limit why, then closes it.
+func refuse(nc net.Conn, max int) {
+	msg := fmt.Sprintf("too many ingress connections: %d are open, the most allowed (pipeline requests on fewer connections)", max)
+	b, start := wire.BeginFrame(nil, 0|wire.ReplyBit, uint8(wire.StatusNotAllowed), 0)
+	b = wire.AppendStr16(b, msg)
+	wire.PatchLen(b, start)
+	nc.SetWriteDeadline(time.Now().Add(time.Second))
+	nc.Write(b)
+	nc.Close()
+}
+
+// Close stops accepting, closes every connection, waits for their
+// goroutines, and removes the socket file.
+func (s *UnixServer) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	err := s.ln.Close()
+	for c := range s.conns {
+		c.close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	if rmErr := os.Remove(s.cfg.Path); rmErr != nil && !errors.Is(rmErr, os.ErrNotExist) && err == nil {
+		err = rmErr
+	}
+	return err
+}
+
+// ingressConn is one ingress connection.
+type ingressConn struct {
+	// Fixed after creation.
+	srv *UnixServer
+	nc  *net.UnixConn
+	br  *bufio.Reader
+
+	// Owned by the serving goroutine.
+	hdr     [wire.HeaderLen]byte
+	body    []byte
+	ids     []string
+	topics  []string
+	watches int
+
+	// wmu serialises flushes (the serving goroutine's and watches').
+	wmu sync.Mutex
+	// Guarded by mu: the reply buffer, shared with watch goroutines.
+	mu      sync.Mutex
+	out     []byte
+	spare   []byte
+	writeEr error
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // watch goroutines
+}
+
+func newIngressConn(s *UnixServer, nc *net.UnixConn) *ingressConn {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &ingressConn{
+		srv:    s,
+		nc:     nc,
+		br:     bufio.NewReaderSize(nc, 64<<10),
+		out:    make([]byte, 0, 64<<10),
+		spare:  make([]byte, 0, 64<<10),
+		ctx:    ctx,
+		cancel: cancel,
+	}
+}
+
+func (c *ingressConn) close() {
+	c.cancel()
+	c.nc.Close()
+}
+
+// serve reads and answers requests until the peer closes, the framing
+// breaks, or the server closes.
+func (c *ingressConn) serve() {
+	defer func() {
+		c.cancel()
+		c.wg.Wait()
+		c.flush()
+		c.nc.Close()
+	}()
+	for {
+		if _, err := io.ReadFull(c.br, c.hdr[:4]); err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				c.srv.log.Debug("ingress connection ended", "err", err)
+			}
+			return
+		}
+		err := wire.CheckLen(c.hdr[:4], c.srv.cfg.MaxRequest)
+		if err == nil {
+			if _, err := io.ReadFull(c.br, c.hdr[4:]); err != nil {
+				c.srv.log.Debug("ingress connection ended inside a header", "err", err)
+				return
+			}
+		}
+		h, _ := wire.ParseHeader(c.hdr[:], c.srv.cfg.MaxRequest)
+		if err != nil {
+			// The next frame cannot be found: say why and hang up.
+			c.srv.counters.BadFrames.Add(1)
+			st := wire.StatusBadRequest
+			if errors.Is(err, wire.ErrFrameTooLarge) {
+				st = wire.StatusTooLarge
+			}
+			c.fail(0, 0, st, err.Error()+"; closing the connection")
+			return
+		}
+		n := h.BodyLen()
+		if cap(c.body) < n {
+			c.body = make([]byte, n)
+		}
+		c.body = c.body[:n]
+		if _, err := io.ReadFull(c.br, c.body); err != nil {
+			c.srv.log.Debug("ingress connection ended inside a frame", "err", err)
+			return
+		}
+		c.srv.counters.Requests.Add(1)
+		c.handle(h, c.body)
+		if c.br.Buffered() == 0 {
+			if err := c.flush(); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// reply appends a whole frame built by fn to the output buffer.
+func (c *ingressConn) reply(kind, flags uint8, request uint32, fn func([]byte) []byte) {
+	c.mu.Lock()
+	b, start := wire.BeginFrame(c.out, kind, flags, request)
+	b = fn(b)
+	wire.PatchLen(b, start)
+	c.out = b
+	c.mu.Unlock()
+}
+
+// fail appends an error reply.
+func (c *ingressConn) fail(op wire.Op, request uint32, st wire.Status, msg string) {
+	c.srv.counters.Errors.Add(1)
+	c.mu.Lock()
+	b, start := wire.BeginFrame(c.out, uint8(op)|wire.ReplyBit, uint8(st), request)
+	b = wire.AppendStr16(b, msg)
+	wire.PatchLen(b, start)
+	c.out = b
+	c.mu.Unlock()
+}
+
+// flush writes the output buffer. Swapping buffers lets watch goroutines
+// append while the write is in progress.
+func (c *ingressConn) flush() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.mu.Lock()
+	if c.writeEr != nil || len(c.out) == 0 {
+		err := c.writeEr
+		c.mu.Unlock()
+		return err
+	}
+	out := c.out
+	c.out = c.spare[:0]
+	c.mu.Unlock()
+	_, err := c.nc.Write(out)
+	c.mu.Lock()
+	c.spare = out[:0]
+	if err != nil && c.writeEr == nil {
+		c.writeEr = err
+	}
+	c.mu.Unlock()
+	return err
+}

@@ -1,0 +1,358 @@
+// Package wire is the ingress protocol: how the web app talks to the relay
+// over its Unix socket. Server (package ingress) and Go client (package
+// ingress/client) both speak it through this package; docs/protocol.md
+// shows every request and reply in hex.
+//
+// # Frames
+//
+// Both directions carry frames of one shape; integers are big-endian:
+//
+//	u32  length   bytes after this field: 6 + len(body)
+//	u8   kind     request: the operation; reply: operation | 0x80; event: 0xC0
+//	u8   flags    request: FlagNoReply; reply: the Status; event: the EventKind
+//	u32  request  chosen by the client, echoed in the reply (and events)
+//	...  body     per kind, below
+//
+// Inside bodies, str8 is a u8 length then bytes (IDs, topics, cursors,
+// addresses), str16 a u16 length then bytes (error messages), and "rest"
+// runs to the end of the frame (payloads).
+//
+// # A session
+//
+// The client connects to the socket and writes requests back to back
+// without waiting (pipelining). The relay answers every request with
+// exactly one reply, in the order the requests came, except requests with
+// FlagNoReply, which get a reply only when they fail. A client matches
+// replies by request ID. After a Watch request is answered, event frames
+// carrying that request's ID arrive on the same connection, interleaved
+// with later replies, until the connection closes.
+//
+// A malformed request gets an error reply and the connection goes on. A
+// frame whose length cannot be trusted (below 6, or above the relay's
+// request limit) gets an error reply with request ID 0 and the relay
+// closes the connection, since it cannot find the next frame.
+//
+// Everything one connection pushes to one client reaches that client in the
+// order the relay accepted it.
+package wire
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+)
+
+// HeaderLen is the length of the fixed part of a frame: length, kind,
+// flags, request ID.
+const HeaderLen = 10
+
+// Op is a request's operation.
+type Op uint8
+
+const (
+	// OpSend: str8 id, rest payload. Reply: counts.
+	OpSend Op = 0x01
+	// OpSendMany: u16 n, n × str8 id, rest payload. Reply: counts.
+	OpSendMany Op = 0x02
+	// OpPublish: str8 topic, rest payload. Reply: counts.
+	OpPublish Op = 0x03
+	// OpBroadcast: rest payload. Reply: counts.
+	OpBroadcast Op = 0x04
+	// OpSubscribe: str8 id, u16 n, n × str8 topic. Reply: u32 added.
+	OpSubscribe Op = 0x05
+	// OpUnsubscribe: as OpSubscribe. Reply: u32 removed.
+	OpUnsubscribe Op = 0x06
+	// OpKick: str8 id. Reply: empty (StatusUnknownID if not connected).
+	OpKick Op = 0x07
+	// OpInfo: str8 id. Reply: u8 connected, i64 since (unix ns), str8 remote.
+	OpInfo Op = 0x08
+	// OpList: str8 cursor ("" to start), u16 limit. Reply: str8 next
+	// cursor ("" after the last page), u16 n, n × str8 id.
+	OpList Op = 0x09
+	// OpStats: empty. Reply: u16 n, n × (str8 name, str8 labels, f64 value).
+	OpStats Op = 0x0A
+	// OpWatch: u64 from (0: only new events). Reply: str8 instance, u64
+	// last sequence number; then event frames.
+	OpWatch Op = 0x0B
+	// OpPing: any body. Reply: the same body.
+	OpPing Op = 0x0C
+)
+
+var opNames = map[Op]string{
+	OpSend: "send", OpSendMany: "send_many", OpPublish: "publish", OpBroadcast: "broadcast",
+	OpSubscribe: "subscribe", OpUnsubscribe: "unsubscribe", OpKick: "kick", OpInfo: "info",
+	OpList: "list", OpStats: "stats", OpWatch: "watch", OpPing: "ping",
+}
+
+// String returns the operation's name.
+func (o Op) String() string {
+	if s, ok := opNames[o]; ok {
+		return s
+	}
+	return fmt.Sprintf("op(0x%02x)", uint8(o))
+}
+
+// Known reports whether o is an operation this version understands.
+func (o Op) Known() bool { _, ok := opNames[o]; return ok }
+
+// Frame kinds other than requests.
+const (
+	ReplyBit  = 0x80 // a reply's kind is its request's Op | ReplyBit
+	KindEvent = 0xC0 // an event of a watch
+)
+
+// FlagNoReply on a request: answer only if it fails.
+const FlagNoReply = 0x01
+
+// Status is a reply's outcome, carried in its flags byte. Every status but
+// StatusOK has a body of str16 message, a human-readable sentence.
+type Status uint8
+
+const (
+	StatusOK           Status = 0
+	StatusUnknownOp    Status = 1 // the kind byte is not an operation
+	StatusBadRequest   Status = 2 // the body does not parse, or a value is invalid
+	StatusTooLarge     Status = 3 // the payload or the frame is over a limit
+	StatusNotAllowed   Status = 4 // refused: too many ingress connections
+	StatusLimit        Status = 5 // a count limit: IDs or topics per request, topic limits
+	StatusUnknownID    Status = 6 // kick, subscribe, unsubscribe of an ID not connected
+	StatusOverloaded   Status = 7 // the relay's queues are full: retry later
+	StatusShuttingDown Status = 8 // the relay is stopping
+	StatusUnavailable  Status = 9 // a node of the relay could not be reached
+)
+
+var statusNames = [...]string{"ok", "unknown_op", "bad_request", "too_large", "not_allowed", "limit", "unknown_id", "overloaded", "shutting_down", "unavailable"}
+
+// String returns the status as a snake_case word.
+func (s Status) String() string {
+	if int(s) < len(statusNames) {
+		return statusNames[s]
+	}
+	return fmt.Sprintf("status(%d)", uint8(s))
+}
+
+// EventKind is an event frame's flags byte.
+type EventKind uint8
+
+const (
+	// EventConnect: u64 seq, i64 time (unix ns), str8 id, str8 remote.
+	EventConnect EventKind = 1
+	// EventDisconnect: as EventConnect, then str8 reason.
+	EventDisconnect EventKind = 2
+	// EventLost: u64 seq of the next event delivered, u64 events lost
+	// before it (the watcher fell behind the relay's event log).
+	EventLost EventKind = 3
+)
+
+// Counts is the body of a push's reply: four u32, in this order.
+type Counts struct {
+	Queued, UnknownID, DroppedSlow, Overloaded uint32
+}
+
+// CountsLen is the size of an encoded Counts.
+const CountsLen = 16
+
+// Default limits. The relay may be configured with others; a client learns
+// of them from StatusTooLarge and StatusLimit replies.
+const (
+	DefaultMaxRequest = 1 << 20 // bytes in one frame, header included
+	DefaultMaxIDs     = 10000   // IDs in one send_many
+	DefaultMaxTopics  = 100     // topics in one subscribe or unsubscribe
+	MaxStr8           = 255
+)
+
+// Header is a frame's fixed part.
+type Header struct {
+	Len     uint32 // bytes after the length field
+	Kind    uint8
+	Flags   uint8
+	Request uint32
+}
+
+// BodyLen is the body's length.
+func (h Header) BodyLen() int { return int(h.Len) - (HeaderLen - 4) }
+
+// CheckLen checks a frame's length field (the first 4 bytes) against max,
+// the most bytes a whole frame may take. A reader calls it as soon as the
+// 4 bytes arrive, before waiting for more.
+func CheckLen(b []byte, max int) error {
+	n := binary.BigEndian.Uint32(b)
+	switch {
+	case n < HeaderLen-4:
+		return fmt.Errorf("%w: length %d is below the 6 bytes of kind, flags and request ID", ErrFraming, n)
+	case uint64(n)+4 > uint64(max):
+		return fmt.Errorf("%w: frame of %d bytes, the limit is %d", ErrFrameTooLarge, uint64(n)+4, max)
+	}
+	return nil
+}
+
+// ParseHeader reads the fixed part of a frame from b (at least HeaderLen
+// bytes) and checks its length against max (the whole frame's bytes).
+func ParseHeader(b []byte, max int) (Header, error) {
+	h := Header{
+		Len:     binary.BigEndian.Uint32(b),
+		Kind:    b[4],
+		Flags:   b[5],
+		Request: binary.BigEndian.Uint32(b[6:]),
+	}
+	return h, CheckLen(b, max)
+}
+
+// Errors of parsing.
+var (
+	ErrFraming       = errors.New("frame length cannot be trusted")
+	ErrFrameTooLarge = errors.New("frame too large")
+	ErrShort         = errors.New("body ends early")
+	ErrTrailing      = errors.New("bytes after the last field")
+)
+
+// AppendHeader appends a frame header for a body of bodyLen bytes.
+func AppendHeader(dst []byte, kind, flags uint8, request uint32, bodyLen int) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, uint32(HeaderLen-4+bodyLen))
+	dst = append(dst, kind, flags)
+	return binary.BigEndian.AppendUint32(dst, request)
+}
+
+// BeginFrame appends a header whose length PatchLen fills in once the body
+// is appended; it returns the offset of the frame's start.
+func BeginFrame(dst []byte, kind, flags uint8, request uint32) ([]byte, int) {
+	start := len(dst)
+	return AppendHeader(dst, kind, flags, request, 0), start
+}
+
+// PatchLen sets the length of the frame that starts at start to run to the
+// end of b.
+func PatchLen(b []byte, start int) {
+	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start-4))
+}
+
+// AppendStr8 appends a u8-length-prefixed string, which must be at most
+// 255 bytes.
+func AppendStr8[T string | []byte](dst []byte, s T) []byte {
+	return append(append(dst, byte(len(s))), s...)
+}
+
+// AppendStr16 appends a u16-length-prefixed string, cut to 65535 bytes.
+func AppendStr16(dst []byte, s string) []byte {
+	if len(s) > math.MaxUint16 {
+		s = s[:math.MaxUint16]
+	}
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(s)))
+	return append(dst, s...)
+}
+
+// AppendCounts appends c's encoding.
+func AppendCounts(dst []byte, c Counts) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, c.Queued)
+	dst = binary.BigEndian.AppendUint32(dst, c.UnknownID)
+	dst = binary.BigEndian.AppendUint32(dst, c.DroppedSlow)
+	return binary.BigEndian.AppendUint32(dst, c.Overloaded)
+}
+
+// Reader walks a body field by field. The first error sticks: check Err
+// once at the end. Slices it returns alias the body.
+type Reader struct {
+	b   []byte
+	err error
+}
+
+// NewReader reads body.
+func NewReader(body []byte) Reader { return Reader{b: body} }
+
+func (r *Reader) fail(what string) {
+	if r.err == nil {
+		r.err = fmt.Errorf("%w: reading %s", ErrShort, what)
+	}
+	r.b = nil
+}
+
+// U8 reads one byte.
+func (r *Reader) U8(what string) uint8 {
+	if len(r.b) < 1 {
+		r.fail(what)
+		return 0
+	}
+	v := r.b[0]
+	r.b = r.b[1:]
+	return v
+}
+
+// U16 reads a big-endian uint16.
+func (r *Reader) U16(what string) uint16 {
+	if len(r.b) < 2 {
+		r.fail(what)
+		return 0
+	}
+	v := binary.BigEndian.Uint16(r.b)
+	r.b = r.b[2:]
+	return v
+}
+
+// U32 reads a big-endian uint32.
+func (r *Reader) U32(what string) uint32 {
+	if len(r.b) < 4 {
+		r.fail(what)
+		return 0
+	}
+	v := binary.BigEndian.Uint32(r.b)
+	r.b = r.b[4:]
+	return v
+}
+
+// U64 reads a big-endian uint64.
+func (r *Reader) U64(what string) uint64 {
+	if len(r.b) < 8 {
+		r.fail(what)
+		return 0
+	}
+	v := binary.BigEndian.Uint64(r.b)
+	r.b = r.b[8:]
+	return v
+}
+
+// Str8 reads a u8-length-prefixed string as a slice of the body.
+func (r *Reader) Str8(what string) []byte {
+	n := int(r.U8(what))
+	if len(r.b) < n {
+		r.fail(what)
+		return nil
+	}
+	v := r.b[:n:n]
+	r.b = r.b[n:]
+	return v
+}
+
+// Str16 reads a u16-length-prefixed string as a slice of the body.
+func (r *Reader) Str16(what string) []byte {
+	n := int(r.U16(what))
+	if len(r.b) < n {
+		r.fail(what)
+		return nil
+	}
+	v := r.b[:n:n]
+	r.b = r.b[n:]
+	return v
+}
+
+// Counts reads a Counts.
+func (r *Reader) Counts() Counts {
+	return Counts{r.U32("queued count"), r.U32("unknown count"), r.U32("dropped count"), r.U32("overloaded count")}
+}
+
+// Rest returns the remaining bytes.
+func (r *Reader) Rest() []byte {
+	v := r.b
+	r.b = nil
+	return v
+}
+
+// End records an error if bytes remain.
+func (r *Reader) End() {
+	if r.err == nil && len(r.b) > 0 {
+		r.err = fmt.Errorf("%w: %d", ErrTrailing, len(r.b))
+	}
+}
+
+// Err returns the first error.
+func (r *Reader) Err() error { return r.err }
