@@ -44,6 +44,7 @@ func TestMain(m *testing.M) {
 // relayProc is a running `pushrelay serve`.
 type relayProc struct {
 	cmd    *exec.Cmd
+	sock   string // ingress socket
 	addr   string // client listener, from the start-up log line
 	policy string // policy listener, if any
 	mu     sync.Mutex
@@ -57,6 +58,10 @@ var addrRE = regexp.MustCompile(`msg="(relay|flash policy) listening" addr=(\S+)
 // listen, and kills it at the end of the test if it is still running.
 func startRelay(t *testing.T, env []string, args ...string) *relayProc {
 	t.Helper()
+	sock := filepath.Join(t.TempDir(), "r.sock")
+	if !strings.Contains(strings.Join(append(env, args...), " "), "ingress") {
+		args = append(args, "--ingress", sock)
+	}
 	cmd := exec.Command(binary, append([]string{"serve"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
@@ -66,7 +71,7 @@ func startRelay(t *testing.T, env []string, args ...string) *relayProc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &relayProc{cmd: cmd, exited: make(chan error, 1)}
+	p := &relayProc{cmd: cmd, sock: sock, exited: make(chan error, 1)}
 	ready := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -273,5 +278,168 @@ func TestHelpListsEveryFlagWithDefaultAndVariable(t *testing.T) {
 	code, out, _ = runBinary(t, nil, "version")
 	if code != 0 || !strings.HasPrefix(out, "pushrelay ") {
 		t.Errorf("version: exit %d, %q", code, out)
+	}
+}
+
+// cli runs a client command against p's socket.
+func (p *relayProc) cli(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	return runBinary(t, nil, append(args, "--ingress", p.sock)...)
+}
+
+func TestSendThroughTheBinaryReachesTheClient(t *testing.T) {
+	p := startRelay(t, nil, "--listen", "127.0.0.1:0")
+	nc, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	id, fr := readID(t, nc, relay.FramingNUL)
+	if code, _, stderr := p.cli(t, "send", id, "hello from the CLI"); code != 0 {
+		t.Fatalf("send: exit %d: %s", code, stderr)
+	}
+	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if got, err := fr.Next(); err != nil || string(got) != "hello from the CLI" {
+		t.Fatalf("client got %q, %v", got, err)
+	}
+	// Unknown ID: non-zero, one clear line.
+	code, _, stderr := p.cli(t, "send", "AAAAAAAAAAAAAAAAAAAAAA", "x")
+	if code != 1 || !strings.Contains(stderr, "unknown client ID AAAAAAAAAAAAAAAAAAAAAA") {
+		t.Fatalf("send to an unknown ID: exit %d, %q", code, stderr)
+	}
+	// Topics and broadcast.
+	if code, out, stderr := p.cli(t, "subscribe", id, "news"); code != 0 || !strings.Contains(out, "subscribed to 1 of 1") {
+		t.Fatalf("subscribe: %d %q %q", code, out, stderr)
+	}
+	if code, out, _ := p.cli(t, "publish", "news", "headline"); code != 0 || !strings.Contains(out, "queued for 1 subscribers") {
+		t.Fatalf("publish: %d %q", code, out)
+	}
+	if code, out, _ := p.cli(t, "broadcast", "everyone"); code != 0 || !strings.Contains(out, "queued for 1 clients") {
+		t.Fatalf("broadcast: %d %q", code, out)
+	}
+	for _, want := range []string{"headline", "everyone"} {
+		if got, err := fr.Next(); err != nil || string(got) != want {
+			t.Fatalf("client got %q, %v; want %q", got, err, want)
+		}
+	}
+	if code, out, _ := p.cli(t, "clients"); code != 0 || strings.TrimSpace(out) != id {
+		t.Fatalf("clients: %d %q", code, out)
+	}
+	if code, out, _ := p.cli(t, "stats"); code != 0 || !strings.Contains(out, "pushrelay_connections_open 1") {
+		t.Fatalf("stats: %d %q", code, out)
+	}
+	if code, _, _ := p.cli(t, "kick", id); code != 0 {
+		t.Fatalf("kick: %d", code)
+	}
+	if _, err := fr.Next(); err != io.EOF {
+		t.Fatalf("after kick: %v", err)
+	}
+}
+
+func TestClientCommandsWithoutARelay(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "none.sock")
+	code, _, stderr := runBinary(t, nil, "send", "--ingress", sock, "AAAAAAAAAAAAAAAAAAAAAA", "x")
+	if code != 3 || !strings.Contains(stderr, "relay not reachable") || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+		t.Fatalf("send without a relay: exit %d, %q", code, stderr)
+	}
+	if code, _, stderr := runBinary(t, nil, "send", "onlyone"); code != 2 || !strings.Contains(stderr, "want arguments ID MSG") {
+		t.Fatalf("send with one argument: exit %d, %q", code, stderr)
+	}
+}
+
+func TestWatchThroughTheBinary(t *testing.T) {
+	p := startRelay(t, nil, "--listen", "127.0.0.1:0")
+	cmd := exec.Command(binary, "watch", "--ingress", p.sock)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	sc := bufio.NewScanner(out)
+	// Wait until the watch is established before connecting.
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(stderr.String(), "watching relay instance") {
+		if time.Now().After(deadline) {
+			t.Fatalf("watch did not start: %q", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	nc, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := readID(t, nc, relay.FramingNUL)
+	nc.Close()
+	lines := make(chan string, 4)
+	go func() {
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var got []string
+	for len(got) < 2 {
+		select {
+		case l := <-lines:
+			got = append(got, l)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("watch printed %q", got)
+		}
+	}
+	if !strings.Contains(got[0], " connect "+id+" 127.0.0.1:") || !strings.Contains(got[1], " disconnect "+id+" ") || !strings.HasSuffix(got[1], "peer_closed") {
+		t.Fatalf("watch lines %q", got)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("watch after SIGINT: %v", err)
+	}
+}
+
+func TestSIGTERMDeliversWhatWasQueued(t *testing.T) {
+	p := startRelay(t, nil, "--listen", "127.0.0.1:0", "--framing", "len32", "--drain-timeout", "10s")
+	// A client with a small receive buffer that does not read yet, so the
+	// relay still holds most of what is queued when the signal comes.
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	nc, err := d.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	id, fr := readID(t, nc, relay.FramingLen32)
+	payload := strings.Repeat("q", 8000)
+	for i := 0; i < 25; i++ {
+		if code, _, stderr := p.cli(t, "send", id, fmt.Sprintf("%03d%s", i, payload)); code != 0 {
+			t.Fatalf("send %d: %s", i, stderr)
+		}
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	time.Sleep(200 * time.Millisecond) // the relay is draining, waiting on this reader
+	for i := 0; i < 25; i++ {
+		nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got, err := fr.Next()
+		if err != nil || !strings.HasPrefix(string(got), fmt.Sprintf("%03d", i)) {
+			t.Fatalf("message %d after SIGTERM: %v", i, err)
+		}
+	}
+	if _, err := fr.Next(); err != io.EOF {
+		t.Fatalf("after the queue: %v, want EOF", err)
+	}
+	select {
+	case err := <-p.exited:
+		if err != nil {
+			t.Fatalf("exit: %v\n%s", err, p.logs())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no exit after SIGTERM")
+	}
+	if _, err := os.Stat(p.sock); !os.IsNotExist(err) {
+		t.Fatalf("ingress socket left behind: %v", err)
 	}
 }
