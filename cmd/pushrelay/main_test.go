@@ -354,8 +354,8 @@ func TestWatchThroughTheBinary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -442,4 +442,49 @@ func TestSIGTERMDeliversWhatWasQueued(t *testing.T) {
 	if _, err := os.Stat(p.sock); !os.IsNotExist(err) {
 		t.Fatalf("ingress socket left behind: %v", err)
 	}
+}
+
+func TestLoadgenThroughTheBinary(t *testing.T) {
+	p := startRelay(t, nil, "--listen", "127.0.0.1:0")
+	dir := t.TempDir()
+	jsonPath, idsPath := filepath.Join(dir, "run.json"), filepath.Join(dir, "ids")
+	code, out, stderr := runBinary(t, nil, "loadgen", "--target", p.addr, "--conns", "300", "--procs", "2", "--duration", "300ms", "--json", jsonPath, "--ids", idsPath)
+	if code != 0 || !strings.Contains(out, "300 of 300 connections established") {
+		t.Fatalf("loadgen: exit %d\n%s\n%s", code, out, stderr)
+	}
+	b, err := os.ReadFile(jsonPath)
+	if err != nil || !strings.Contains(string(b), `"established": 300`) || !strings.Contains(string(b), `"workers"`) {
+		t.Fatalf("--json: %v\n%s", err, b)
+	}
+	ids, _ := os.ReadFile(idsPath)
+	if n := len(strings.Fields(string(ids))); n != 300 {
+		t.Fatalf("--ids holds %d IDs", n)
+	}
+	// Nothing listening: exit 1 and the errno.
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := ln.Addr().String()
+	ln.Close()
+	code, out, _ = runBinary(t, nil, "loadgen", "--target", dead, "--conns", "5", "--duration", "100ms")
+	if code != 1 || !strings.Contains(out, "ECONNREFUSED 5") {
+		t.Fatalf("loadgen against nothing: exit %d\n%s", code, out)
+	}
+}
+
+// lockedBuffer is a strings.Builder that a process may write while the test
+// reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pushrelay/pushrelay/loadgen"
+	"github.com/pushrelay/pushrelay/relay"
+)
+
+func runLoadgen(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == loadgen.WorkerArg {
+		if err := loadgen.WorkerMain(); err != nil {
+			fmt.Fprintf(stderr, "pushrelay loadgen worker: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	fs := newFlagSet("loadgen", "Opens many idle client connections to a relay, holds them, reads and checks every frame, and reports: connections established, failures by errno, messages, latency of stamped messages (payloads starting \"@pr1:<unix ns>:\"), and its own CPU and memory.", stderr)
+	target := fs.String("target", "127.0.0.1:8843", "The relay's client `HOST:PORT`.")
+	conns := fs.Int("conns", 1000, "How many connections (`N`) to open.")
+	rate := fs.Float64("rate", 0, "Connects per `second`, all workers together; 0 opens them as fast as the machine allows.")
+	framing := fs.String("framing", "nul", "The target's `framing`: nul, line or len32.")
+	duration := fs.Duration("duration", 30*time.Second, "How `long` to hold the connections once open; the run always stops by itself.")
+	deadline := fs.Duration("deadline", 0, "An upper bound on the whole run, connecting included (`time`); 0 means --duration plus one minute.")
+	procs := fs.Int("procs", 0, "Worker processes (`N`); 0 uses as many as the open-file limit requires.")
+	sources := fs.String("sources", "", "Local `addresses` to connect from, in turn: a range like 127.0.0.1-127.0.0.50 or a comma-separated list; each gives its own ephemeral ports.")
+	recvbuf := fs.Int("recvbuf", 0, "SO_RCVBUF for each client socket, in `bytes`; 0 keeps the kernel's default.")
+	jsonOut := fs.String("json", "", "Write every figure as JSON to this `file`.")
+	idsOut := fs.String("ids", "", "Write the connections' IDs, one per line, to this `file`.")
+	if err := fs.parse(args, stdout); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "pushrelay loadgen: %v\n", err)
+		return 2
+	}
+	opts := loadgen.Options{Target: *target, Conns: *conns, Rate: *rate, Duration: *duration, Deadline: *deadline, Procs: *procs, RecvBuf: *recvbuf, WantIDs: *idsOut != ""}
+	var err error
+	if opts.Framing, err = relay.ParseFraming(*framing); err != nil {
+		fmt.Fprintf(stderr, "pushrelay loadgen: --framing: %v\n", err)
+		return 2
+	}
+	if opts.Sources, err = loadgen.ParseSources(*sources); err != nil {
+		fmt.Fprintf(stderr, "pushrelay loadgen: --sources: %v\n", err)
+		return 2
+	}
+	if *conns <= 0 || *rate < 0 || *duration < 0 || *procs < 0 {
+		fmt.Fprintln(stderr, "pushrelay loadgen: --conns must be positive; --rate, --duration and --procs not negative")
+		return 2
+	}
+	tty := isTerminal(os.Stderr)
+	lastLine := time.Time{}
+	opts.Progress = func(p loadgen.Progress) {
+		if tty {
+			width := 30
+			filled := int(float64(width) * float64(p.Established) / float64(*conns))
+			filled = min(max(filled, 0), width)
+			fmt.Fprintf(stderr, "\r[%s%s] %d/%d held  %d failed  %d msgs  %s %5.1fs ", strings.Repeat("#", filled), strings.Repeat(".", width-filled), p.Established, *conns, p.Failed, p.Messages, p.Phase, p.Elapsed.Seconds())
+			if p.Phase == "done" {
+				fmt.Fprintln(stderr)
+			}
+			return
+		}
+		if time.Since(lastLine) >= 2*time.Second || p.Phase == "done" {
+			lastLine = time.Now()
+			fmt.Fprintf(stderr, "loadgen: %s %.1fs: %d/%d held, %d failed, %d messages\n", p.Phase, p.Elapsed.Seconds(), p.Established, *conns, p.Failed, p.Messages)
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	rep, err := loadgen.Run(ctx, opts)
+	if rep == nil {
+		fmt.Fprintf(stderr, "pushrelay loadgen: %v\n", err)
+		return 1
+	}
+	printLoadReport(stdout, rep)
+	if err != nil {
+		fmt.Fprintf(stderr, "pushrelay loadgen: %v\n", err)
+	}
+	if *idsOut != "" {
+		if werr := os.WriteFile(*idsOut, []byte(strings.Join(rep.IDs, "\n")+"\n"), 0o644); werr != nil {
+			fmt.Fprintf(stderr, "pushrelay loadgen: --ids: %v\n", werr)
+			return 1
+		}
+	}
+	if *jsonOut != "" {
+		rep.IDs = nil
+		b, _ := json.MarshalIndent(rep, "", "  ")
+		if werr := os.WriteFile(*jsonOut, append(b, '\n'), 0o644); werr != nil {
+			fmt.Fprintf(stderr, "pushrelay loadgen: --json: %v\n", werr)
+			return 1
+		}
+	}
+	if err != nil || rep.Established < int64(*conns) {
+		return 1
+	}
+	return 0
+}
+
+func printLoadReport(w io.Writer, r *loadgen.Report) {
+	fmt.Fprintf(w, "target %s (%s framing): %d of %d connections established in %v (%.0f/s), %d held at the end",
+		r.Target, r.Framing, r.Established, r.Requested, r.ConnectTime.Round(time.Millisecond), r.ConnectRate, r.HeldAtEnd)
+	if r.Interrupted {
+		fmt.Fprint(w, " (interrupted: partial report)")
+	}
+	fmt.Fprintln(w)
+	if len(r.Failed) > 0 {
+		kinds := make([]string, 0, len(r.Failed))
+		for k := range r.Failed {
+			kinds = append(kinds, k)
+		}
+		sort.Strings(kinds)
+		fmt.Fprint(w, "failures:")
+		for _, k := range kinds {
+			fmt.Fprintf(w, " %s %d", k, r.Failed[k])
+		}
+		fmt.Fprintf(w, "; first: %s after %v, while %s\n", r.FirstFailure, r.FirstFailureAt.Round(time.Millisecond), map[string]string{"connect": "connecting", "established": "held"}[r.FirstPhase])
+	}
+	fmt.Fprintf(w, "messages %d (%d stamped), heartbeats %d, %d bytes read\n", r.Messages, r.Stamped, r.Heartbeats, r.Bytes)
+	if r.Latency.Count > 0 {
+		l := r.Latency
+		fmt.Fprintf(w, "latency p50 %v p90 %v p99 %v p999 %v max %v\n", l.P50, l.P90, l.P99, l.P999, l.Max)
+	}
+	fmt.Fprintf(w, "load generator: %d worker processes, CPU %v, RSS %.1f MiB (%.0f bytes per held connection); reading: %s\n",
+		len(r.Workers), r.CPU.Round(time.Millisecond), float64(r.RSS)/(1<<20), r.BytesPerConn, r.Reading)
+}
+
+// isTerminal reports whether f is a terminal.
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,545 @@
+package loadgen
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pushrelay/pushrelay/relay"
+)
+
+// Options configure a load run.
+type Options struct {
+	Target   string        // relay client address, HOST:PORT
+	Conns    int           // connections to open in all
+	Rate     float64       // connects per second in all; 0: as fast as possible
+	Framing  relay.Framing // the target's framing
+	Duration time.Duration // how long to hold the connections once open
+	// Deadline bounds the whole run, connecting included. Default:
+	// Duration plus one minute.
+	Deadline time.Duration
+	Procs    int          // worker processes; 0: as many as the file limit needs
+	Sources  []netip.Addr // local addresses to connect from, in turn
+	RecvBuf  int          // SO_RCVBUF for each client socket, if positive
+	WantIDs  bool         // carry every connection's ID in the report
+	// Executable runs the workers: it is called with WorkerArg and the
+	// worker's options as JSON on standard input. Default: this process's
+	// own executable with the arguments "loadgen --worker".
+	Executable []string
+	// Progress, if set, receives the running totals about twice a second.
+	Progress func(Progress)
+}
+
+// Progress is a running total across workers.
+type Progress struct {
+	Elapsed     time.Duration `json:"elapsed_ns"`
+	Attempts    int64         `json:"attempts"`
+	Established int64         `json:"established"`
+	Failed      int64         `json:"failed"`
+	Messages    int64         `json:"messages"`
+	Phase       string        `json:"phase"` // "connecting", "holding", "done"
+}
+
+// Report is the result of a run, or of one worker.
+type Report struct {
+	Target         string           `json:"target"`
+	Framing        string           `json:"framing"`
+	Requested      int              `json:"requested"`
+	Established    int64            `json:"established"`
+	HeldAtEnd      int64            `json:"held_at_end"`
+	Failed         map[string]int64 `json:"failed_by_errno"`
+	FirstFailure   string           `json:"first_failure,omitempty"`
+	FirstFailureAt time.Duration    `json:"first_failure_after_ns,omitempty"`
+	FirstPhase     string           `json:"first_failure_phase,omitempty"`
+	ConnectTime    time.Duration    `json:"connect_time_ns"`
+	ConnectRate    float64          `json:"connect_rate_per_s"`
+	Messages       int64            `json:"messages"`
+	Heartbeats     int64            `json:"heartbeats"`
+	Stamped        int64            `json:"stamped"`
+	Bytes          int64            `json:"bytes"`
+	Latency        Summary          `json:"latency"`
+	Reading        string           `json:"reading"`
+	CPU            time.Duration    `json:"cpu_ns"`
+	RSS            int64            `json:"rss_bytes"`
+	BytesPerConn   float64          `json:"rss_bytes_per_conn"`
+	Interrupted    bool             `json:"interrupted,omitempty"`
+	Workers        []Report         `json:"workers,omitempty"`
+	IDs            []string         `json:"ids,omitempty"`
+	Hist           []uint64         `json:"hist,omitempty"` // workers: raw buckets, merged by the parent
+	Error          string           `json:"error,omitempty"`
+	hist           Histogram
+}
+
+// WorkerArg is the argument that makes the executable act as a worker.
+const WorkerArg = "--worker"
+
+// fileReserve is what a worker keeps back from RLIMIT_NOFILE for itself.
+const fileReserve = 64
+
+// Run opens the connections (in worker processes when one process may not
+// hold them all), holds them for Duration, and reports. It stops early when
+// ctx is done, with a partial report (Interrupted).
+func Run(ctx context.Context, opts Options) (*Report, error) {
+	if opts.Conns <= 0 {
+		return nil, errors.New("loadgen: want at least one connection")
+	}
+	if opts.Deadline <= 0 {
+		opts.Deadline = opts.Duration + time.Minute
+	}
+	perProc := fileLimit() - fileReserve
+	if opts.Procs <= 0 {
+		opts.Procs = max(1, (opts.Conns+perProc-1)/perProc)
+	}
+	if (opts.Conns+opts.Procs-1)/opts.Procs > perProc {
+		return nil, fmt.Errorf("loadgen: %d connections over %d processes is %d each, but one process may hold %d (RLIMIT_NOFILE %d minus %d): use --procs %d or more",
+			opts.Conns, opts.Procs, (opts.Conns+opts.Procs-1)/opts.Procs, perProc, fileLimit(), fileReserve, (opts.Conns+perProc-1)/perProc)
+	}
+	if len(opts.Executable) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		opts.Executable = []string{exe, "loadgen"}
+	}
+	start := time.Now()
+	workers := make([]*worker, opts.Procs)
+	for i := range workers {
+		share := opts.Conns / opts.Procs
+		if i < opts.Conns%opts.Procs {
+			share++
+		}
+		wo := WorkerOptions{
+			Target: opts.Target, Conns: share, Rate: opts.Rate / float64(opts.Procs), Framing: opts.Framing.String(),
+			Duration: opts.Duration, Deadline: opts.Deadline, RecvBuf: opts.RecvBuf, WantIDs: opts.WantIDs,
+		}
+		for _, s := range opts.Sources {
+			wo.Sources = append(wo.Sources, s.String())
+		}
+		w, err := startWorker(opts.Executable, wo)
+		if err != nil {
+			for _, w := range workers[:i] {
+				w.stop()
+			}
+			return nil, fmt.Errorf("loadgen: start worker %d: %w", i, err)
+		}
+		workers[i] = w
+	}
+	// Progress and interruption.
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				for _, w := range workers {
+					w.interrupt()
+				}
+				<-done
+				return
+			case <-t.C:
+				if opts.Progress != nil {
+					var p Progress
+					p.Elapsed = time.Since(start)
+					p.Phase = "holding"
+					for _, w := range workers {
+						wp := w.progress()
+						p.Attempts += wp.Attempts
+						p.Established += wp.Established
+						p.Failed += wp.Failed
+						p.Messages += wp.Messages
+						if wp.Phase != "holding" {
+							p.Phase = "connecting" // or not reporting yet
+						}
+					}
+					opts.Progress(p)
+				}
+			}
+		}
+	}()
+	rep := &Report{Target: opts.Target, Framing: opts.Framing.String(), Requested: opts.Conns, Failed: map[string]int64{}, Reading: readingNote}
+	var firstErr error
+	for i, w := range workers {
+		wr, err := w.wait()
+		if err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("loadgen: worker %d: %w", i, err)
+		}
+		if wr == nil {
+			continue
+		}
+		rep.merge(wr)
+	}
+	close(done)
+	wg.Wait()
+	rep.Interrupted = rep.Interrupted || ctx.Err() != nil
+	rep.Latency = rep.hist.Summarize()
+	if rep.HeldAtEnd > 0 {
+		rep.BytesPerConn = float64(rep.RSS) / float64(rep.HeldAtEnd)
+	}
+	if opts.Progress != nil {
+		opts.Progress(Progress{Elapsed: time.Since(start), Attempts: int64(opts.Conns), Established: rep.Established, Messages: rep.Messages, Phase: "done"})
+	}
+	return rep, firstErr
+}
+
+const readingNote = "every connection on epoll (level-triggered), one reader goroutine per process"
+
+// merge adds a worker's report.
+func (r *Report) merge(w *Report) {
+	r.Established += w.Established
+	r.HeldAtEnd += w.HeldAtEnd
+	for k, v := range w.Failed {
+		r.Failed[k] += v
+	}
+	if w.FirstFailure != "" && (r.FirstFailure == "" || w.FirstFailureAt < r.FirstFailureAt) {
+		r.FirstFailure, r.FirstFailureAt, r.FirstPhase = w.FirstFailure, w.FirstFailureAt, w.FirstPhase
+	}
+	r.ConnectTime = max(r.ConnectTime, w.ConnectTime)
+	r.ConnectRate += w.ConnectRate
+	r.Messages += w.Messages
+	r.Heartbeats += w.Heartbeats
+	r.Stamped += w.Stamped
+	r.Bytes += w.Bytes
+	r.CPU += w.CPU
+	r.RSS += w.RSS
+	r.Interrupted = r.Interrupted || w.Interrupted
+	r.IDs = append(r.IDs, w.IDs...)
+	if len(w.Hist) == len(r.hist.counts) {
+		var h Histogram
+		h.restore(w.Hist, w.Latency)
+		r.hist.Merge(&h)
+	}
+	w.IDs, w.Hist = nil, nil
+	r.Workers = append(r.Workers, *w)
+}
+
+// restore rebuilds a histogram from its buckets and summary.
+func (h *Histogram) restore(counts []uint64, s Summary) {
+	copy(h.counts[:], counts)
+	h.n = s.Count
+	h.sum = float64(s.Mean) * float64(s.Count)
+	h.max = int64(s.Max)
+	h.min = 0
+	for b, c := range h.counts {
+		if c > 0 {
+			h.min = lowerBound(b)
+			break
+		}
+	}
+}
+
+// WorkerOptions are a worker's share of a run, sent as JSON on its stdin.
+type WorkerOptions struct {
+	Target   string        `json:"target"`
+	Conns    int           `json:"conns"`
+	Rate     float64       `json:"rate"`
+	Framing  string        `json:"framing"`
+	Duration time.Duration `json:"duration"`
+	Deadline time.Duration `json:"deadline"`
+	Sources  []string      `json:"sources"`
+	RecvBuf  int           `json:"recvbuf"`
+	WantIDs  bool          `json:"want_ids"`
+}
+
+// worker is a running worker process.
+type worker struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	last Progress
+	rep  *Report
+	done chan error
+}
+
+func startWorker(exe []string, wo WorkerOptions) (*worker, error) {
+	in, err := json.Marshal(wo)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe[0], append(append([]string{}, exe[1:]...), WorkerArg)...)
+	cmd.Stdin = strings.NewReader(string(in))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	w := &worker{cmd: cmd, done: make(chan error, 1)}
+	go func() {
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 64<<10), 256<<20)
+		for sc.Scan() {
+			var msg struct {
+				Progress *Progress `json:"progress"`
+				Report   *Report   `json:"report"`
+			}
+			if json.Unmarshal(sc.Bytes(), &msg) != nil {
+				continue
+			}
+			w.mu.Lock()
+			if msg.Progress != nil {
+				w.last = *msg.Progress
+			}
+			if msg.Report != nil {
+				w.rep = msg.Report
+			}
+			w.mu.Unlock()
+		}
+		w.done <- cmd.Wait()
+	}()
+	return w, nil
+}
+
+func (w *worker) progress() Progress {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.last
+}
+
+func (w *worker) interrupt() { _ = w.cmd.Process.Signal(syscall.SIGINT) }
+func (w *worker) stop()      { _ = w.cmd.Process.Kill(); <-w.done }
+
+func (w *worker) wait() (*Report, error) {
+	err := <-w.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.rep == nil {
+		if err == nil {
+			err = errors.New("worker ended without a report")
+		}
+		return nil, err
+	}
+	if w.rep.Error != "" {
+		return w.rep, errors.New(w.rep.Error)
+	}
+	return w.rep, nil
+}
+
+// WorkerMain is a worker process's main: RunWorker on standard input and
+// output, with SIGINT and SIGTERM ending the hold early (the parent sends
+// SIGINT when it is interrupted) and still producing a report.
+func WorkerMain() error {
+	stop := make(chan struct{})
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		if _, ok := <-sigs; ok {
+			close(stop)
+		}
+	}()
+	return RunWorker(os.Stdin, os.Stdout, stop)
+}
+
+// RunWorker is a worker process's body: it reads WorkerOptions from in,
+// holds its share of the connections, writes progress lines and a final
+// report line to out, and returns when the duration is over or stop closes.
+func RunWorker(in io.Reader, out io.Writer, stop <-chan struct{}) error {
+	var wo WorkerOptions
+	if err := json.NewDecoder(in).Decode(&wo); err != nil {
+		return fmt.Errorf("loadgen worker: read options: %w", err)
+	}
+	enc := json.NewEncoder(out)
+	rep := runShare(wo, stop, func(p Progress) { enc.Encode(map[string]any{"progress": p}) })
+	return enc.Encode(map[string]any{"report": rep})
+}
+
+func runShare(wo WorkerOptions, stop <-chan struct{}, progress func(Progress)) *Report {
+	rep := &Report{Target: wo.Target, Framing: wo.Framing, Requested: wo.Conns, Failed: map[string]int64{}, Reading: readingNote}
+	framing, err := relay.ParseFraming(wo.Framing)
+	if err != nil {
+		rep.Error = err.Error()
+		return rep
+	}
+	var sources []netip.Addr
+	for _, s := range wo.Sources {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			rep.Error = fmt.Sprintf("source %q: %v", s, err)
+			return rep
+		}
+		sources = append(sources, a)
+	}
+	rssBefore := selfRSS()
+	cpuBefore := selfCPU()
+	start := time.Now()
+	deadline := start.Add(wo.Deadline)
+	p, err := NewPool(PoolOptions{Target: wo.Target, Framing: framing, Sources: sources, RecvBuf: wo.RecvBuf})
+	if err != nil {
+		rep.Error = err.Error()
+		return rep
+	}
+	defer p.Close()
+
+	snapshot := func(phase string) Progress {
+		kinds, _, _, _ := p.Stats.Failures()
+		var failed int64
+		for _, n := range kinds {
+			failed += n
+		}
+		return Progress{Elapsed: time.Since(start), Attempts: p.Stats.Attempts.Load(), Established: p.Stats.Established.Load(), Failed: failed, Messages: p.Stats.Messages.Load(), Phase: phase}
+	}
+	// Connect, reporting progress and watching for stop.
+	lastProgress := time.Now()
+	interrupted := false
+	started := 0
+	for started < wo.Conns || !p.settled() {
+		select {
+		case <-stop:
+			interrupted = true
+		default:
+		}
+		if interrupted || time.Now().After(deadline) {
+			break
+		}
+		due := wo.Conns
+		if wo.Rate > 0 {
+			due = min(wo.Conns, int(wo.Rate*time.Since(start).Seconds())+1)
+		}
+		for ; started < due; started++ {
+			p.Connect()
+			if started%64 == 63 {
+				p.Poll(0)
+			}
+		}
+		p.Poll(5 * time.Millisecond)
+		if time.Since(lastProgress) > 500*time.Millisecond {
+			progress(snapshot("connecting"))
+			lastProgress = time.Now()
+		}
+	}
+	rep.ConnectTime = time.Since(start)
+	rep.Established = p.Stats.Established.Load()
+	if s := rep.ConnectTime.Seconds(); s > 0 {
+		rep.ConnectRate = float64(rep.Established) / s
+	}
+	// Hold.
+	holdUntil := time.Now().Add(wo.Duration)
+	if holdUntil.After(deadline) {
+		holdUntil = deadline
+	}
+	for !interrupted && time.Now().Before(holdUntil) {
+		select {
+		case <-stop:
+			interrupted = true
+			continue
+		default:
+		}
+		p.Poll(20 * time.Millisecond)
+		if time.Since(lastProgress) > 500*time.Millisecond {
+			progress(snapshot("holding"))
+			lastProgress = time.Now()
+		}
+	}
+	rep.Interrupted = interrupted
+	rep.HeldAtEnd = p.Stats.Established.Load()
+	kinds, first, at, phase := p.Stats.Failures()
+	rep.Failed = kinds
+	if first != "" {
+		rep.FirstFailure, rep.FirstFailureAt, rep.FirstPhase = first, at.Sub(start), phase
+	}
+	rep.Messages = p.Stats.Messages.Load() - p.Stats.Empty.Load()
+	rep.Heartbeats = p.Stats.Empty.Load()
+	rep.Stamped = p.Stats.Stamped.Load()
+	rep.Bytes = p.Stats.Bytes.Load()
+	rep.Latency = p.Latency().Summarize()
+	rep.Hist = append([]uint64(nil), p.Latency().counts[:]...)
+	rep.CPU = selfCPU() - cpuBefore
+	rep.RSS = selfRSS() - rssBefore
+	if rep.HeldAtEnd > 0 {
+		rep.BytesPerConn = float64(rep.RSS) / float64(rep.HeldAtEnd)
+	}
+	if wo.WantIDs {
+		rep.IDs = p.IDs()
+	}
+	return rep
+}
+
+// ParseSources reads "127.0.0.1-127.0.0.50" ranges and comma-separated
+// addresses.
+func ParseSources(s string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := netip.ParseAddr(lo)
+		if err != nil {
+			return nil, fmt.Errorf("source %q: %v", lo, err)
+		}
+		if !isRange {
+			out = append(out, a)
+			continue
+		}
+		b, err := netip.ParseAddr(hi)
+		if err != nil {
+			return nil, fmt.Errorf("source range end %q: %v", hi, err)
+		}
+		if a.BitLen() != b.BitLen() || b.Less(a) {
+			return nil, fmt.Errorf("source range %q: the end must follow the start in the same family", part)
+		}
+		for x := a; ; x = x.Next() {
+			out = append(out, x)
+			if x == b || len(out) > 65536 {
+				break
+			}
+		}
+	}
+	if len(out) > 65536 {
+		return nil, errors.New("more than 65536 source addresses")
+	}
+	return out, nil
+}
+
+// fileLimit is RLIMIT_NOFILE's soft limit (Go raises it to the hard one).
+func fileLimit() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur > 1<<24 {
+		return 1 << 24
+	}
+	return int(rl.Cur)
+}
+
+// selfRSS reads VmRSS from /proc/self/status, in bytes.
+func selfRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// selfCPU is this process's user plus system time.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
