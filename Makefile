@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 FUZZTIME ?= 30s
 
-.PHONY: help build run test test-short bench capacity fuzz lint clean
+.PHONY: help build run test test-short bench capacity fuzz lint clean doctor tuning-diff
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,6 +36,16 @@ fuzz: ## fuzz every parser for FUZZTIME each (default 30s)
 	$(GO) test ./relay -run '^$$' -fuzz '^FuzzFrameReader$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./relay -run '^$$' -fuzz '^FuzzFramingRoundTrip$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./relay -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./ingress -run '^$$' -fuzz '^FuzzRequests$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./ingress -run '^$$' -fuzz '^FuzzWireReader$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./loadgen -run '^$$' -fuzz '^FuzzIncrementalParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./loadgen -run '^$$' -fuzz '^FuzzParseStamp$$' -fuzztime $(FUZZTIME)
+
+doctor: build ## say which host limit stops TARGET connections (default 1000000) and how to lift it
+	./$(BIN) doctor --target $(or $(TARGET),1000000)
+
+tuning-diff: ## show what kernel-tuning/99-pushrelay.conf would change on this host (writes nothing)
+	kernel-tuning/apply-sysctl.sh --dry-run
 
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt: the files above need formatting" && exit 1)
