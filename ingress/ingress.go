@@ -31,6 +31,8 @@ type Relay interface {
 	LastEventSeq() uint64
 	Instance() string
 	CheckPayload(payload []byte) error
+	// Serving is nil while the relay accepts pushes, else why not.
+	Serving() error
 }
 
 var _ Relay = (*relay.Server)(nil)

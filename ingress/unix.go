@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,57 +52,11 @@ func ListenUnix(cfg Config, r Relay, maxMessage int) (*UnixServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := clearStale(cfg.Path); err != nil {
+	ln, err := listenSocket(cfg.Path, cfg.Mode, "ingress")
+	if err != nil {
 		return nil, err
 	}
-	// Listen on a temporary name, set the mode, then rename into place,
-	// so the socket is never reachable with the umask's permissions.
-	tmp := cfg.Path + ".tmp" + strconv.Itoa(os.Getpid())
-	if len(tmp) > 107 {
-		tmp = cfg.Path // no room for the suffix: accept the short window
-	}
-	_ = os.Remove(tmp)
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
-	if err != nil {
-		return nil, fmt.Errorf("ingress: listen on %s: %w", cfg.Path, err)
-	}
-	ln.SetUnlinkOnClose(false)
-	if err := os.Chmod(tmp, cfg.Mode); err != nil {
-		ln.Close()
-		os.Remove(tmp)
-		return nil, fmt.Errorf("ingress: chmod %s: %w", cfg.Path, err)
-	}
-	if tmp != cfg.Path {
-		if err := os.Rename(tmp, cfg.Path); err != nil {
-			ln.Close()
-			os.Remove(tmp)
-			return nil, fmt.Errorf("ingress: move socket into place at %s: %w", cfg.Path, err)
-		}
-	}
 	return &UnixServer{cfg: cfg, relay: r, ln: ln, log: cfg.Logger, conns: map[*ingressConn]struct{}{}}, nil
-}
-
-// clearStale removes a socket file nobody answers on, and refuses to touch
-// a live one or anything that is not a socket.
-func clearStale(path string) error {
-	fi, err := os.Lstat(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("ingress: %w", err)
-	}
-	if fi.Mode()&os.ModeSocket == 0 {
-		return fmt.Errorf("ingress: %s exists and is not a socket; remove it or choose another --ingress path", path)
-	}
-	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-		c.Close()
-		return fmt.Errorf("ingress: a relay already answers on %s; stop it first or choose another --ingress path", path)
-	}
-	if err := os.Remove(path); err != nil {
-		return fmt.Errorf("ingress: remove stale socket %s: %w", path, err)
-	}
-	return nil
 }
 
 // Path returns the socket's path.

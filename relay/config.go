@@ -50,11 +50,14 @@ const (
 	DefaultMailboxBytes = 64 << 20
 
 	// FileReserve is how many file descriptors the default --max-conns
-	// leaves for everything that is not a client: listeners, epoll and
-	// doorbell sockets, ingress connections, log files. gnet stops its
-	// engine on EMFILE in accept, so client connections must never be
-	// allowed to take the last descriptors.
-	FileReserve = 128
+	// leaves for everything that is not a client: ingress connections (64
+	// Unix, 32 HTTP by default) and 64 for listeners, epoll and doorbell
+	// sockets, log files and the like. gnet stops its engine on EMFILE in
+	// accept, so client connections must never take the last descriptors.
+	FileReserve = 160
+	// OwnFiles is the part of FileReserve the relay needs for itself; the
+	// rest is what ingress connections may use.
+	OwnFiles = 64
 )
 
 // Off is the value that turns off a duration or limit whose zero value means

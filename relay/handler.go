@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -132,13 +133,20 @@ func numCPU() int { return runtime.NumCPU() }
 // so it points at whichever relay started last (normally the only one).
 type gnetLogger struct{}
 
-var gnetLog = slog.Default()
+var gnetLog atomic.Pointer[slog.Logger] // several relays in one process (tests) set it
 
-func setGnetLogger(l *slog.Logger) { gnetLog = l.With("component", "gnet") }
+func setGnetLogger(l *slog.Logger) { gnetLog.Store(l.With("component", "gnet")) }
+
+func glog() *slog.Logger {
+	if l := gnetLog.Load(); l != nil {
+		return l
+	}
+	return slog.Default()
+}
 
 // gnet logs its start-up banner at info; that is debug detail here.
-func (gnetLogger) Debugf(f string, a ...any) { gnetLog.Debug(fmt.Sprintf(f, a...)) }
-func (gnetLogger) Infof(f string, a ...any)  { gnetLog.Debug(fmt.Sprintf(f, a...)) }
-func (gnetLogger) Warnf(f string, a ...any)  { gnetLog.Warn(fmt.Sprintf(f, a...)) }
-func (gnetLogger) Errorf(f string, a ...any) { gnetLog.Error(fmt.Sprintf(f, a...)) }
-func (gnetLogger) Fatalf(f string, a ...any) { gnetLog.Error(fmt.Sprintf(f, a...)) }
+func (gnetLogger) Debugf(f string, a ...any) { glog().Debug(fmt.Sprintf(f, a...)) }
+func (gnetLogger) Infof(f string, a ...any)  { glog().Debug(fmt.Sprintf(f, a...)) }
+func (gnetLogger) Warnf(f string, a ...any)  { glog().Warn(fmt.Sprintf(f, a...)) }
+func (gnetLogger) Errorf(f string, a ...any) { glog().Error(fmt.Sprintf(f, a...)) }
+func (gnetLogger) Fatalf(f string, a ...any) { glog().Error(fmt.Sprintf(f, a...)) }

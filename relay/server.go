@@ -179,6 +179,24 @@ func (s *Server) PolicyAddr() *net.TCPAddr {
 // because the engine failed (Err says why).
 func (s *Server) Done() <-chan struct{} { return s.done }
 
+// Serving returns nil while the relay accepts connections and pushes, and
+// otherwise says why not: not started, shutting down, or its event loops
+// stopped. Safe for concurrent use; for health checks.
+func (s *Server) Serving() error {
+	switch {
+	case !s.started.Load():
+		return errors.New("the relay has not started")
+	case s.closing.Load():
+		return errors.New("the relay is shutting down")
+	}
+	select {
+	case <-s.done:
+		return fmt.Errorf("the relay's event loops stopped: %v", s.runErr)
+	default:
+	}
+	return nil
+}
+
 // Err returns why the event loops stopped: nil after a Shutdown, the
 // engine's error otherwise. Valid once Done is closed.
 func (s *Server) Err() error {

@@ -62,6 +62,9 @@ func startRelay(t *testing.T, env []string, args ...string) *relayProc {
 	if !strings.Contains(strings.Join(append(env, args...), " "), "ingress") {
 		args = append(args, "--ingress", sock)
 	}
+	if !strings.Contains(strings.Join(append(env, args...), " "), "http") {
+		args = append(args, "--http", "127.0.0.1:0") // tests run side by side
+	}
 	cmd := exec.Command(binary, append([]string{"serve"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()

@@ -36,6 +36,9 @@ type serveFlags struct {
 	ingressMaxTopics                     int
 	ingressMaxRequest                    byteSize
 	maxTopicsPerConn, maxSubs, maxTopics int
+
+	httpAddr, httpUnix, httpToken string
+	httpMaxConns                  int
 }
 
 func (f *serveFlags) register(fs *flagSet) {
@@ -49,7 +52,7 @@ func (f *serveFlags) register(fs *flagSet) {
 	f.maxOut = relay.DefaultMaxOutbound
 	fs.Var(&f.maxOut, "max-outbound", "The cap on each connection's unsent `bytes`; a message that would pass it triggers the --slow policy.")
 	fs.StringVar(&f.slow, "slow", "close", "What happens to a client whose unsent bytes would pass --max-outbound: `close` disconnects it, drop drops that message for that client only.")
-	fs.IntVar(&f.maxConns, "max-conns", 0, "The most client connections held at once (`N`); more are closed at once and counted. 0 means the open-file limit minus a reserve of 128, logged at start.")
+	fs.IntVar(&f.maxConns, "max-conns", 0, "The most client connections held at once (`N`); more are closed at once and counted. 0 means the open-file limit minus a reserve of 160, logged at start.")
 	fs.DurationVar(&f.keepalive, "keepalive", relay.DefaultKeepAlive, "TCP keepalive idle `time` before probes (three probes, a third of it apart); 0 turns keepalive off.")
 	fs.DurationVar(&f.writeTimeout, "write-timeout", relay.DefaultWriteTimeout, "TCP_USER_TIMEOUT: a client that leaves written data unacknowledged this `long` is dropped by the kernel; 0 leaves the kernel default.")
 	fs.DurationVar(&f.heartbeat, "heartbeat", 0, "Write an empty frame to every client at this `interval` (a lone \\n under line framing); 0 turns heartbeats off.")
@@ -63,6 +66,10 @@ func (f *serveFlags) register(fs *flagSet) {
 	fs.Var(&f.ingressMaxRequest, "ingress-max-request", "The largest ingress request frame, in `bytes`; it must hold --max-message and its fields.")
 	fs.IntVar(&f.ingressMaxIDs, "ingress-max-ids", wire.DefaultMaxIDs, "The most client IDs in one send-to-many request (`N`, at most 65535).")
 	fs.IntVar(&f.ingressMaxTopics, "ingress-max-topics", wire.DefaultMaxTopics, "The most topics in one subscribe or unsubscribe request (`N`, at most 65535).")
+	fs.StringVar(&f.httpAddr, "http", ingress.DefaultHTTPAddr, "The `HOST:PORT` of the HTTP API (docs/http.md); empty turns it off. A non-loopback address needs --http-token.")
+	fs.StringVar(&f.httpUnix, "http-unix", "", "Also serve the HTTP API on this Unix socket `PATH` (mode 0660); empty: no.")
+	fs.StringVar(&f.httpToken, "http-token", "", "Require `Authorization: Bearer TOKEN` on every HTTP route but /healthz. Prefer the environment variable: command lines are visible in ps.")
+	fs.IntVar(&f.httpMaxConns, "http-max-conns", ingress.DefaultHTTPMaxConns, "The most HTTP connections open at once (`N`), both listeners together.")
 	fs.IntVar(&f.maxTopicsPerConn, "max-topics-per-conn", relay.DefaultMaxTopicsPerConn, "The most topics one client may be subscribed to (`N`).")
 	fs.IntVar(&f.maxSubs, "max-subscribers", 0, "The most subscribers one topic may have (`N`); 0 means no cap.")
 	fs.IntVar(&f.maxTopics, "max-topics", relay.DefaultMaxTopics, "The most topics that may exist at once (`N`); a topic exists while it has a subscriber.")
@@ -154,8 +161,11 @@ func (f *serveFlags) ingressConfig(logger *slog.Logger) (ingress.Config, error) 
 	if f.ingressMaxConns <= 0 || f.ingressMaxIDs <= 0 || f.ingressMaxTopics <= 0 || f.ingressMaxRequest <= 0 {
 		return cfg, errors.New("--ingress-max-conns, --ingress-max-ids, --ingress-max-topics and --ingress-max-request want positive values")
 	}
-	if f.ingressMaxConns+32 > relay.FileReserve {
-		return cfg, fmt.Errorf("--ingress-max-conns %d: at most %d, so ingress connections fit in the descriptors the relay keeps back from clients", f.ingressMaxConns, relay.FileReserve-32)
+	if f.httpMaxConns <= 0 {
+		return cfg, errors.New("--http-max-conns wants a positive count")
+	}
+	if room := relay.FileReserve - relay.OwnFiles; f.ingressMaxConns+f.httpMaxConns > room {
+		return cfg, fmt.Errorf("--ingress-max-conns %d plus --http-max-conns %d exceed %d, the descriptors the relay keeps back from clients for ingress connections", f.ingressMaxConns, f.httpMaxConns, room)
 	}
 	return cfg, nil
 }
@@ -218,17 +228,48 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
+	var httpSrv *ingress.HTTPServer
+	if f.httpAddr != "" || f.httpUnix != "" {
+		hcfg := ingress.HTTPConfig{Addr: f.httpAddr, UnixPath: f.httpUnix, Token: f.httpToken, MaxConns: f.httpMaxConns, MaxIDs: f.ingressMaxIDs, MaxTopics: f.ingressMaxTopics, Logger: logger}
+		if unix != nil {
+			hcfg.Extra = unix.Metrics
+		}
+		if httpSrv, err = ingress.ListenHTTP(hcfg, srv, srv.Config().MaxMessage); err != nil {
+			if unix != nil {
+				unix.Close()
+			}
+			fmt.Fprintf(stderr, "pushrelay serve: %v\n", err)
+			if errors.Is(err, ingress.ErrBadConfig) {
+				return 2
+			}
+			return 1
+		}
+	}
 	if err := srv.Start(); err != nil {
 		if unix != nil {
 			unix.Close()
 		}
+		if httpSrv != nil {
+			httpSrv.Close()
+		}
 		fmt.Fprintf(stderr, "pushrelay serve: %v\n", err)
 		return 1
 	}
-	ingressErr := make(chan error, 1)
+	ingressErr := make(chan error, 2)
 	if unix != nil {
 		go func() { ingressErr <- unix.Serve() }()
 		defer unix.Close()
+	}
+	if httpSrv != nil {
+		go func() {
+			if err := httpSrv.Serve(); err != nil {
+				ingressErr <- err
+			}
+		}()
+		// Deferred calls run last-in first-out: HTTP closes before the
+		// Unix socket, both after the relay has drained, so health
+		// checks answer 503 during the drain.
+		defer httpSrv.Close()
 	}
 
 	sigs := make(chan os.Signal, 2)

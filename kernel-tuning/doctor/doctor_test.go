@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/pushrelay/pushrelay/relay"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -155,12 +157,12 @@ func TestAnalyzeSnapshots(t *testing.T) {
 		},
 		{
 			snap: "tuned", target: 1_000_000,
-			lowest: LimitNofile, lowestAt: 1_048_576 - 128,
+			lowest: LimitNofile, lowestAt: 1_048_576 - relay.FileReserve,
 			steps: []string{}, fitsAfter: true, processes: 1,
 		},
 		{
 			snap: "tuned", target: 2_000_000,
-			binding: LimitNofile, bindingAt: 1_048_448, lowest: LimitNofile, lowestAt: 1_048_448,
+			binding: LimitNofile, bindingAt: 1<<20 - relay.FileReserve, lowest: LimitNofile, lowestAt: 1<<20 - relay.FileReserve,
 			steps:     []string{LimitNofile, LimitTCPMem, LimitConntrack},
 			fitsAfter: true, processes: 1,
 			nofileLines: []string{"LimitNOFILE=2031616"},
@@ -169,20 +171,20 @@ func TestAnalyzeSnapshots(t *testing.T) {
 			// The hard limit cannot be raised: several processes; the
 			// rest fits.
 			snap: "container", target: 100_000,
-			binding: LimitNofile, bindingAt: 19_872, lowest: LimitNofile, lowestAt: 19_872,
+			binding: LimitNofile, bindingAt: 20_000 - relay.FileReserve, lowest: LimitNofile, lowestAt: 20_000 - relay.FileReserve,
 			steps:     []string{LimitNofile},
 			fitsAfter: true, processes: 6,
 		},
 		{
 			// Read-only sysctls and a 2 GiB cgroup: no fit on this host.
 			snap: "container", target: 1_000_000,
-			binding: LimitNofile, bindingAt: 19_872, lowest: LimitNofile, lowestAt: 19_872,
+			binding: LimitNofile, bindingAt: 20_000 - relay.FileReserve, lowest: LimitNofile, lowestAt: 20_000 - relay.FileReserve,
 			steps:     []string{LimitNofile, LimitConntrack, LimitMemory, LimitTCPMem},
 			fitsAfter: false, processes: 51,
 		},
 		{
 			snap: "container", target: 15_000,
-			lowest: LimitNofile, lowestAt: 19_872,
+			lowest: LimitNofile, lowestAt: 20_000 - relay.FileReserve,
 			steps: []string{}, fitsAfter: true, processes: 1,
 		},
 	}
@@ -251,9 +253,9 @@ func TestAnalyzeArithmetic(t *testing.T) {
 		id      string
 		want    func(h *Host) int64
 	}{
-		{"default", false, LimitNofile, func(h *Host) int64 { return h.NofileHard - 1 - 128 }}, // Go raises soft 1024 to hard-1
-		{"tuned", false, LimitNofile, func(h *Host) int64 { return h.NofileHard - 128 }},
-		{"default", false, LimitNrOpen, func(h *Host) int64 { return h.NrOpen - 128 }},
+		{"default", false, LimitNofile, func(h *Host) int64 { return h.NofileHard - 1 - relay.FileReserve }}, // Go raises soft 1024 to hard-1
+		{"tuned", false, LimitNofile, func(h *Host) int64 { return h.NofileHard - relay.FileReserve }},
+		{"default", false, LimitNrOpen, func(h *Host) int64 { return h.NrOpen - relay.FileReserve }},
 		{"default", false, LimitFileMax, func(h *Host) int64 { return h.FileMax - h.FileAllocated }},
 		{"default", true, LimitFileMax, func(h *Host) int64 { return (h.FileMax - h.FileAllocated) / 2 }},
 		{"default", false, LimitEpoll, func(h *Host) int64 { return h.EpollWatches }},
@@ -320,7 +322,7 @@ func TestRecommendations(t *testing.T) {
 	}{
 		{15_000, 1 << 20, 4096},
 		{1_000_000, 1 << 20, 16384},
-		{1_048_448, 1 << 20, 16384},
+		{1<<20 - relay.FileReserve, 1 << 20, 16384},
 		{1_048_449, 1<<20 + 1<<16, 16384},
 		{2_000_000, 2031616, 32768},
 		{100_000_000, 100_007_936, 65535},
