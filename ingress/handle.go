@@ -39,6 +39,23 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 		}
 	}
 	bad := func(err error) { c.fail(op, req, wire.StatusBadRequest, fmt.Sprintf("%s: %v", op, err)) }
+	// validID answers bad_request for anything not shaped like an ID, the
+	// same way for every operation that takes one.
+	validID := func(id []byte) bool {
+		if relay.ValidID(borrow(id)) {
+			return true
+		}
+		c.fail(op, req, wire.StatusBadRequest, fmt.Sprintf("%s: %q is not a client ID (22 to 64 characters of A-Z a-z 0-9 _ -)", op, id))
+		return false
+	}
+	if !op.Known() {
+		c.fail(0, req, wire.StatusUnknownOp, fmt.Sprintf("unknown operation 0x%02x", uint8(op)))
+		return
+	}
+	if h.Flags&^wire.FlagNoReply != 0 {
+		c.fail(0, req, wire.StatusBadRequest, fmt.Sprintf("%s: unknown flag bits 0x%02x", op, h.Flags&^wire.FlagNoReply))
+		return
+	}
 
 	switch op {
 	case wire.OpSend:
@@ -48,8 +65,7 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 			bad(r.Err())
 			return
 		}
-		if !relay.ValidID(borrow(id)) {
-			c.fail(op, req, wire.StatusBadRequest, fmt.Sprintf("send: %q is not a client ID (22 to 64 characters of A-Z a-z 0-9 _ -)", id))
+		if !validID(id) {
 			return
 		}
 		st := rel.Send(borrow(id), payload)
@@ -128,6 +144,9 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 			bad(r.Err())
 			return
 		}
+		if !validID(id) {
+			return
+		}
 		var changed int
 		var err error
 		if op == wire.OpSubscribe {
@@ -137,7 +156,11 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 		}
 		clear(c.topics)
 		if err != nil {
-			c.fail(op, req, topicStatus(err), fmt.Sprintf("%s: %v", op, err))
+			msg := fmt.Sprintf("%s: %v", op, err)
+			if changed > 0 {
+				msg += fmt.Sprintf(" (the %d topics before it were changed)", changed)
+			}
+			c.fail(op, req, topicStatus(err), msg)
 			return
 		}
 		ok(func(b []byte) []byte { return binary.BigEndian.AppendUint32(b, uint32(changed)) })
@@ -147,6 +170,9 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 		r.End()
 		if r.Err() != nil {
 			bad(r.Err())
+			return
+		}
+		if !validID(id) {
 			return
 		}
 		switch st := rel.Kick(borrow(id)); st {
@@ -163,6 +189,9 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 		r.End()
 		if r.Err() != nil {
 			bad(r.Err())
+			return
+		}
+		if !validID(id) {
 			return
 		}
 		info, connected := rel.Info(borrow(id))
@@ -242,8 +271,6 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 	case wire.OpPing:
 		ok(func(b []byte) []byte { return append(b, body...) })
 
-	default:
-		c.fail(op, req, wire.StatusUnknownOp, fmt.Sprintf("unknown operation 0x%02x", uint8(op)))
 	}
 }
 

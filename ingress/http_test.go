@@ -261,9 +261,9 @@ func TestHTTPSendToOneID(t *testing.T) {
 	c1.expect([]byte("hello one"))
 	c2.expectSilence(100 * time.Millisecond)
 
-	// An empty body is an empty message.
-	a.do("POST", "/v1/send/"+c2.id, []byte{}).wantCounts(t, 1, 0, 0, 0)
-	c2.expect([]byte{})
+	// An empty body is refused: the client would read it as a heartbeat.
+	a.do("POST", "/v1/send/"+c2.id, []byte{}).wantError(t, 400, "bad_request", "heartbeat")
+	c2.expectSilence(50 * time.Millisecond)
 
 	a.do("POST", "/v1/send/"+httpAbsentID, []byte("x")).wantError(t, 404, "unknown_id", httpAbsentID)
 	a.do("POST", "/v1/send/not-an-id", []byte("x")).wantError(t, 400, "bad_request", "not a client ID")
@@ -722,7 +722,7 @@ func TestHTTPStatsAndMetrics(t *testing.T) {
 	for srv.Len() != 1 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	a.do("POST", "/v1/send/"+httpAbsentID, nil).want(t, 404)
+	a.do("POST", "/v1/send/"+httpAbsentID, []byte("x")).want(t, 404)
 
 	stats := httpStats(t, a)
 	for key, want := range map[string]float64{

@@ -226,6 +226,7 @@ func (c *ingressConn) serve() {
 				st = wire.StatusTooLarge
 			}
 			c.fail(0, 0, st, err.Error()+"; closing the connection")
+			c.hangUp()
 			return
 		}
 		n := h.BodyLen()
@@ -268,6 +269,21 @@ func (c *ingressConn) fail(op wire.Op, request uint32, st wire.Status, msg strin
 	c.mu.Unlock()
 }
 
+// replyWriteTimeout is how long a reply write may block before the relay
+// gives up on the connection.
+const replyWriteTimeout = 30 * time.Second
+
+// hangUp ends a connection whose framing broke: it sends what is buffered
+// (the error reply), stops writing, and reads and discards what the client
+// still sends for a while, so closing does not reset the connection and
+// destroy the reply before the client reads it.
+func (c *ingressConn) hangUp() {
+	c.flush()
+	c.nc.CloseWrite()
+	c.nc.SetReadDeadline(time.Now().Add(time.Second))
+	io.CopyN(io.Discard, c.br, 16<<20)
+}
+
 // flush writes the output buffer. Swapping buffers lets watch goroutines
 // append while the write is in progress.
 func (c *ingressConn) flush() error {
@@ -282,6 +298,8 @@ func (c *ingressConn) flush() error {
 	out := c.out
 	c.out = c.spare[:0]
 	c.mu.Unlock()
+	// A client that stops reading would block this goroutine forever.
+	c.nc.SetWriteDeadline(time.Now().Add(replyWriteTimeout))
 	_, err := c.nc.Write(out)
 	c.mu.Lock()
 	c.spare = out[:0]

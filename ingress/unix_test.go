@@ -273,6 +273,23 @@ func TestMalformedRequests(t *testing.T) {
 	if rd := wire.NewReader(body); !strings.Contains(string(rd.Str16("msg")), "0x7f") {
 		t.Fatalf("message %q does not name the op", body)
 	}
+	// An unknown op whose reply kind would have been the event kind.
+	r.write(frame(0x40, 0, 7, nil))
+	if h, _, err := r.read(); err != nil || h.Kind != wire.ReplyBit || h.Request != 7 || wire.Status(h.Flags) != wire.StatusUnknownOp {
+		t.Fatalf("op 0x40: %+v %v; want kind 0x80, request 7, unknown_op", h, err)
+	}
+	// Unknown flag bits.
+	r.write(frame(wire.OpPing, 0x02, 8, nil))
+	if h, _, err := r.read(); err != nil || h.Request != 8 || wire.Status(h.Flags) != wire.StatusBadRequest {
+		t.Fatalf("unknown flag bits: %+v %v", h, err)
+	}
+	// Every operation that takes an ID refuses a malformed one alike.
+	for i, op := range []wire.Op{wire.OpKick, wire.OpInfo} {
+		r.write(frame(op, 0, uint32(20+i), wire.AppendStr8(nil, "not an id")))
+		if h, body, err := r.read(); err != nil || wire.Status(h.Flags) != wire.StatusBadRequest || !strings.Contains(string(body), "not a client ID") {
+			t.Fatalf("%s of a malformed ID: %+v %q %v", op, h, body, err)
+		}
+	}
 	// A body that ends early: bad request, connection goes on.
 	r.write(frame(wire.OpSend, 0, 2, []byte{40, 'x'}))
 	if h, _, err := r.read(); err != nil || h.Request != 2 || wire.Status(h.Flags) != wire.StatusBadRequest {

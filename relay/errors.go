@@ -7,6 +7,9 @@ import "errors"
 var (
 	// ErrBadPayload: the payload holds a byte the framing cannot carry.
 	ErrBadPayload = errors.New("payload not allowed by framing")
+	// ErrEmpty: the payload is empty, which a client would read as a
+	// heartbeat.
+	ErrEmpty = errors.New("empty payload")
 	// ErrTooLarge: the payload is larger than --max-message.
 	ErrTooLarge = errors.New("payload too large")
 	// ErrBadConfig: a configuration value is out of range.

@@ -326,7 +326,7 @@ func (s *Server) check(payload []byte) Status {
 	if len(payload) > s.cfg.MaxMessage {
 		return TooLarge
 	}
-	if s.cfg.Framing.Check(payload) != nil {
+	if len(payload) == 0 || s.cfg.Framing.Check(payload) != nil {
 		return BadPayload
 	}
 	return Queued
@@ -337,6 +337,9 @@ func (s *Server) check(payload []byte) Status {
 func (s *Server) CheckPayload(payload []byte) error {
 	if len(payload) > s.cfg.MaxMessage {
 		return fmt.Errorf("%w: %d bytes, max-message is %d", ErrTooLarge, len(payload), s.cfg.MaxMessage)
+	}
+	if len(payload) == 0 {
+		return fmt.Errorf("%w: clients read an empty frame as a heartbeat, so there is nothing to push", ErrEmpty)
 	}
 	return s.cfg.Framing.Check(payload)
 }

@@ -127,9 +127,9 @@ func TestLen32CarriesAnyBytesExactly(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var sent [][]byte
 	for i := 0; i < 300; i++ {
-		size := rng.IntN(DefaultMaxMessage + 1)
-		if i < 3 {
-			size = []int{0, 1, DefaultMaxMessage}[i]
+		size := 1 + rng.IntN(DefaultMaxMessage)
+		if i < 2 {
+			size = []int{1, DefaultMaxMessage}[i]
 		}
 		p := make([]byte, size)
 		for j := range p {
@@ -191,6 +191,7 @@ func TestPushStatuses(t *testing.T) {
 		{"largest allowed", c.id, strings.Repeat("x", 100), Queued},
 		{"newline under line framing", c.id, "a\nb", BadPayload},
 		{"nul under line framing", c.id, "a\x00b", BadPayload},
+		{"empty: a heartbeat to the client", c.id, "", BadPayload},
 	}
 	for _, tc := range cases {
 		if got := srv.Send(tc.id, []byte(tc.payload)); got != tc.want {

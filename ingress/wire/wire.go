@@ -29,8 +29,36 @@
 //
 // A malformed request gets an error reply and the connection goes on. A
 // frame whose length cannot be trusted (below 6, or above the relay's
-// request limit) gets an error reply with request ID 0 and the relay
-// closes the connection, since it cannot find the next frame.
+// request limit) gets an error reply of kind ReplyBit (0x80) with request
+// ID 0, and the relay closes the connection, since it cannot find the next
+// frame: it stops writing, reads and discards what the client still sends
+// for up to a second, then closes (so the client gets the reply, not a
+// reset). A refused connection (too many) gets the same kind of reply.
+// Request ID 0 is therefore reserved: clients number requests from 1. An
+// unknown operation, or one with flag bits other than FlagNoReply, gets an
+// error reply of kind ReplyBit with the request's ID (the operation byte
+// is not echoed, so an unknown one can never look like an event).
+//
+// The relay gives up on a connection whose replies it could not write for
+// 30 seconds: a client that pipelines must also read.
+//
+// # Meaning of the counts
+//
+// Send and send_many count each recipient once: queued (written or in the
+// relay's queue), unknown_id (no such client connected), dropped_slow (the
+// client is over its outbound cap under --slow=drop), overloaded (its event
+// loop's queue was full; send_many only: send answers StatusOverloaded).
+// Publish and broadcast report queued as the number of subscribers, or of
+// connected clients, when the push was accepted; clients found slow while
+// writing are counted in the relay's metrics, not in the reply, and a full
+// queue is StatusOverloaded for the whole push.
+//
+// # Watches and listing
+//
+// A connection may hold up to 4 watches; a watch ends only with its
+// connection (there is no unwatch), and ignores FlagNoReply. A list limit
+// of 0 means the largest page, 10,000 IDs. A page may be empty while its
+// next cursor is not: keep paging until the cursor is "".
 //
 // Everything one connection pushes to one client reaches that client in the
 // order the relay accepted it.
