@@ -85,6 +85,12 @@ type Config struct {
 	MaxOutbound int
 	// Slow is what happens when a message would pass MaxOutbound.
 	Slow SlowPolicy
+	// SendBuffer, if positive, sets SO_SNDBUF on every client socket (the
+	// kernel doubles it), bounding the kernel memory a client that stops
+	// reading can hold, at the cost of the kernel's send-buffer
+	// autotuning (up to tcp_wmem's maximum, 4 MiB by default). Default 0:
+	// autotuning.
+	SendBuffer int
 	// MaxConns caps open client connections; connections above it are
 	// closed at once and counted. Default: RLIMIT_NOFILE minus FileReserve.
 	MaxConns int
@@ -172,6 +178,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.MaxOutbound < cfg.MaxMessage+cfg.Framing.Overhead() {
 		return bad("max-outbound %d is smaller than one frame of max-message %d: no message could ever be written", cfg.MaxOutbound, cfg.MaxMessage)
+	}
+	if cfg.SendBuffer < 0 {
+		return bad("send buffer %d: want a byte count, or 0 for the kernel's autotuning", cfg.SendBuffer)
 	}
 	if cfg.Slow > SlowDrop {
 		return bad("slow-consumer policy %d unknown", cfg.Slow)

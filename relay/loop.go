@@ -79,8 +79,13 @@ type loop struct {
 	count    atomic.Int64 // sessions on this loop
 	counters loopCounters
 
+	backlogLen atomic.Int64 // items taken from the mailbox, not yet applied
+
 	// Owned by the event loop; touch only on it.
 	spare     []item // the other half of the mailbox's double buffer
+	backlog   []item // taken from the mailbox, not yet applied (FIFO)
+	job       fanoutJob
+	done      []*Frame // frames of applied items, released after the flush
 	sessions  []*session
 	pend      []pendFrame
 	dirty     []*session // sessions with staged frames this drain
@@ -148,7 +153,7 @@ func (l *loop) room(size int) Status {
 	switch {
 	case l.stopped:
 		return Closed
-	case len(l.queue) >= l.srv.cfg.MailboxItems || l.queueBytes+size > l.srv.cfg.MailboxBytes:
+	case len(l.queue)+int(l.backlogLen.Load()) >= l.srv.cfg.MailboxItems || l.queueBytes+size > l.srv.cfg.MailboxBytes:
 		return Overloaded
 	}
 	return Queued
@@ -175,13 +180,21 @@ func (l *loop) stop() {
 	if !l.stopped {
 		l.stopped = true
 		unix.Close(l.bellW)
-		for _, it := range l.queue {
-			if it.frame != nil {
-				it.frame.release()
+		// The engine has stopped: the loop's goroutine is gone, so its
+		// state may be touched here.
+		for _, q := range [][]item{l.queue, l.backlog} {
+			for _, it := range q {
+				if it.frame != nil {
+					it.frame.release()
+				}
 			}
+			clear(q)
 		}
-		clear(l.queue)
-		l.queue = l.queue[:0]
+		l.queue, l.backlog = l.queue[:0], l.backlog[:0]
+		if l.job.active {
+			l.job.next = len(l.job.targets)
+			l.endJob()
+		}
 	}
 }
 
@@ -196,8 +209,11 @@ func (l *loop) ring() {
 	}
 }
 
-// drain runs on the loop: it takes the whole mailbox, stages each write on
-// its session, then flushes every session touched with one write or writev.
+// drain runs on the loop when the doorbell rings. It moves the mailbox to
+// the backlog and works through it in order: items are applied at once,
+// fanouts run as jobs in slices (fanout.go). When a job or items behind it
+// remain, it rings the doorbell itself so the loop comes back after serving
+// other sockets.
 func (l *loop) drain() {
 	l.mu.Lock()
 	batch := l.queue
@@ -205,45 +221,81 @@ func (l *loop) drain() {
 	l.queueBytes = 0
 	l.rung = false
 	l.mu.Unlock()
+	l.backlog = append(l.backlog, batch...)
+	clear(batch)
+	l.spare = batch[:0]
 
-	for i := range batch {
-		it := &batch[i]
-		switch it.kind {
-		case kindWrite:
-			l.stage(it.sess, it.frame.b, false)
-		case kindBroadcast:
-			for _, s := range l.sessions {
-				l.stage(s, it.frame.b, false)
-			}
-		case kindClose:
-			// Writes queued before the close go out first.
-			l.flush(it.sess)
-			l.closeSession(it.sess, it.reason)
-		case kindTick:
-			l.tick()
-		case kindProbe:
-			l.flushAll()
-			it.probe <- l.unwritten()
-		case kindSubscribe, kindUnsubscribe:
-			l.applyTopicOp(it)
-		case kindPublish:
-			if t := l.topics[it.topic]; t != nil {
-				for _, s := range t.members {
-					l.stage(s, it.frame.b, false)
+	budget := sliceTargets
+	i := 0
+	for {
+		for i < len(l.backlog) {
+			it := &l.backlog[i]
+			if isFanout(it.kind) {
+				if l.job.active {
+					break // waits for the running job, and so does all after it
 				}
+				i += l.startJob(l.backlog[i:])
+				continue
 			}
+			l.apply(it)
+			i++
+		}
+		if !l.job.active {
+			break
+		}
+		budget -= l.runJob(budget)
+		if l.job.active || budget <= 0 {
+			break
 		}
 	}
 	l.flushAll()
 
-	for i := range batch {
-		if f := batch[i].frame; f != nil {
-			f.release()
-		}
-	}
-	clear(batch) // drop pointers so sessions and frames can be collected
-	l.spare = batch[:0]
+	n := copy(l.backlog, l.backlog[i:])
+	clear(l.backlog[n:])
+	l.backlog = l.backlog[:n]
+	l.backlogLen.Store(int64(n))
 	l.tally.publish(&l.counters)
+	if l.job.active || n > 0 {
+		l.mu.Lock()
+		if !l.rung {
+			l.rung = true
+			l.ring()
+		}
+		l.mu.Unlock()
+	}
+}
+
+// apply carries out one item that is not a fanout, and releases its frame.
+func (l *loop) apply(it *item) {
+	switch it.kind {
+	case kindWrite:
+		l.deliverPending(it.sess)
+		l.stage(it.sess, it.frame.b, false)
+	case kindClose:
+		// Writes queued before the close go out first.
+		l.deliverPending(it.sess)
+		l.flush(it.sess)
+		l.closeSession(it.sess, it.reason)
+	case kindTick:
+		l.tick()
+	case kindProbe:
+		l.flushAll()
+		n := l.unwritten()
+		if l.job.active || len(l.backlog) > 1 {
+			n++ // work still queued counts as unwritten
+		}
+		it.probe <- n
+	case kindSubscribe, kindUnsubscribe:
+		l.applyTopicOp(it)
+	}
+	if it.frame != nil {
+		// gnet copies what a write leaves unsent, so once flushed (at the
+		// latest by the flushAll that ends this drain) the frame is free.
+		// Release it after that flush: keep it until then.
+		l.done = append(l.done, it.frame)
+		it.frame = nil
+	}
+	*it = item{}
 }
 
 // stage links frame b onto s's list of frames to write in this drain.
@@ -265,7 +317,8 @@ func (l *loop) stage(s *session, b []byte, heartbeat bool) {
 	s.tail = idx
 }
 
-// flushAll flushes every session staged in this drain.
+// flushAll flushes every session staged in this drain, then releases the
+// frames of the items applied so far (staged bytes point into them).
 func (l *loop) flushAll() {
 	for _, s := range l.dirty {
 		l.flush(s)
@@ -274,6 +327,11 @@ func (l *loop) flushAll() {
 	l.dirty = l.dirty[:0]
 	clear(l.pend)
 	l.pend = l.pend[:0]
+	for _, f := range l.done {
+		f.release()
+	}
+	clear(l.done)
+	l.done = l.done[:0]
 }
 
 // flush writes s's staged frames, enforcing MaxOutbound: under SlowClose a
@@ -423,12 +481,12 @@ func (l *loop) closeSession(s *session, why CloseReason) {
 // tick does the loop's housekeeping: heartbeats when due, and clearing the
 // congested mark of sessions that have drained to half their cap.
 func (l *loop) tick() {
-	if hb := l.srv.cfg.Heartbeat; hb > 0 {
+	// A heartbeat is a job like a broadcast; while another job runs, data
+	// flows anyway and the heartbeat waits for a later tick.
+	if hb := l.srv.cfg.Heartbeat; hb > 0 && !l.job.active {
 		if now := time.Now(); now.Sub(l.lastBeat) >= hb-hb/8 {
 			l.lastBeat = now
-			for _, s := range l.sessions {
-				l.stage(s, l.srv.heartbeat.b, true)
-			}
+			l.startHeartbeat()
 		}
 	}
 	kept := l.congested[:0]

@@ -1,6 +1,9 @@
 package relay
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // CloseReason says why a client connection ended.
 type CloseReason uint8
@@ -112,6 +115,13 @@ type Stats struct {
 	Writes          uint64                   // write/writev calls made for messages and heartbeats
 	Loops           int                      // event loops that have held a connection
 	MaxConns        int                      // the admission limit in force
+
+	// Fanouts: broadcasts and publishes, counted per loop that ran them.
+	Fanouts          uint64        // fanout messages run
+	FanoutRecipients uint64        // recipients they were run for
+	FanoutTime       time.Duration // from each fanout's start to its last write, summed
+	FanoutMaxTime    time.Duration // the longest such time
+	FanoutMaxSize    uint64        // the most recipients of one fanout on one loop
 }
 
 // counters are the server-wide counters for per-connection events and
@@ -132,6 +142,9 @@ type loopCounters struct {
 	writes     atomic.Uint64
 	inbound    atomic.Uint64
 	drops      [numDropReasons]atomic.Uint64
+
+	fanouts, fanoutRecipients, fanoutNanos atomic.Uint64
+	fanoutMaxNanos, fanoutMaxSize          atomic.Uint64
 }
 
 // loopTally accumulates a drain's counts in plain fields, so the hot loop
@@ -139,6 +152,9 @@ type loopCounters struct {
 type loopTally struct {
 	written, bytes, heartbeats, writes uint64
 	drops                              [numDropReasons]uint64
+	fanouts, fanoutRecipients          uint64
+	fanoutNanos                        uint64
+	fanoutMaxNanos, fanoutMaxSize      uint64 // maxima, not sums
 }
 
 func (t *loopTally) publish(c *loopCounters) {
@@ -155,6 +171,17 @@ func (t *loopTally) publish(c *loopCounters) {
 	for i, n := range t.drops {
 		if n != 0 {
 			c.drops[i].Add(n)
+		}
+	}
+	if t.fanouts != 0 {
+		c.fanouts.Add(t.fanouts)
+		c.fanoutRecipients.Add(t.fanoutRecipients)
+		c.fanoutNanos.Add(t.fanoutNanos)
+		if t.fanoutMaxNanos > c.fanoutMaxNanos.Load() {
+			c.fanoutMaxNanos.Store(t.fanoutMaxNanos) // only this loop writes it
+		}
+		if t.fanoutMaxSize > c.fanoutMaxSize.Load() {
+			c.fanoutMaxSize.Store(t.fanoutMaxSize)
 		}
 	}
 	*t = loopTally{}
@@ -201,6 +228,11 @@ func (s *Server) Metrics() []Metric {
 		Metric{Name: "pushrelay_subscriptions", Type: "gauge", Help: "Topic subscriptions in total.", Value: float64(subs)},
 		Metric{Name: "pushrelay_events_total", Type: "counter", Help: "Connect and disconnect events (the latest sequence number).", Value: float64(s.LastEventSeq())},
 		Metric{Name: "pushrelay_event_loops", Type: "gauge", Help: "Event loops that have held a connection.", Value: float64(st.Loops)},
+		Metric{Name: "pushrelay_fanouts_total", Type: "counter", Help: "Broadcast and publish messages run, per event loop that ran them.", Value: float64(st.Fanouts)},
+		Metric{Name: "pushrelay_fanout_recipients_total", Type: "counter", Help: "Recipients of those fanouts.", Value: float64(st.FanoutRecipients)},
+		Metric{Name: "pushrelay_fanout_seconds_total", Type: "counter", Help: "Time from each fanout's start on a loop to its last write there, summed.", Value: st.FanoutTime.Seconds()},
+		Metric{Name: "pushrelay_fanout_seconds_max", Type: "gauge", Help: "The longest fanout on one loop since start.", Value: st.FanoutMaxTime.Seconds()},
+		Metric{Name: "pushrelay_fanout_recipients_max", Type: "gauge", Help: "The most recipients of one fanout on one loop since start.", Value: float64(st.FanoutMaxSize)},
 	)
 	return ms
 }

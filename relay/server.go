@@ -118,6 +118,9 @@ func (s *Server) Start() error {
 		gnet.WithWriteBufferCap(s.cfg.MaxOutbound),
 		gnet.WithLogger(gnetLogger{}),
 	}
+	if s.cfg.SendBuffer > 0 {
+		opts = append(opts, gnet.WithSocketSendBuffer(s.cfg.SendBuffer))
+	}
 	if ka := s.cfg.KeepAlive; ka > 0 {
 		opts = append(opts,
 			gnet.WithTCPKeepAlive(ka),
@@ -549,6 +552,11 @@ func (s *Server) Stats() Stats {
 		st.Heartbeats += c.heartbeats.Load()
 		st.Writes += c.writes.Load()
 		st.InboundBytes += c.inbound.Load()
+		st.Fanouts += c.fanouts.Load()
+		st.FanoutRecipients += c.fanoutRecipients.Load()
+		st.FanoutTime += time.Duration(c.fanoutNanos.Load())
+		st.FanoutMaxTime = max(st.FanoutMaxTime, time.Duration(c.fanoutMaxNanos.Load()))
+		st.FanoutMaxSize = max(st.FanoutMaxSize, c.fanoutMaxSize.Load())
 		for i := range st.Drops {
 			st.Drops[i] += c.drops[i].Load()
 		}

@@ -475,13 +475,16 @@ func TestHeartbeatsAreEmptyFrames(t *testing.T) {
 }
 
 func TestSocketOptionsForDeadPeers(t *testing.T) {
-	srv := startServer(t, Config{WriteTimeout: 7 * time.Second, KeepAlive: 9 * time.Second})
+	srv := startServer(t, Config{WriteTimeout: 7 * time.Second, KeepAlive: 9 * time.Second, SendBuffer: 24 << 10})
 	c := dial(t, srv)
 	sess := srv.reg.get(c.id)
 	fd := sess.conn.Fd()
 	ut, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
 	if err != nil || ut != 7000 {
 		t.Fatalf("TCP_USER_TIMEOUT = %d (%v), want 7000 ms", ut, err)
+	}
+	if sb, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF); err != nil || sb != 2*24<<10 {
+		t.Fatalf("SO_SNDBUF = %d (%v), want %d (the kernel doubles what is set)", sb, err, 2*24<<10)
 	}
 	ka, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE)
 	if err != nil || ka != 1 {

@@ -21,6 +21,7 @@ type session struct {
 
 	// Owned by the event loop; touch only in its callbacks and drains.
 	closed     bool         // OnClose ran: conn may be a reused fd, never touch it
+	fanPending bool         // a target of the loop's running job, not yet served
 	reason     CloseReason  // why the relay closed it, set just before closing
 	idx        int32        // position in loop.sessions
 	head, tail int32        // frames staged in loop.pend this drain, -1 if none

@@ -26,6 +26,7 @@ type serveFlags struct {
 	listen, framing, slow          string
 	loops, maxConns                int
 	maxMessage, maxInbound, maxOut byteSize
+	sndbuf                         byteSize
 	keepalive, writeTimeout        time.Duration
 	heartbeat, drainTimeout        time.Duration
 	policyListen, policyFile       string
@@ -51,6 +52,7 @@ func (f *serveFlags) register(fs *flagSet) {
 	fs.Var(&f.maxInbound, "max-inbound", "How many `bytes` a client may send in total before it is disconnected; the relay never reads them. 0 disconnects a client on its first byte.")
 	f.maxOut = relay.DefaultMaxOutbound
 	fs.Var(&f.maxOut, "max-outbound", "The cap on each connection's unsent `bytes`; a message that would pass it triggers the --slow policy.")
+	fs.Var(&f.sndbuf, "sndbuf", "SO_SNDBUF for every client socket, in `bytes` (the kernel doubles it): bounds the kernel memory a client that stops reading can hold, at the cost of the kernel's autotuning; 0 keeps autotuning.")
 	fs.StringVar(&f.slow, "slow", "close", "What happens to a client whose unsent bytes would pass --max-outbound: `close` disconnects it, drop drops that message for that client only.")
 	fs.IntVar(&f.maxConns, "max-conns", 0, "The most client connections held at once (`N`); more are closed at once and counted. 0 means the open-file limit minus a reserve of 160, logged at start.")
 	fs.DurationVar(&f.keepalive, "keepalive", relay.DefaultKeepAlive, "TCP keepalive idle `time` before probes (three probes, a third of it apart); 0 turns keepalive off.")
@@ -85,6 +87,7 @@ func (f *serveFlags) config(logger *slog.Logger) (relay.Config, error) {
 		MaxMessage:        int(f.maxMessage),
 		MaxInbound:        int(f.maxInbound),
 		MaxOutbound:       int(f.maxOut),
+		SendBuffer:        int(f.sndbuf),
 		MaxConns:          f.maxConns,
 		KeepAlive:         f.keepalive,
 		WriteTimeout:      f.writeTimeout,
