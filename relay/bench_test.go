@@ -35,8 +35,10 @@ func BenchmarkRegistryGet(b *testing.B) {
 			var src idSource
 			ids := make([]string, n)
 			for i := range ids {
-				ids[i] = src.next()
-				r.add(&session{id: ids[i]})
+				s := &session{}
+				s.setID(src.next())
+				ids[i] = s.ID()
+				r.add(s)
 			}
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {

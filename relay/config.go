@@ -167,8 +167,8 @@ func (cfg Config) withDefaults() (Config, error) {
 	case cfg.MaxInbound == 0:
 		cfg.MaxInbound = DefaultMaxInbound
 	case cfg.MaxInbound == Off:
-	case cfg.MaxInbound < 0:
-		return bad("max-inbound %d: want a byte count, or Off", cfg.MaxInbound)
+	case cfg.MaxInbound < 0 || cfg.MaxInbound > 1<<31:
+		return bad("max-inbound %d: want a byte count up to 2 GiB, or Off", cfg.MaxInbound)
 	}
 	switch {
 	case cfg.MaxOutbound == 0:

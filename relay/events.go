@@ -46,9 +46,22 @@ const DefaultEventLog = 1 << 16
 // costs the loops nothing: it loses the oldest events and sees the gap.
 type eventLog struct {
 	mu      sync.Mutex
-	ring    []Event       // guarded by mu; len is a power of two
+	ring    []rawEvent    // guarded by mu; len is a power of two
 	next    uint64        // guarded by mu; Seq of the next event
 	waiters chan struct{} // guarded by mu; closed on append when non-nil
+}
+
+// rawEvent is an Event as the ring keeps it: no pointers, so the ring
+// costs the garbage collector nothing and keeps no session alive; strings
+// are made when a watcher reads it.
+type rawEvent struct {
+	seq        uint64
+	time       int64
+	idRaw      [IDBytes]byte
+	remoteIP   [16]byte
+	remotePort uint16
+	kind       EventKind
+	reason     CloseReason
 }
 
 func newEventLog(size int) *eventLog {
@@ -56,14 +69,15 @@ func newEventLog(size int) *eventLog {
 	for n < size {
 		n <<= 1
 	}
-	return &eventLog{ring: make([]Event, n), next: 1}
+	return &eventLog{ring: make([]rawEvent, n), next: 1}
 }
 
-// append records ev, assigning its sequence number.
-func (e *eventLog) append(ev Event) {
+// append records an event of s, assigning its sequence number.
+func (e *eventLog) append(kind EventKind, s *session, at int64, reason CloseReason) {
+	ev := rawEvent{time: at, idRaw: s.idRaw, remoteIP: s.remoteIP, remotePort: s.remotePort, kind: kind, reason: reason}
 	e.mu.Lock()
-	ev.Seq = e.next
-	e.ring[ev.Seq&uint64(len(e.ring)-1)] = ev
+	ev.seq = e.next
+	e.ring[ev.seq&uint64(len(e.ring)-1)] = ev
 	e.next++
 	w := e.waiters
 	e.waiters = nil
@@ -94,7 +108,10 @@ func (s *Server) EventsSince(from uint64, dst []Event, max int) (evs []Event, ne
 		from = oldest
 	}
 	for seq := from; seq < e.next && len(dst) < max; seq++ {
-		dst = append(dst, e.ring[seq&uint64(len(e.ring)-1)])
+		r := &e.ring[seq&uint64(len(e.ring)-1)]
+		ev := Event{Seq: r.seq, Kind: r.kind, Time: r.time, ID: idString(&r.idRaw), Reason: r.reason}
+		ev.Remote = netip.AddrPortFrom(netip.AddrFrom16(r.remoteIP).Unmap(), r.remotePort)
+		dst = append(dst, ev)
 		from = seq + 1
 	}
 	if from == e.next {

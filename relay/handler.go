@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -45,35 +44,29 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		s.log.Error("cannot serve connections on this event loop", "err", err)
 		return nil, gnet.Close
 	}
-	if s.cfg.WriteTimeout > 0 {
-		// Not inherited from gnet's listener (gnet offers no hook to set
-		// it there), so one setsockopt per accepted connection.
-		if err := setUserTimeout(c.Fd(), s.cfg.WriteTimeout); err != nil && s.log.Enabled(context.Background(), slog.LevelDebug) {
-			s.log.Debug("set TCP_USER_TIMEOUT", "err", err)
-		}
-	}
 	sess := &session{
-		id:     l.ids.next(),
 		conn:   c,
 		loop:   l,
 		opened: time.Now().UnixNano(),
 	}
 	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		ap := ta.AddrPort()
-		sess.remote = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		sess.remoteIP, sess.remotePort = ap.Addr().As16(), ap.Port()
 	}
+	sess.setID(l.ids.next())
 	for !s.reg.add(sess) {
-		sess.id = l.ids.next()
+		sess.setID(l.ids.next())
 	}
 	l.addSession(sess)
 	s.open.Add(1)
 	s.counters.accepted.Add(1)
 	c.SetContext(sess)
-	s.events.append(Event{Kind: EventConnect, Time: sess.opened, ID: sess.id, Remote: sess.remote})
+	s.events.append(EventConnect, sess, sess.opened, 0)
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
-		s.log.Debug("client connected", "id", sess.id, "remote", sess.remote.String())
+		s.log.Debug("client connected", "id", sess.ID(), "remote", sess.remote().String())
 	}
-	l.idFrame = appendFrame(s.cfg.Framing, l.idFrame[:0], sess.id)
+	text := encodeID(&sess.idRaw)
+	l.idFrame = appendFrame(s.cfg.Framing, l.idFrame[:0], text[:])
 	// gnet writes this before OnOpen's caller returns (copying what the
 	// socket does not take), so the loop's scratch buffer is free again.
 	return l.idFrame, gnet.None
@@ -84,8 +77,8 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 	case *session:
 		n, _ := c.Discard(-1) // never parse, never buffer
 		x.loop.counters.inbound.Add(uint64(n))
-		x.inbound += n
-		if x.inbound > h.srv.cfg.MaxInbound && !x.closed {
+		x.inbound = uint32(min(int64(x.inbound)+int64(n), 1<<32-1)) // saturate
+		if int64(x.inbound) > int64(h.srv.cfg.MaxInbound) && !x.closed {
 			// MaxInbound is Off (-1) when any byte must close.
 			x.reason = ReasonInbound
 			_ = c.SetLinger(0)
@@ -116,11 +109,11 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 	sess.loop.leaveAll(sess)
 	sess.loop.removeSession(sess)
 	s.reg.remove(sess)
-	s.events.append(Event{Kind: EventDisconnect, Time: time.Now().UnixNano(), ID: sess.id, Remote: sess.remote, Reason: why})
+	s.events.append(EventDisconnect, sess, time.Now().UnixNano(), why)
 	s.open.Add(-1)
 	s.counters.closed[why].Add(1)
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
-		s.log.Debug("client closed", "id", sess.id, "remote", sess.remote.String(), "reason", why.String(), "err", err)
+		s.log.Debug("client closed", "id", sess.ID(), "remote", sess.remote().String(), "reason", why.String(), "err", err)
 	}
 	c.SetContext(nil)
 	return gnet.None

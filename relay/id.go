@@ -22,21 +22,32 @@ type idSource struct {
 
 const idBlock = 64 * IDBytes
 
-// next returns a fresh ID.
-func (s *idSource) next() string {
+// next returns a fresh ID's random bytes.
+func (s *idSource) next() (raw [IDBytes]byte) {
 	if s.avail < IDBytes {
 		// crypto/rand.Read does not fail on Linux: since Go 1.24 it
 		// crashes the process rather than return weak randomness.
 		_, _ = rand.Read(s.buf[:])
 		s.avail = len(s.buf)
 	}
-	raw := s.buf[len(s.buf)-s.avail:][:IDBytes]
-	var out [32]byte
-	base64.RawURLEncoding.Encode(out[:], raw)
+	used := s.buf[len(s.buf)-s.avail:][:IDBytes]
+	copy(raw[:], used)
 	// Wipe what was used so a core dump does not list past IDs.
-	clear(raw)
+	clear(used)
 	s.avail -= IDBytes
-	return string(out[:IDLen])
+	return raw
+}
+
+// encodeID writes the text form of an ID's random bytes.
+func encodeID(raw *[IDBytes]byte) (text [IDLen]byte) {
+	base64.RawURLEncoding.Encode(text[:], raw[:])
+	return text
+}
+
+// idString returns the text form of an ID's random bytes (allocates).
+func idString(raw *[IDBytes]byte) string {
+	text := encodeID(raw)
+	return string(text[:])
 }
 
 // ValidID reports whether id is shaped like a client ID: 22 to 64 characters

@@ -109,11 +109,13 @@ func newLoop(srv *Server, el gnet.EventLoop) (*loop, error) {
 		return nil, fmt.Errorf("relay: doorbell socketpair: %w", err)
 	}
 	l := &loop{
-		srv:      srv,
-		el:       el,
-		bellW:    fds[0],
-		queue:    make([]item, 0, 1024),
-		spare:    make([]item, 0, 1024),
+		srv:   srv,
+		el:    el,
+		bellW: fds[0],
+		// Small to start (items are 80 bytes); the slices grow with load
+		// and keep their size.
+		queue:    make([]item, 0, 64),
+		spare:    make([]item, 0, 64),
 		lastBeat: time.Now(),
 	}
 	f := os.NewFile(uintptr(fds[1]), "pushrelay-doorbell")
@@ -383,6 +385,17 @@ func (l *loop) flush(s *session) {
 		}
 	}
 	if len(iov) > 0 {
+		if !s.timeoutSet {
+			// TCP_USER_TIMEOUT bounds how long written data may stay
+			// unacknowledged, so it matters from the first write on.
+			// Setting it here rather than at accept keeps a system call
+			// off the accept path, which a reconnect storm is made of;
+			// gnet offers no hook to set it on its listeners.
+			s.timeoutSet = true
+			if to := l.srv.cfg.WriteTimeout; to > 0 {
+				_ = setUserTimeout(s.conn.Fd(), to)
+			}
+		}
 		l.write(s, iov)
 	}
 	clear(iov)

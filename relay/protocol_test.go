@@ -40,7 +40,8 @@ func TestIDsAreWellFormedAndDistinct(t *testing.T) {
 	var src idSource
 	seen := map[string]bool{}
 	for i := 0; i < 100000; i++ {
-		id := src.next()
+		raw := src.next()
+		id := idString(&raw)
 		if len(id) != IDLen || !ValidID(id) {
 			t.Fatalf("ID %q is not %d URL-safe characters", id, IDLen)
 		}

@@ -17,52 +17,63 @@ const registryShards = 256
 
 // registry maps client IDs to their sessions. Safe for concurrent use: each
 // shard has its own lock, held only for one map operation.
+//
+// The maps are keyed by the ID's 64-bit xxhash, not the ID: an entry is 16
+// bytes instead of 24, one per idle client. A lookup checks the session's
+// ID, so a hash shared by two IDs cannot misdeliver; and since the relay
+// draws IDs itself, add refuses a taken hash and the caller draws again.
 type registry struct {
 	shards [registryShards]registryShard
 }
 
 type registryShard struct {
 	mu sync.RWMutex
-	m  map[string]*session // guarded by mu
+	m  map[uint64]*session // guarded by mu; keyed by xxhash of the ID
 	// Pad to a cache line so neighbouring shards' locks do not share one.
 	_ [64 - 32]byte
 }
 
-func (r *registry) shard(id string) *registryShard {
-	return &r.shards[xxhash.Sum64String(id)&(registryShards-1)]
+func (r *registry) shard(h uint64) *registryShard {
+	return &r.shards[h&(registryShards-1)]
 }
 
 // get returns the open session with that ID, or nil.
 func (r *registry) get(id string) *session {
-	sh := r.shard(id)
+	h := xxhash.Sum64String(id)
+	sh := r.shard(h)
 	sh.mu.RLock()
-	s := sh.m[id]
+	s := sh.m[h]
 	sh.mu.RUnlock()
+	if s == nil || !s.hasID(id) {
+		return nil
+	}
 	return s
 }
 
-// add inserts s under s.id and reports false if the ID is taken (a 2^-128
-// event the caller answers by drawing another ID).
+// add inserts s under its ID and reports false if the ID's hash is taken
+// (a 2^-64 event the caller answers by drawing another ID).
 func (r *registry) add(s *session) bool {
-	sh := r.shard(s.id)
+	h := s.idHash
+	sh := r.shard(h)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if sh.m == nil {
-		sh.m = make(map[string]*session)
+		sh.m = make(map[uint64]*session)
 	}
-	if _, taken := sh.m[s.id]; taken {
+	if _, taken := sh.m[h]; taken {
 		return false
 	}
-	sh.m[s.id] = s
+	sh.m[h] = s
 	return true
 }
 
 // remove deletes s, if it is still the session registered under its ID.
 func (r *registry) remove(s *session) {
-	sh := r.shard(s.id)
+	h := s.idHash
+	sh := r.shard(h)
 	sh.mu.Lock()
-	if sh.m[s.id] == s {
-		delete(sh.m, s.id)
+	if sh.m[h] == s {
+		delete(sh.m, h)
 		if len(sh.m) == 0 {
 			// Go maps never shrink: drop an empty one so a shard that
 			// once held a crowd gives its memory back.
@@ -116,8 +127,8 @@ func (r *registry) page(cursor string, limit int, dst []string) ([]string, strin
 		sh := &r.shards[shard]
 		scratch = scratch[:0]
 		sh.mu.RLock()
-		for id := range sh.m {
-			if id > after {
+		for _, s := range sh.m {
+			if id := s.ID(); id > after {
 				scratch = append(scratch, id)
 			}
 		}

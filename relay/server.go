@@ -519,7 +519,7 @@ func (s *Server) Info(id string) (ClientInfo, bool) {
 	if sess == nil {
 		return ClientInfo{}, false
 	}
-	return ClientInfo{ID: sess.id, Remote: sess.remote, Since: time.Unix(0, sess.opened)}, true
+	return ClientInfo{ID: sess.ID(), Remote: sess.remote(), Since: time.Unix(0, sess.opened)}, true
 }
 
 // Len returns the number of open client connections. Safe for concurrent

@@ -479,9 +479,15 @@ func TestSocketOptionsForDeadPeers(t *testing.T) {
 	c := dial(t, srv)
 	sess := srv.reg.get(c.id)
 	fd := sess.conn.Fd()
+	// TCP_USER_TIMEOUT is set before the first write after the ID.
+	if ut, _ := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT); ut != 0 {
+		t.Fatalf("TCP_USER_TIMEOUT = %d before any message, want 0 (set lazily)", ut)
+	}
+	srv.Send(c.id, []byte("first"))
+	c.expect("first")
 	ut, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
 	if err != nil || ut != 7000 {
-		t.Fatalf("TCP_USER_TIMEOUT = %d (%v), want 7000 ms", ut, err)
+		t.Fatalf("TCP_USER_TIMEOUT = %d (%v) after a message, want 7000 ms", ut, err)
 	}
 	if sb, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF); err != nil || sb != 2*24<<10 {
 		t.Fatalf("SO_SNDBUF = %d (%v), want %d (the kernel doubles what is set)", sb, err, 2*24<<10)

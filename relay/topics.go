@@ -141,13 +141,13 @@ func (l *loop) subscribe(s *session, topic string) error {
 	if s.closed {
 		return ErrUnknownID
 	}
-	for _, m := range s.subs {
+	for _, m := range s.memberships() {
 		if m.t.name == topic {
 			return nil // already a member: not an error, not a change
 		}
 	}
 	cfg := &l.srv.cfg
-	if len(s.subs) >= cfg.MaxTopicsPerConn {
+	if len(s.memberships()) >= cfg.MaxTopicsPerConn {
 		return fmt.Errorf("%w: client is in %d topics, the most allowed", ErrLimit, cfg.MaxTopicsPerConn)
 	}
 	if err := l.srv.topics.add(topic, cfg.MaxSubscribers, cfg.MaxTopics); err != nil {
@@ -161,7 +161,7 @@ func (l *loop) subscribe(s *session, topic string) error {
 		t = &loopTopic{name: topic}
 		l.topics[topic] = t
 	}
-	s.subs = append(s.subs, membership{t: t, idx: int32(len(t.members))})
+	s.addMembership(membership{t: t, idx: int32(len(t.members))})
 	t.members = append(t.members, s)
 	return errSubscribed
 }
@@ -172,7 +172,7 @@ var errSubscribed = errors.New("subscribed")
 // unsubscribe removes s from topic on the loop and reports whether it was
 // a member.
 func (l *loop) unsubscribe(s *session, topic string) bool {
-	for i, m := range s.subs {
+	for i, m := range s.memberships() {
 		if m.t.name == topic {
 			l.leave(s, i)
 			return true
@@ -183,7 +183,7 @@ func (l *loop) unsubscribe(s *session, topic string) bool {
 
 // leave removes s's i-th membership.
 func (l *loop) leave(s *session, i int) {
-	m := s.subs[i]
+	m := s.memberships()[i]
 	t := m.t
 	last := len(t.members) - 1
 	moved := t.members[last]
@@ -191,9 +191,10 @@ func (l *loop) leave(s *session, i int) {
 	t.members[last] = nil
 	t.members = t.members[:last]
 	if moved != s {
-		for j := range moved.subs {
-			if moved.subs[j].t == t {
-				moved.subs[j].idx = m.idx
+		ms := moved.memberships()
+		for j := range ms {
+			if ms[j].t == t {
+				ms[j].idx = m.idx
 				break
 			}
 		}
@@ -201,15 +202,14 @@ func (l *loop) leave(s *session, i int) {
 	if len(t.members) == 0 {
 		delete(l.topics, t.name)
 	}
-	s.subs[i] = s.subs[len(s.subs)-1]
-	s.subs = s.subs[:len(s.subs)-1]
+	s.removeMembership(i)
 	l.srv.topics.remove(t.name)
 }
 
 // leaveAll drops every subscription of s (at close).
 func (l *loop) leaveAll(s *session) {
-	for len(s.subs) > 0 {
-		l.leave(s, len(s.subs)-1)
+	for n := len(s.memberships()); n > 0; n = len(s.memberships()) {
+		l.leave(s, n-1)
 	}
 	s.subs = nil
 }
