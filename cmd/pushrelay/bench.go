@@ -1,11 +1,214 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pushrelay/pushrelay/bench"
+	"github.com/pushrelay/pushrelay/relay"
 )
 
+// benchRunLimit bounds a whole bench command, whatever its flags say, so a
+// wedged run ends by itself.
+const benchRunLimit = 20 * time.Minute
+
+func benchCommands() []command {
+	return []command{
+		{"idle", "measure what an idle connection costs the relay and a goroutine-per-connection baseline", runBenchIdle},
+		{"storm", "measure how fast the relay accepts a reconnect storm, against a bare accept4 loop", runBenchStorm},
+		{"child", "run one server for a measuring parent (used by idle and storm)", runBenchChild},
+	}
+}
+
 func runBench(args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "pushrelay bench: not built yet")
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		w := stdout
+		if len(args) == 0 {
+			w = stderr
+		}
+		fmt.Fprintln(w, "Usage: pushrelay bench COMMAND [flags]\n\nMeasures the relay against baselines, each server in a child process of its own.\n\nCommands:")
+		for _, c := range benchCommands() {
+			fmt.Fprintf(w, "  %-6s %s\n", c.name, c.summary)
+		}
+		fmt.Fprintln(w, "\nRun 'pushrelay bench COMMAND --help' for a command's flags.")
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range benchCommands() {
+		if c.name == args[0] {
+			return c.run(args[1:], stdout, stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "pushrelay bench: unknown command %q (want idle, storm or child)\n", args[0])
 	return 2
+}
+
+// benchContext is cancelled by SIGINT or SIGTERM and after benchRunLimit.
+func benchContext() (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithTimeout(ctx, benchRunLimit)
+	return ctx, func() { cancel(); stop() }
+}
+
+func splitBenchList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// benchReport prints the Markdown summary and writes both result files.
+func benchReport(stdout, stderr io.Writer, name, dir string, started time.Time, v any, markdown string) int {
+	fmt.Fprint(stdout, markdown)
+	if dir == "" {
+		dir = bench.DefaultOutDir(name, started)
+	}
+	if err := bench.WriteResults(dir, v, markdown); err != nil {
+		fmt.Fprintf(stderr, "pushrelay bench %s: %v\n", name, err)
+		return 1
+	}
+	fmt.Fprintf(stderr, "pushrelay bench %s: results in %s\n", name, dir)
+	return 0
+}
+
+func runBenchIdle(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("bench idle", "Opens idle connections to the relay and to a goroutine-per-connection baseline, each in a child process, and reports the memory each connection costs the server process and the kernel.", stderr)
+	var (
+		opts             bench.IdleOptions
+		framing, servers string
+		out, profileDir  string
+		conns, workers   int
+		warmup           int
+		settle           time.Duration
+	)
+	fs.IntVar(&conns, "conns", 10000, "How many idle connections (`N`) each server holds. The client and the server each need one file descriptor per connection.")
+	fs.StringVar(&framing, "framing", "nul", "The `framing` the servers use and the clients read their ID in: nul, line or len32.")
+	fs.StringVar(&servers, "servers", "relay,baseline", "The servers to measure, in order, as a comma-separated `list` of relay and baseline.")
+	fs.IntVar(&workers, "workers", 32, "How many goroutines (`N`) open the connections.")
+	fs.IntVar(&warmup, "warmup", 1, "How many unreported rounds (`N`) against the first server run first, so the kernel's slab caches are grown for every server alike; 0 runs none.")
+	fs.DurationVar(&settle, "settle", 2*time.Second, "How `long` the connections sit idle before the final reading.")
+	fs.StringVar(&out, "out", "", "The `directory` that receives results.json and results.md; empty means bench-results/idle-UTCTIMESTAMP.")
+	fs.StringVar(&profileDir, "profile-dir", "", "A `directory` that receives a heap profile of each server with its connections open; empty takes none.")
+	if err := fs.parse(args, stdout); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "pushrelay bench idle: %v\n", err)
+		return 2
+	}
+	var err error
+	if opts.Framing, err = relay.ParseFraming(framing); err != nil {
+		fmt.Fprintf(stderr, "pushrelay bench idle: --framing: %v\n", err)
+		return 2
+	}
+	if conns <= 0 {
+		fmt.Fprintln(stderr, "pushrelay bench idle: --conns: want at least 1")
+		return 2
+	}
+	opts.Conns, opts.Workers, opts.Settle, opts.Warmup = conns, workers, settle, warmup
+	if warmup == 0 {
+		opts.Warmup = -1 // bench treats 0 as its default
+	}
+	opts.Servers, opts.ProfileDir, opts.Stderr = splitBenchList(servers), profileDir, stderr
+	ctx, cancel := benchContext()
+	defer cancel()
+	res, err := bench.RunIdle(ctx, opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "pushrelay bench idle: %v\n", err)
+		return 1
+	}
+	return benchReport(stdout, stderr, "idle", out, res.Started, res, res.Markdown())
+}
+
+func runBenchStorm(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("bench storm", "Opens connections as fast as one client can against a bare accept4 loop and against the relay, each in a child process, and reports each server's accept rate and the listen-queue overflows.", stderr)
+	var (
+		opts            bench.StormOptions
+		servers         string
+		out, profileDir string
+		conns, dialers  int
+		sources, rounds int
+		warmup          int
+		timeout, poll   time.Duration
+		pause           time.Duration
+	)
+	fs.IntVar(&conns, "conns", 18000, "How many connections (`N`) the storm opens against each server. The client and the server each need one file descriptor per connection.")
+	fs.StringVar(&servers, "servers", "accept4,relay", "The servers to measure, in order, as a comma-separated `list` of accept4 (a bare accept loop), accept4-write (the same, writing each connection a 22-character ID), relay and baseline.")
+	fs.IntVar(&warmup, "warmup", 1, "How many unreported storms (`N`) against the first server run before the measured rounds, so the kernel's socket caches are grown for every server alike; 0 runs none.")
+	fs.IntVar(&rounds, "rounds", 5, "How many storms (`N`) each server gets, the servers taking turns; the summary reports each server's median round and the median of the rounds' relay/accept4 ratios.")
+	fs.IntVar(&dialers, "dialers", 2, "How many goroutines (`N`) issue the non-blocking connects.")
+	fs.IntVar(&sources, "sources", 8, "How many loopback source addresses (`N`, from 127.0.0.2 on) the client binds to in turn, so no single ephemeral port range runs short; 1 leaves the source to the kernel.")
+	fs.DurationVar(&pause, "pause", time.Second, "How `long` the host rests before each storm, so the kernel's cleanup of the previous one does not land on the next server's time.")
+	fs.DurationVar(&timeout, "timeout", 60*time.Second, "How `long` each server's storm may take before it is reported incomplete.")
+	fs.DurationVar(&poll, "poll", 5*time.Millisecond, "How often (`interval`) the server is asked how many connections it accepted; the resolution of the measured time.")
+	fs.StringVar(&out, "out", "", "The `directory` that receives results.json and results.md; empty means bench-results/storm-UTCTIMESTAMP.")
+	fs.StringVar(&profileDir, "profile-dir", "", "A `directory` that receives a CPU profile of each server during its storm; empty takes none.")
+	if err := fs.parse(args, stdout); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "pushrelay bench storm: %v\n", err)
+		return 2
+	}
+	if conns <= 0 {
+		fmt.Fprintln(stderr, "pushrelay bench storm: --conns: want at least 1")
+		return 2
+	}
+	opts.Conns, opts.Dialers, opts.Sources, opts.Rounds = conns, dialers, sources, rounds
+	opts.Warmup = warmup
+	if warmup == 0 {
+		opts.Warmup = -1 // bench treats 0 as its default
+	}
+	opts.Timeout, opts.Poll, opts.Pause = timeout, poll, pause
+	opts.Servers, opts.ProfileDir, opts.Stderr = splitBenchList(servers), profileDir, stderr
+	ctx, cancel := benchContext()
+	defer cancel()
+	res, err := bench.RunStorm(ctx, opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "pushrelay bench storm: %v\n", err)
+		return 1
+	}
+	return benchReport(stdout, stderr, "storm", out, res.Started, res, res.Markdown())
+}
+
+func runBenchChild(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("bench child", "Runs one server and answers a measuring parent's commands (stats, count, gc, heap PATH, cpu-start PATH, cpu-stop, quit), one per line on stdin, one JSON line each on stdout. End of stdin quits.", stderr)
+	var server, listen, framing string
+	fs.StringVar(&server, "server", "relay", "The `server` to run: relay (its defaults), baseline (goroutines per connection), accept4 (a bare accept loop) or accept4-write (the same, writing each connection a 22-character ID).")
+	fs.StringVar(&listen, "listen", "127.0.0.1:0", "The `HOST:PORT` the server listens on; port 0 picks a free port, reported on the first line.")
+	fs.StringVar(&framing, "framing", "nul", "The `framing` of the frames the server writes: nul, line or len32.")
+	if err := fs.parse(args, stdout); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "pushrelay bench child: %v\n", err)
+		return 2
+	}
+	f, err := relay.ParseFraming(framing)
+	if err != nil {
+		fmt.Fprintf(stderr, "pushrelay bench child: --framing: %v\n", err)
+		return 2
+	}
+	// The parent owns the terminal's signals: a Ctrl-C reaches the whole
+	// process group, and the parent then closes stdin, which is the
+	// child's cue to shut down cleanly.
+	signal.Ignore(os.Interrupt)
+	if err := bench.RunChild(bench.ChildConfig{Server: server, Listen: listen, Framing: f}, os.Stdin, stdout); err != nil {
+		fmt.Fprintf(stderr, "pushrelay bench child: %v\n", err)
+		return 1
+	}
+	return 0
 }

@@ -1,0 +1,289 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pushrelay/pushrelay/relay"
+)
+
+// The servers a child can run.
+const (
+	ServerRelay    = "relay"    // relay.Server with its defaults
+	ServerBaseline = "baseline" // Baseline, goroutines per connection
+	ServerAccept4  = "accept4"  // Accept4Server, the kernel's floor
+	// ServerAccept4Write is Accept4Server writing a fixed 22-character ID
+	// frame to each connection: the floor for accepting and greeting, so
+	// the relay's cost beyond the work its protocol requires shows.
+	ServerAccept4Write = "accept4-write"
+)
+
+// MemProfileRateEnv names the environment variable that sets a child's
+// runtime.MemProfileRate (1 records every allocation).
+const MemProfileRateEnv = "PUSHRELAY_BENCH_MEMPROFILERATE"
+
+// ChildConfig says which server a child process runs.
+type ChildConfig struct {
+	Server  string // ServerRelay, ServerBaseline, ServerAccept4 or ServerAccept4Write
+	Listen  string // HOST:PORT; port 0 picks a free port
+	Framing relay.Framing
+}
+
+// ChildHello is the first line a child writes, once its server listens.
+type ChildHello struct {
+	Addr string `json:"addr"`
+	Pid  int    `json:"pid"`
+}
+
+// ChildStats is a child's answer to `stats` (every field) and to `count`
+// (Conns and Accepted only: count reads no MemStats, which would stop the
+// world in the middle of a storm).
+type ChildStats struct {
+	RSSBytes    int64  `json:"rss_bytes,omitempty"`
+	HeapAlloc   uint64 `json:"heap_alloc,omitempty"`
+	HeapInuse   uint64 `json:"heap_inuse,omitempty"`
+	HeapSys     uint64 `json:"heap_sys,omitempty"`
+	StackInuse  uint64 `json:"stack_inuse,omitempty"`
+	Sys         uint64 `json:"sys,omitempty"`
+	Goroutines  int    `json:"goroutines,omitempty"`
+	Threads     int    `json:"threads,omitempty"`
+	CPUUserNs   int64  `json:"cpu_user_ns,omitempty"`
+	CPUSysNs    int64  `json:"cpu_sys_ns,omitempty"`
+	RunqWaitNs  int64  `json:"runq_wait_ns,omitempty"` // threads runnable but not running, summed
+	Conns       int64  `json:"conns"`
+	Accepted    uint64 `json:"accepted"`
+	FirstAccept int64  `json:"first_accept_ns,omitempty"` // accept4 only
+	LastAccept  int64  `json:"last_accept_ns,omitempty"`  // accept4 only
+	Error       string `json:"error,omitempty"`
+}
+
+// childServer is what a child needs of the server it runs.
+type childServer interface {
+	Addr() *net.TCPAddr
+	Len() int
+	Accepted() uint64
+	Close() error
+}
+
+// relayChild adapts relay.Server to childServer.
+type relayChild struct{ *relay.Server }
+
+func (r relayChild) Accepted() uint64 { return r.Stats().Accepted }
+
+func (r relayChild) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return r.Shutdown(ctx)
+}
+
+func startChildServer(cfg ChildConfig) (childServer, error) {
+	switch cfg.Server {
+	case ServerRelay:
+		srv, err := relay.New(relay.Config{
+			Listen:  cfg.Listen,
+			Framing: cfg.Framing,
+			Logger:  slog.New(slog.DiscardHandler),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("bench: child: %w", err)
+		}
+		if err := srv.Start(); err != nil {
+			return nil, fmt.Errorf("bench: child: %w", err)
+		}
+		return relayChild{srv}, nil
+	case ServerBaseline:
+		b, err := NewBaseline(BaselineConfig{Listen: cfg.Listen, Framing: cfg.Framing})
+		if err != nil {
+			return nil, err
+		}
+		if err := b.Start(); err != nil {
+			return nil, err
+		}
+		return b, nil
+	case ServerAccept4, ServerAccept4Write:
+		a := NewAccept4(cfg.Listen)
+		if cfg.Server == ServerAccept4Write {
+			a.Greeting = cfg.Framing.AppendFrame(nil, []byte(strings.Repeat("A", relay.IDLen)))
+		}
+		if err := a.Start(); err != nil {
+			return nil, err
+		}
+		return a, nil
+	}
+	return nil, fmt.Errorf("bench: child: unknown server %q (want %s, %s, %s or %s)", cfg.Server, ServerRelay, ServerBaseline, ServerAccept4, ServerAccept4Write)
+}
+
+// RunChild runs the server cfg names, writes a ChildHello line to out, then
+// answers the commands read from in, one JSON line per command line:
+//
+//	stats          ChildStats, every field
+//	count          ChildStats, conns and accepted only (no stop-the-world)
+//	gc             two runtime.GC and debug.FreeOSMemory, then {"ok":true}
+//	heap PATH      a GC, then a heap profile written to PATH
+//	cpu-start PATH starts a CPU profile into PATH
+//	cpu-stop       stops it
+//	quit           stops the server and returns
+//
+// End of input is a quit. A bad command is answered {"error":"..."} and the
+// child carries on.
+//
+// If the environment variable MemProfileRateEnv holds a number, it becomes
+// runtime.MemProfileRate before the server starts.
+func RunChild(cfg ChildConfig, in io.Reader, out io.Writer) error {
+	if v := os.Getenv(MemProfileRateEnv); v != "" {
+		rate, err := strconv.Atoi(v)
+		if err != nil || rate < 0 {
+			return fmt.Errorf("bench: child: %s=%q: want a byte count", MemProfileRateEnv, v)
+		}
+		runtime.MemProfileRate = rate
+	}
+	srv, err := startChildServer(cfg)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(out)
+	if err := enc.Encode(ChildHello{Addr: srv.Addr().String(), Pid: os.Getpid()}); err != nil {
+		_ = srv.Close()
+		return fmt.Errorf("bench: child: write hello: %w", err)
+	}
+	var cpuFile *os.File
+	defer func() {
+		if cpuFile != nil {
+			pprof.StopCPUProfile()
+			cpuFile.Close()
+		}
+	}()
+	sc := bufio.NewScanner(in)
+	for sc.Scan() {
+		verb, arg, _ := strings.Cut(strings.TrimSpace(sc.Text()), " ")
+		var reply any
+		switch verb {
+		case "":
+			continue
+		case "stats":
+			reply = childStats(srv, true)
+		case "count":
+			reply = childStats(srv, false)
+		case "gc":
+			runtime.GC()
+			runtime.GC()
+			debug.FreeOSMemory()
+			reply = okReply{OK: true}
+		case "heap":
+			reply = okOrError(writeHeapProfile(arg))
+		case "cpu-start":
+			if cpuFile != nil {
+				reply = okOrError(errors.New("a CPU profile is already running"))
+				break
+			}
+			f, err := os.Create(arg)
+			if err == nil {
+				if err = pprof.StartCPUProfile(f); err != nil {
+					f.Close()
+				} else {
+					cpuFile = f
+				}
+			}
+			reply = okOrError(err)
+		case "cpu-stop":
+			if cpuFile == nil {
+				reply = okOrError(errors.New("no CPU profile is running"))
+				break
+			}
+			pprof.StopCPUProfile()
+			err := cpuFile.Close()
+			cpuFile = nil
+			reply = okOrError(err)
+		case "quit":
+			err := srv.Close()
+			_ = enc.Encode(okOrError(err))
+			return err
+		default:
+			reply = okOrError(fmt.Errorf("unknown command %q (want stats, count, gc, heap, cpu-start, cpu-stop or quit)", verb))
+		}
+		if err := enc.Encode(reply); err != nil {
+			_ = srv.Close()
+			return fmt.Errorf("bench: child: write reply: %w", err)
+		}
+	}
+	// EOF (or a broken pipe) means the parent is gone: quit.
+	return srv.Close()
+}
+
+type okReply struct {
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+}
+
+func okOrError(err error) okReply {
+	if err != nil {
+		return okReply{Error: err.Error()}
+	}
+	return okReply{OK: true}
+}
+
+func writeHeapProfile(path string) error {
+	if path == "" {
+		return errors.New("heap needs a file path")
+	}
+	runtime.GC()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func childStats(srv childServer, full bool) ChildStats {
+	st := ChildStats{Conns: int64(srv.Len()), Accepted: srv.Accepted()}
+	if a, ok := srv.(*Accept4Server); ok {
+		st.FirstAccept, st.LastAccept = a.AcceptTimes()
+	}
+	if !full {
+		return st
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	st.HeapAlloc, st.HeapInuse, st.HeapSys = ms.HeapAlloc, ms.HeapInuse, ms.HeapSys
+	st.StackInuse, st.Sys = ms.StackInuse, ms.Sys
+	st.Goroutines = runtime.NumGoroutine()
+	st.Threads = countThreads()
+	user, sys := cpuTime()
+	st.CPUUserNs, st.CPUSysNs = user.Nanoseconds(), sys.Nanoseconds()
+	if w, err := readRunqWait(); err == nil {
+		st.RunqWaitNs = w.Nanoseconds()
+	}
+	rss, err := readVmRSS()
+	if err != nil {
+		st.Error = err.Error()
+	}
+	st.RSSBytes = rss
+	return st
+}
+
+// countThreads returns the number of OS threads of this process, 0 if
+// unknown.
+func countThreads() int {
+	ents, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return 0
+	}
+	return len(ents)
+}

@@ -1,0 +1,22 @@
+// Package bench measures the relay against the designs it claims to beat, in
+// one run, on one machine, so every figure it reports is a ratio that means
+// something wherever it was measured:
+//
+//   - RunIdle holds N idle client connections open against the relay and
+//     against Baseline (a goroutine-per-connection server on Go's net
+//     package) and reports what each connection costs: the server process's
+//     RSS and Go heap, and the kernel's memory per socket.
+//   - RunStorm opens N connections as fast as one client process can and
+//     reports how fast the relay accepts them compared with Accept4Server,
+//     a bare accept4(2) loop that is the kernel's floor for accepting (and,
+//     on request, the same loop writing each connection an ID frame: the
+//     floor for what the relay's protocol requires).
+//
+// Each server runs in a child process of its own (`pushrelay bench child`,
+// see RunChild), so its memory figures are its own and not the client's. The
+// parent talks to the child over stdin and stdout, one JSON line per
+// command.
+//
+// Everything here reads Linux's /proc files and uses Linux socket options;
+// on other systems the measurements fail with ErrUnsupported.
+package bench

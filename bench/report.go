@@ -1,0 +1,122 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Check is one figure set beside its target. Targets are printed, not
+// enforced: a run that misses one still succeeds.
+type Check struct {
+	Name   string  `json:"name"`
+	Value  float64 `json:"value"`
+	Shown  string  `json:"shown"`  // Value as printed
+	Target string  `json:"target"` // the goal, as printed
+	Met    bool    `json:"met"`
+}
+
+func (c Check) verdict() string {
+	if c.Met {
+		return "met"
+	}
+	return "**missed**"
+}
+
+// DefaultOutDir is where a command's results go unless --out says
+// otherwise: bench-results/COMMAND-UTCSTAMP.
+func DefaultOutDir(command string, t time.Time) string {
+	return filepath.Join("bench-results", command+"-"+t.UTC().Format("20060102T150405Z"))
+}
+
+// WriteResults writes v as results.json and markdown as results.md into
+// dir, creating it.
+func WriteResults(dir string, v any, markdown string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("bench: create %s: %w", dir, err)
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("bench: encode results: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("bench: write results: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.md"), []byte(markdown), 0o644); err != nil {
+		return fmt.Errorf("bench: write results: %w", err)
+	}
+	return nil
+}
+
+// finite turns NaN and ±Inf (a division by a zero count) into 0 so that
+// results always encode as JSON.
+func finite(f float64) float64 {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0
+	}
+	return f
+}
+
+// perEach divides a delta of counters by n.
+func perEach[T ~int64 | ~uint64 | ~int](after, before T, n int) float64 {
+	if n <= 0 {
+		return 0
+	}
+	return finite((float64(after) - float64(before)) / float64(n))
+}
+
+// fmtBytes prints a per-connection size: bytes below 10 KiB, then KiB.
+func fmtBytes(b float64) string {
+	switch a := math.Abs(b); {
+	case a < 10<<10:
+		return fmt.Sprintf("%.0f B", b)
+	case a < 10<<20:
+		return fmt.Sprintf("%.1f KiB", b/(1<<10))
+	default:
+		return fmt.Sprintf("%.1f MiB", b/(1<<20))
+	}
+}
+
+// fmtRate prints connections per second with thousands separators.
+func fmtRate(r float64) string { return fmtInt(int64(math.Round(r))) + "/s" }
+
+func fmtInt(n int64) string {
+	s := fmt.Sprint(n)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+// mdTable renders a Markdown table.
+func mdTable(w *strings.Builder, header []string, rows [][]string) {
+	w.WriteString("| " + strings.Join(header, " | ") + " |\n|")
+	for range header {
+		w.WriteString(" --- |")
+	}
+	w.WriteString("\n")
+	for _, r := range rows {
+		w.WriteString("| " + strings.Join(r, " | ") + " |\n")
+	}
+}
+
+func mdChecks(w *strings.Builder, checks []Check) {
+	rows := make([][]string, 0, len(checks))
+	for _, c := range checks {
+		rows = append(rows, []string{c.Name, c.Shown, c.Target, c.verdict()})
+	}
+	mdTable(w, []string{"figure", "measured", "target", "verdict"}, rows)
+}
