@@ -38,6 +38,8 @@ func runLoadgen(args []string, stdout, stderr io.Writer) int {
 	recvbuf := fs.Int("recvbuf", 0, "SO_RCVBUF for each client socket, in `bytes`; 0 keeps the kernel's default.")
 	jsonOut := fs.String("json", "", "Write every figure as JSON to this `file`.")
 	idsOut := fs.String("ids", "", "Write the connections' IDs, one per line, to this `file`.")
+	netns := fs.Bool("netns", false, "Run in a private network namespace (root and ip(8) needed): its own loopback, port range and somaxconn, deleted afterwards. The relay must run inside it too: see --serve.")
+	serveArgs := fs.String("serve", "", "With --netns, the `arguments` of the `pushrelay serve` started inside the namespace; empty means --listen set to --target, with no ingress and no HTTP. \"none\" starts nothing.")
 	if err := fs.parse(args, stdout); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -57,6 +59,22 @@ func runLoadgen(args []string, stdout, stderr io.Writer) int {
 	}
 	if *conns <= 0 || *rate < 0 || *duration < 0 || *procs < 0 {
 		fmt.Fprintln(stderr, "pushrelay loadgen: --conns must be positive; --rate, --duration and --procs not negative")
+		return 2
+	}
+	if *netns {
+		ns, code := startNamespace(*target, *serveArgs, stderr)
+		if ns == nil {
+			return code
+		}
+		defer ns.Close()
+		exe, err := os.Executable()
+		if err != nil {
+			fmt.Fprintf(stderr, "pushrelay loadgen: %v\n", err)
+			return 1
+		}
+		opts.Executable = ns.Wrap([]string{exe, "loadgen"})
+	} else if *serveArgs != "" {
+		fmt.Fprintln(stderr, "pushrelay loadgen: --serve goes with --netns")
 		return 2
 	}
 	tty := isTerminal(os.Stderr)
@@ -106,6 +124,36 @@ func runLoadgen(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// startNamespace creates the private namespace and starts the relay in it.
+func startNamespace(target, serveArgs string, stderr io.Writer) (*loadgen.Namespace, int) {
+	ns, err := loadgen.NewNamespace()
+	if err != nil {
+		fmt.Fprintf(stderr, "pushrelay loadgen: --netns: %v\n", err)
+		return nil, 1
+	}
+	if serveArgs == "none" {
+		return ns, 0
+	}
+	args := strings.Fields(serveArgs)
+	if len(args) == 0 {
+		args = []string{"--listen", target, "--ingress=", "--http="}
+	}
+	exe, err := os.Executable()
+	if err == nil {
+		_, err = ns.Start(append([]string{exe, "serve"}, args...), os.Stderr)
+	}
+	if err == nil {
+		err = ns.WaitListening(target, 10*time.Second)
+	}
+	if err != nil {
+		ns.Close()
+		fmt.Fprintf(stderr, "pushrelay loadgen: --netns: %v\n", err)
+		return nil, 1
+	}
+	fmt.Fprintf(stderr, "loadgen: in network namespace %s, relay serving on %s\n", ns.Name, target)
+	return ns, 0
 }
 
 func printLoadReport(w io.Writer, r *loadgen.Report) {

@@ -491,3 +491,24 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+func TestLoadgenInAPrivateNetworkNamespace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for ip netns")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("ip(8) not installed")
+	}
+	code, out, stderr := runBinary(t, nil, "loadgen", "--netns", "--target", "127.0.0.1:8843", "--conns", "500", "--duration", "200ms")
+	if code != 0 || !strings.Contains(out, "500 of 500 connections established") || !strings.Contains(stderr, "in network namespace pushrelay-loadgen-") {
+		t.Fatalf("loadgen --netns: exit %d\n%s\n%s", code, out, stderr)
+	}
+	list, _ := exec.Command("ip", "netns", "list").CombinedOutput()
+	if strings.Contains(string(list), "pushrelay-loadgen-") {
+		t.Fatalf("namespace left behind: %s", list)
+	}
+	// --serve without --netns is a usage error.
+	if code, _, stderr := runBinary(t, nil, "loadgen", "--serve", "x"); code != 2 || !strings.Contains(stderr, "--serve goes with --netns") {
+		t.Fatalf("--serve alone: exit %d %q", code, stderr)
+	}
+}
