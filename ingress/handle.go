@@ -48,6 +48,16 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 		c.fail(op, req, wire.StatusBadRequest, fmt.Sprintf("%s: %q is not a client ID (22 to 64 characters of A-Z a-z 0-9 _ -)", op, id))
 		return false
 	}
+	// oneID reads a body that is exactly one ID, answering the errors.
+	oneID := func() ([]byte, bool) {
+		id := r.Str8("id")
+		r.End()
+		if r.Err() != nil {
+			bad(r.Err())
+			return nil, false
+		}
+		return id, validID(id)
+	}
 	if !op.Known() {
 		c.fail(0, req, wire.StatusUnknownOp, fmt.Sprintf("unknown operation 0x%02x", uint8(op)))
 		return
@@ -166,13 +176,8 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 		ok(func(b []byte) []byte { return binary.BigEndian.AppendUint32(b, uint32(changed)) })
 
 	case wire.OpKick:
-		id := r.Str8("id")
-		r.End()
-		if r.Err() != nil {
-			bad(r.Err())
-			return
-		}
-		if !validID(id) {
+		id, valid := oneID()
+		if !valid {
 			return
 		}
 		switch st := rel.Kick(borrow(id)); st {
@@ -185,13 +190,8 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 		}
 
 	case wire.OpInfo:
-		id := r.Str8("id")
-		r.End()
-		if r.Err() != nil {
-			bad(r.Err())
-			return
-		}
-		if !validID(id) {
+		id, valid := oneID()
+		if !valid {
 			return
 		}
 		info, connected := rel.Info(borrow(id))

@@ -86,6 +86,22 @@ func (c *clientCmd) dial() (*client.Client, int) {
 	return cl, exitOK
 }
 
+// session parses the arguments, dials the relay, and runs fn with the
+// client and the positional arguments; it returns fn's exit status, or
+// the one that stopped it before.
+func (c *clientCmd) session(argv []string, stdout io.Writer, minArgs, maxArgs int, fn func(cl *client.Client, pos []string) int) int {
+	pos, code, ok := c.parse(argv, stdout, minArgs, maxArgs)
+	if !ok {
+		return code
+	}
+	cl, code := c.dial()
+	if cl == nil {
+		return code
+	}
+	defer cl.Close()
+	return fn(cl, pos)
+}
+
 // fail prints err as one line and returns the exit status it means.
 func (c *clientCmd) fail(err error) int {
 	fmt.Fprintf(c.stderr, "pushrelay %s: %v\n", c.name, err)
@@ -185,29 +201,20 @@ var runBroadcast = pushCommand("broadcast", "MSG", "Pushes MSG (or standard inpu
 func topicCommand(name, verb string, sub bool) func([]string, io.Writer, io.Writer) int {
 	return func(argv []string, stdout, stderr io.Writer) int {
 		c := newClientCmd(name, "ID TOPIC...", fmt.Sprintf("%s the client with that ID %s each TOPIC.", verb, map[bool]string{true: "to", false: "from"}[sub]), stderr)
-		pos, code, ok := c.parse(argv, stdout, 2, -1)
-		if !ok {
-			return code
-		}
-		cl, code := c.dial()
-		if cl == nil {
-			return code
-		}
-		defer cl.Close()
-		ctx, cancel := c.ctx()
-		defer cancel()
-		var n int
-		var err error
-		if sub {
-			n, err = cl.Subscribe(ctx, pos[0], pos[1:]...)
-		} else {
-			n, err = cl.Unsubscribe(ctx, pos[0], pos[1:]...)
-		}
-		if err != nil {
-			return c.fail(err)
-		}
-		fmt.Fprintf(stdout, "%s %d of %d topics\n", map[bool]string{true: "subscribed to", false: "unsubscribed from"}[sub], n, len(pos)-1)
-		return exitOK
+		return c.session(argv, stdout, 2, -1, func(cl *client.Client, pos []string) int {
+			ctx, cancel := c.ctx()
+			defer cancel()
+			op := cl.Unsubscribe
+			if sub {
+				op = cl.Subscribe
+			}
+			n, err := op(ctx, pos[0], pos[1:]...)
+			if err != nil {
+				return c.fail(err)
+			}
+			fmt.Fprintf(stdout, "%s %d of %d topics\n", map[bool]string{true: "subscribed to", false: "unsubscribed from"}[sub], n, len(pos)-1)
+			return exitOK
+		})
 	}
 }
 
@@ -218,97 +225,76 @@ var (
 
 func runKick(argv []string, stdout, stderr io.Writer) int {
 	c := newClientCmd("kick", "ID", "Closes the connection of the client with that ID, after what was queued for it.", stderr)
-	pos, code, ok := c.parse(argv, stdout, 1, 1)
-	if !ok {
-		return code
-	}
-	cl, code := c.dial()
-	if cl == nil {
-		return code
-	}
-	defer cl.Close()
-	ctx, cancel := c.ctx()
-	defer cancel()
-	if err := cl.Kick(ctx, pos[0]); err != nil {
-		return c.fail(err)
-	}
-	return exitOK
+	return c.session(argv, stdout, 1, 1, func(cl *client.Client, pos []string) int {
+		ctx, cancel := c.ctx()
+		defer cancel()
+		if err := cl.Kick(ctx, pos[0]); err != nil {
+			return c.fail(err)
+		}
+		return exitOK
+	})
 }
 
 func runClients(argv []string, stdout, stderr io.Writer) int {
 	c := newClientCmd("clients", "[ID]", "Lists the connected client IDs, one per line; with an ID, says whether it is connected, since when and from where.", stderr)
-	pos, code, ok := c.parse(argv, stdout, 0, 1)
-	if !ok {
-		return code
-	}
-	cl, code := c.dial()
-	if cl == nil {
-		return code
-	}
-	defer cl.Close()
-	if len(pos) == 1 {
-		ctx, cancel := c.ctx()
-		defer cancel()
-		info, err := cl.Info(ctx, pos[0])
-		if err != nil {
-			return c.fail(err)
-		}
-		if !info.Connected {
-			fmt.Fprintf(stderr, "pushrelay clients: %s is not connected\n", pos[0])
-			return exitRefused
-		}
-		fmt.Fprintf(stdout, "%s connected since %s from %s\n", pos[0], info.Since.UTC().Format(time.RFC3339Nano), info.Remote)
-		return exitOK
-	}
-	cursor := ""
-	for {
-		ctx, cancel := c.ctx()
-		ids, next, err := cl.List(ctx, cursor, 10000)
-		cancel()
-		if err != nil {
-			return c.fail(err)
-		}
-		for _, id := range ids {
-			fmt.Fprintln(stdout, id)
-		}
-		if next == "" {
+	return c.session(argv, stdout, 0, 1, func(cl *client.Client, pos []string) int {
+		if len(pos) == 1 {
+			ctx, cancel := c.ctx()
+			defer cancel()
+			info, err := cl.Info(ctx, pos[0])
+			if err != nil {
+				return c.fail(err)
+			}
+			if !info.Connected {
+				fmt.Fprintf(stderr, "pushrelay clients: %s is not connected\n", pos[0])
+				return exitRefused
+			}
+			fmt.Fprintf(stdout, "%s connected since %s from %s\n", pos[0], info.Since.UTC().Format(time.RFC3339Nano), info.Remote)
 			return exitOK
 		}
-		cursor = next
-	}
+		for cursor := ""; ; {
+			ctx, cancel := c.ctx()
+			ids, next, err := cl.List(ctx, cursor, 10000)
+			cancel()
+			if err != nil {
+				return c.fail(err)
+			}
+			for _, id := range ids {
+				fmt.Fprintln(stdout, id)
+			}
+			if next == "" {
+				return exitOK
+			}
+			cursor = next
+		}
+	})
 }
 
 func runStats(argv []string, stdout, stderr io.Writer) int {
 	c := newClientCmd("stats", "(none)", "Prints every counter and gauge of the relay.", stderr)
 	asJSON := c.fs.Bool("json", false, "Print one JSON object instead of lines of text.")
-	if _, code, ok := c.parse(argv, stdout, 0, 0); !ok {
-		return code
-	}
-	cl, code := c.dial()
-	if cl == nil {
-		return code
-	}
-	defer cl.Close()
-	ctx, cancel := c.ctx()
-	defer cancel()
-	stats, err := cl.Stats(ctx)
-	if err != nil {
-		return c.fail(err)
-	}
-	if *asJSON {
-		m := map[string]float64{}
-		for _, s := range stats {
-			m[metricKey(s)] = s.Value
+	return c.session(argv, stdout, 0, 0, func(cl *client.Client, _ []string) int {
+		ctx, cancel := c.ctx()
+		defer cancel()
+		stats, err := cl.Stats(ctx)
+		if err != nil {
+			return c.fail(err)
 		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(m)
+		if *asJSON {
+			m := map[string]float64{}
+			for _, s := range stats {
+				m[metricKey(s)] = s.Value
+			}
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			enc.Encode(m)
+			return exitOK
+		}
+		for _, s := range stats {
+			fmt.Fprintf(stdout, "%s %v\n", metricKey(s), s.Value)
+		}
 		return exitOK
-	}
-	for _, s := range stats {
-		fmt.Fprintf(stdout, "%s %v\n", metricKey(s), s.Value)
-	}
-	return exitOK
+	})
 }
 
 func metricKey(s client.Stat) string {
