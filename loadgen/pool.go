@@ -49,6 +49,7 @@ type Pool struct {
 	buf     []byte
 	hist    Histogram
 	nextSrc int
+	pending int // connections connecting or waiting for their ID
 
 	Stats PoolStats
 }
@@ -203,6 +204,7 @@ func (p *Pool) Connect() error {
 		return err
 	}
 	p.Stats.Open.Add(1)
+	p.pending++
 	return nil
 }
 
@@ -371,6 +373,7 @@ func (p *Pool) frame(c *lconn, payload []byte) error {
 		}
 		c.id = string(payload)
 		c.state = stIdle
+		p.pending--
 		p.Stats.Established.Add(1)
 		return nil
 	}
@@ -398,8 +401,11 @@ func (p *Pool) closeSlot(slot int32, rst bool) {
 	if c.state == stFree {
 		return
 	}
-	if c.state == stIdle {
+	switch c.state {
+	case stIdle:
 		p.Stats.Established.Add(-1)
+	case stConnecting, stWaitID:
+		p.pending--
 	}
 	if rst {
 		// RST, not FIN: no TIME_WAIT left behind by a run.
@@ -484,15 +490,9 @@ func (p *Pool) Open(n int, rate float64, deadline time.Time) error {
 	}
 }
 
-// settled reports whether no connection is still waiting for its ID.
-func (p *Pool) settled() bool {
-	for i := range p.conns {
-		if st := p.conns[i].state; st == stConnecting || st == stWaitID {
-			return false
-		}
-	}
-	return true
-}
+// settled reports whether no connection is still waiting for its ID. A
+// counter, not a scan: the connect loop asks after every poll.
+func (p *Pool) settled() bool { return p.pending == 0 }
 
 // Run handles events until stop is closed or deadline passes.
 func (p *Pool) Run(stop <-chan struct{}, deadline time.Time) error {

@@ -34,7 +34,7 @@ func runLoadgen(args []string, stdout, stderr io.Writer) int {
 	duration := fs.Duration("duration", 30*time.Second, "How `long` to hold the connections once open; the run always stops by itself.")
 	deadline := fs.Duration("deadline", 0, "An upper bound on the whole run, connecting included (`time`); 0 means --duration plus one minute.")
 	procs := fs.Int("procs", 0, "Worker processes (`N`); 0 uses as many as the open-file limit requires.")
-	sources := fs.String("sources", "", "Local `addresses` to connect from, in turn: a range like 127.0.0.1-127.0.0.50 or a comma-separated list; each gives its own ephemeral ports.")
+	sources := fs.String("sources", "", "Local `addresses` to connect from, in turn: a range like 127.0.0.1-127.0.0.50 or a comma-separated list; each gives its own ephemeral ports. Empty: for a loopback target past 8,000 connections, 127.0.0.1 on, one address per 8,000; otherwise the kernel chooses.")
 	recvbuf := fs.Int("recvbuf", 0, "SO_RCVBUF for each client socket, in `bytes`; 0 keeps the kernel's default.")
 	jsonOut := fs.String("json", "", "Write every figure as JSON to this `file`.")
 	idsOut := fs.String("ids", "", "Write the connections' IDs, one per line, to this `file`.")
@@ -174,6 +174,9 @@ func printLoadReport(w io.Writer, r *loadgen.Report) {
 			fmt.Fprintf(w, " %s %d", k, r.Failed[k])
 		}
 		fmt.Fprintf(w, "; first: %s after %v, while %s\n", r.FirstFailure, r.FirstFailureAt.Round(time.Millisecond), map[string]string{"connect": "connecting", "established": "held"}[r.FirstPhase])
+	}
+	if len(r.Sources) > 0 {
+		fmt.Fprintf(w, "from %d source addresses, %s to %s\n", len(r.Sources), r.Sources[0], r.Sources[len(r.Sources)-1])
 	}
 	fmt.Fprintf(w, "messages %d (%d stamped), heartbeats %d, %d bytes read\n", r.Messages, r.Stamped, r.Heartbeats, r.Bytes)
 	if r.Latency.Count > 0 {
