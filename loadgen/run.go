@@ -100,7 +100,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		opts.Deadline = opts.Duration + time.Minute
 	}
 	if len(opts.Sources) == 0 {
-		opts.Sources = autoSources(opts.Target, opts.Conns)
+		opts.Sources = AutoSources(opts.Target, opts.Conns)
 	}
 	perProc := fileLimit() - fileReserve
 	if opts.Procs <= 0 {
@@ -480,17 +480,17 @@ func runShare(wo WorkerOptions, stop <-chan struct{}, progress func(Progress)) *
 	return rep
 }
 
-// sourcesEach is how many connections autoSources puts on one source
+// sourcesEach is how many connections AutoSources puts on one source
 // address: connect(2) slows down sharply as one address's ephemeral port
 // range (28,232 ports by default) fills, from about two thirds on
 // (measured: 19,000 connections from one address at 3,900/s, from four at
 // 24,700/s).
 const sourcesEach = 8000
 
-// autoSources spreads connections to a loopback target over 127.0.0.1 and
+// AutoSources spreads connections to a loopback target over 127.0.0.1 and
 // the addresses after it, one per sourcesEach connections; any other
 // target is left to the kernel (nil).
-func autoSources(target string, conns int) []netip.Addr {
+func AutoSources(target string, conns int) []netip.Addr {
 	ap, err := netip.ParseAddrPort(target)
 	if err != nil || !ap.Addr().Unmap().Is4() || !ap.Addr().IsLoopback() || conns <= sourcesEach {
 		return nil

@@ -141,14 +141,14 @@ func TestParseSources(t *testing.T) {
 }
 
 func TestAutoSourcesSpreadLoopbackTargets(t *testing.T) {
-	got := autoSources("127.0.0.1:8843", 19000)
+	got := AutoSources("127.0.0.1:8843", 19000)
 	if len(got) != 3 || got[0].String() != "127.0.0.1" || got[2].String() != "127.0.0.3" {
 		t.Fatalf("19,000 to loopback: %v, want 127.0.0.1 to 127.0.0.3", got)
 	}
-	if got := autoSources("127.0.0.1:8843", 5000); got != nil {
+	if got := AutoSources("127.0.0.1:8843", 5000); got != nil {
 		t.Fatalf("5,000 connections: %v, want the kernel's choice", got)
 	}
-	if got := autoSources("10.1.2.3:8843", 50000); got != nil {
+	if got := AutoSources("10.1.2.3:8843", 50000); got != nil {
 		t.Fatalf("non-loopback target: %v", got)
 	}
 }
