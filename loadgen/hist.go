@@ -129,3 +129,42 @@ type Summary struct {
 func (h *Histogram) Summarize() Summary {
 	return Summary{Count: h.n, Mean: h.Mean(), P50: h.Quantile(0.5), P90: h.Quantile(0.9), P99: h.Quantile(0.99), P999: h.Quantile(0.999), Max: h.Max()}
 }
+
+// Sparse returns the non-empty buckets, for sending a histogram compactly
+// (a worker's progress line); FromSparse rebuilds it.
+func (h *Histogram) Sparse() *SparseHistogram {
+	if h.n == 0 {
+		return nil
+	}
+	s := &SparseHistogram{Buckets: map[int]uint64{}, Sum: h.sum, Min: h.min, Max: h.max}
+	for b, c := range h.counts {
+		if c != 0 {
+			s.Buckets[b] = c
+		}
+	}
+	return s
+}
+
+// SparseHistogram is a Histogram's non-empty buckets.
+type SparseHistogram struct {
+	Buckets map[int]uint64 `json:"buckets"`
+	Sum     float64        `json:"sum"`
+	Min     int64          `json:"min"`
+	Max     int64          `json:"max"`
+}
+
+// MergeSparse adds a sparse histogram's samples.
+func (h *Histogram) MergeSparse(s *SparseHistogram) {
+	if s == nil {
+		return
+	}
+	var o Histogram
+	for b, c := range s.Buckets {
+		if b >= 0 && b < len(o.counts) {
+			o.counts[b] = c
+			o.n += c
+		}
+	}
+	o.sum, o.min, o.max = s.Sum, s.Min, s.Max
+	h.Merge(&o)
+}

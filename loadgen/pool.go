@@ -48,6 +48,7 @@ type Pool struct {
 	events  []unix.EpollEvent
 	buf     []byte
 	hist    Histogram
+	window  Histogram // since the last TakeWindow
 	nextSrc int
 	pending int // connections connecting or waiting for their ID
 
@@ -385,9 +386,20 @@ func (p *Pool) frame(c *lconn, payload []byte) error {
 	}
 	if ts, ok := ParseStamp(payload); ok {
 		p.Stats.Stamped.Add(1)
-		p.hist.Record(time.Duration(time.Now().UnixNano() - ts))
+		d := time.Duration(time.Now().UnixNano() - ts)
+		p.hist.Record(d)
+		p.window.Record(d)
 	}
 	return nil
+}
+
+// TakeWindow returns the latency of the stamped frames received since the
+// previous call, and starts a new window: how a long run reports each
+// phase's latency (a step of a ramp, one broadcast) apart.
+func (p *Pool) TakeWindow() Histogram {
+	w := p.window
+	p.window = Histogram{}
+	return w
 }
 
 // drop closes a connection that failed and counts why.

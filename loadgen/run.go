@@ -50,6 +50,11 @@ type Progress struct {
 	Failed      int64         `json:"failed"`
 	Messages    int64         `json:"messages"`
 	Phase       string        `json:"phase"` // "connecting", "holding", "done"
+	// Window is the latency of stamped messages received since the
+	// previous progress (merged across workers), nil if none.
+	Window *Histogram `json:"-"`
+	// window is one worker's, as it travels on the progress line.
+	WorkerWindow *SparseHistogram `json:"window,omitempty"`
 }
 
 // Report is the result of a run, or of one worker.
@@ -161,10 +166,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			case <-t.C:
 				if opts.Progress != nil {
 					var p Progress
+					var win Histogram
 					p.Elapsed = time.Since(start)
 					p.Phase = "holding"
 					for _, w := range workers {
-						wp := w.progress()
+						wp, ww := w.progress()
+						win.Merge(&ww)
 						p.Attempts += wp.Attempts
 						p.Established += wp.Established
 						p.Failed += wp.Failed
@@ -172,6 +179,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 						if wp.Phase != "holding" {
 							p.Phase = "connecting" // or not reporting yet
 						}
+					}
+					if win.Count() > 0 {
+						p.Window = &win
 					}
 					opts.Progress(p)
 				}
@@ -201,7 +211,16 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		rep.BytesPerConn = float64(rep.RSS) / float64(rep.HeldAtEnd)
 	}
 	if opts.Progress != nil {
-		opts.Progress(Progress{Elapsed: time.Since(start), Attempts: int64(opts.Conns), Established: rep.Established, Messages: rep.Messages, Phase: "done"})
+		final := Progress{Elapsed: time.Since(start), Attempts: int64(opts.Conns), Established: rep.Established, Messages: rep.Messages, Phase: "done"}
+		var win Histogram
+		for _, w := range workers {
+			_, ww := w.progress()
+			win.Merge(&ww)
+		}
+		if win.Count() > 0 {
+			final.Window = &win
+		}
+		opts.Progress(final)
 	}
 	return rep, firstErr
 }
@@ -267,11 +286,12 @@ type WorkerOptions struct {
 
 // worker is a running worker process.
 type worker struct {
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	last Progress
-	rep  *Report
-	done chan error
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	last   Progress
+	window Histogram // windows received since the parent last took them
+	rep    *Report
+	done   chan error
 }
 
 func startWorker(exe []string, wo WorkerOptions) (*worker, error) {
@@ -303,6 +323,8 @@ func startWorker(exe []string, wo WorkerOptions) (*worker, error) {
 			}
 			w.mu.Lock()
 			if msg.Progress != nil {
+				w.window.MergeSparse(msg.Progress.WorkerWindow)
+				msg.Progress.WorkerWindow = nil
 				w.last = *msg.Progress
 			}
 			if msg.Report != nil {
@@ -315,10 +337,14 @@ func startWorker(exe []string, wo WorkerOptions) (*worker, error) {
 	return w, nil
 }
 
-func (w *worker) progress() Progress {
+// progress returns the worker's latest totals and the latency windows it
+// sent since the previous call.
+func (w *worker) progress() (Progress, Histogram) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.last
+	win := w.window
+	w.window = Histogram{}
+	return w.last, win
 }
 
 func (w *worker) interrupt() { _ = w.cmd.Process.Signal(syscall.SIGINT) }
@@ -402,7 +428,8 @@ func runShare(wo WorkerOptions, stop <-chan struct{}, progress func(Progress)) *
 		for _, n := range kinds {
 			failed += n
 		}
-		return Progress{Elapsed: time.Since(start), Attempts: p.Stats.Attempts.Load(), Established: p.Stats.Established.Load(), Failed: failed, Messages: p.Stats.Messages.Load(), Phase: phase}
+		w := p.TakeWindow()
+		return Progress{Elapsed: time.Since(start), Attempts: p.Stats.Attempts.Load(), Established: p.Stats.Established.Load(), Failed: failed, Messages: p.Stats.Messages.Load(), Phase: phase, WorkerWindow: w.Sparse()}
 	}
 	// Connect, reporting progress and watching for stop.
 	lastProgress := time.Now()
@@ -456,6 +483,8 @@ func runShare(wo WorkerOptions, stop <-chan struct{}, progress func(Progress)) *
 			lastProgress = time.Now()
 		}
 	}
+	// A last progress line carries the latency window since the previous.
+	progress(snapshot("done"))
 	rep.Interrupted = interrupted
 	rep.HeldAtEnd = p.Stats.Established.Load()
 	kinds, first, at, phase := p.Stats.Failures()

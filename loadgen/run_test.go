@@ -43,7 +43,11 @@ func TestRunOverWorkersAndSources(t *testing.T) {
 	defer cancel()
 	// Once everyone is connected, push stamped messages to 100 of them,
 	// then end the hold early by interrupting the run.
+	var windowed uint64
 	opts.Progress = func(p Progress) {
+		if p.Window != nil {
+			windowed += p.Window.Count()
+		}
 		if p.Established == 2000 && srv.Len() == 2000 && ctx.Err() == nil {
 			ids, _, _ := srv.List("", 100)
 			for _, id := range ids {
@@ -77,6 +81,9 @@ func TestRunOverWorkersAndSources(t *testing.T) {
 	}
 	if !rep.Interrupted {
 		t.Fatal("an interrupted run does not say so")
+	}
+	if windowed != 100 {
+		t.Fatalf("progress windows carried %d timed messages, want the 100 pushed", windowed)
 	}
 	if rep.BytesPerConn <= 0 || rep.CPU <= 0 {
 		t.Fatalf("own cost not reported: %v bytes/conn, CPU %v", rep.BytesPerConn, rep.CPU)
