@@ -234,5 +234,5 @@ func (s *Server) Metrics() []Metric {
 		Metric{Name: "pushrelay_fanout_seconds_max", Type: "gauge", Help: "The longest fanout on one loop since start.", Value: st.FanoutMaxTime.Seconds()},
 		Metric{Name: "pushrelay_fanout_recipients_max", Type: "gauge", Help: "The most recipients of one fanout on one loop since start.", Value: float64(st.FanoutMaxSize)},
 	)
-	return ms
+	return append(ms, processMetrics()...)
 }

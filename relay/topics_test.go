@@ -189,3 +189,17 @@ func TestListPagesEveryIDExactlyOnce(t *testing.T) {
 		t.Fatalf("Info = %+v, %v", info, ok)
 	}
 }
+
+func TestMetricsIncludeTheProcess(t *testing.T) {
+	srv := startServer(t, Config{})
+	dial(t, srv)
+	got := map[string]float64{}
+	for _, m := range srv.Metrics() {
+		got[m.Name+"{"+m.Labels+"}"] = m.Value
+	}
+	for _, name := range []string{"pushrelay_go_heap_inuse_bytes{}", "pushrelay_process_resident_bytes{}", "pushrelay_connections_open{}"} {
+		if got[name] <= 0 {
+			t.Errorf("%s = %v, want a positive value", name, got[name])
+		}
+	}
+}
