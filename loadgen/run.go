@@ -50,6 +50,10 @@ type Progress struct {
 	Failed      int64         `json:"failed"`
 	Messages    int64         `json:"messages"`
 	Phase       string        `json:"phase"` // "connecting", "holding", "done"
+	// FailedBy counts failures by kind (EMFILE, ECONNREFUSED, ...), and
+	// CPU is the load generator's own CPU time, summed over workers.
+	FailedBy map[string]int64 `json:"failed_by,omitempty"`
+	CPU      time.Duration    `json:"cpu_ns"`
 	// Window is the latency of stamped messages received since the
 	// previous progress (merged across workers), nil if none.
 	Window *Histogram `json:"-"`
@@ -176,6 +180,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 						p.Established += wp.Established
 						p.Failed += wp.Failed
 						p.Messages += wp.Messages
+						p.CPU += wp.CPU
+						for k, v := range wp.FailedBy {
+							if p.FailedBy == nil {
+								p.FailedBy = map[string]int64{}
+							}
+							p.FailedBy[k] += v
+						}
 						if wp.Phase != "holding" {
 							p.Phase = "connecting" // or not reporting yet
 						}
@@ -429,7 +440,8 @@ func runShare(wo WorkerOptions, stop <-chan struct{}, progress func(Progress)) *
 			failed += n
 		}
 		w := p.TakeWindow()
-		return Progress{Elapsed: time.Since(start), Attempts: p.Stats.Attempts.Load(), Established: p.Stats.Established.Load(), Failed: failed, Messages: p.Stats.Messages.Load(), Phase: phase, WorkerWindow: w.Sparse()}
+		return Progress{Elapsed: time.Since(start), Attempts: p.Stats.Attempts.Load(), Established: p.Stats.Established.Load(), Failed: failed, Messages: p.Stats.Messages.Load(), Phase: phase,
+			FailedBy: kinds, CPU: selfCPU() - cpuBefore, WorkerWindow: w.Sparse()}
 	}
 	// Connect, reporting progress and watching for stop.
 	lastProgress := time.Now()
