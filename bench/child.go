@@ -29,6 +29,10 @@ const (
 	// frame to each connection: the floor for accepting and greeting, so
 	// the relay's cost beyond the work its protocol requires shows.
 	ServerAccept4Write = "accept4-write"
+	// ServerFloor is FloorServer: accept4 with an ID greeting, and on
+	// command one thread writing frames with bare write(2) calls, the
+	// floor for pushing to idle connections.
+	ServerFloor = "floor"
 )
 
 // MemProfileRateEnv names the environment variable that sets a child's
@@ -37,7 +41,7 @@ const MemProfileRateEnv = "PUSHRELAY_BENCH_MEMPROFILERATE"
 
 // ChildConfig says which server a child process runs.
 type ChildConfig struct {
-	Server  string // ServerRelay, ServerBaseline, ServerAccept4 or ServerAccept4Write
+	Server  string // ServerRelay, ServerBaseline, ServerAccept4, ServerAccept4Write or ServerFloor
 	Listen  string // HOST:PORT; port 0 picks a free port
 	Framing relay.Framing
 }
@@ -122,8 +126,14 @@ func startChildServer(cfg ChildConfig) (childServer, error) {
 			return nil, err
 		}
 		return a, nil
+	case ServerFloor:
+		f := NewFloor(cfg.Listen, cfg.Framing)
+		if err := f.Start(); err != nil {
+			return nil, err
+		}
+		return f, nil
 	}
-	return nil, fmt.Errorf("bench: child: unknown server %q (want %s, %s, %s or %s)", cfg.Server, ServerRelay, ServerBaseline, ServerAccept4, ServerAccept4Write)
+	return nil, fmt.Errorf("bench: child: unknown server %q (want %s, %s, %s, %s or %s)", cfg.Server, ServerRelay, ServerBaseline, ServerAccept4, ServerAccept4Write, ServerFloor)
 }
 
 // RunChild runs the server cfg names, writes a ChildHello line to out, then
@@ -135,6 +145,17 @@ func startChildServer(cfg ChildConfig) (childServer, error) {
 //	heap PATH      a GC, then a heap profile written to PATH
 //	cpu-start PATH starts a CPU profile into PATH
 //	cpu-stop       stops it
+//	broadcast SIZE a SIZE-byte payload stamped now (loadgen.AppendStamp)
+//	               pushed to every client: BroadcastReply (relay and
+//	               baseline)
+//	floor-rate SECONDS SIZE
+//	               stamped SIZE-byte frames to random sockets, as fast as
+//	               one thread can, for SECONDS: FloorRun (floor only)
+//	floor-paced RATE SECONDS SIZE
+//	               the same, RATE frames a second: FloorRun (floor only)
+//	floor-sweep SIZE
+//	               one frame, stamped once, to every socket in turn:
+//	               FloorRun (floor only)
 //	quit           stops the server and returns
 //
 // End of input is a quit. A bad command is answered {"error":"..."} and the
@@ -207,12 +228,16 @@ func RunChild(cfg ChildConfig, in io.Reader, out io.Writer) error {
 			err := cpuFile.Close()
 			cpuFile = nil
 			reply = okOrError(err)
+		case "broadcast":
+			reply = childBroadcast(srv, arg)
+		case "floor-rate", "floor-paced", "floor-sweep":
+			reply = floorCommand(srv, verb, arg)
 		case "quit":
 			err := srv.Close()
 			_ = enc.Encode(okOrError(err))
 			return err
 		default:
-			reply = okOrError(fmt.Errorf("unknown command %q (want stats, count, gc, heap, cpu-start, cpu-stop or quit)", verb))
+			reply = okOrError(fmt.Errorf("unknown command %q (want stats, count, gc, heap, cpu-start, cpu-stop, broadcast, floor-rate, floor-paced, floor-sweep or quit)", verb))
 		}
 		if err := enc.Encode(reply); err != nil {
 			_ = srv.Close()
@@ -233,6 +258,103 @@ func okOrError(err error) okReply {
 		return okReply{Error: err.Error()}
 	}
 	return okReply{OK: true}
+}
+
+// BroadcastReply answers a child's broadcast command.
+type BroadcastReply struct {
+	Queued int64  `json:"queued"`
+	Status string `json:"status"`
+	Error  string `json:"error,omitempty"`
+}
+
+// childBroadcaster is a child server that can push to every client.
+type childBroadcaster interface {
+	Broadcast(payload []byte) (relay.Counts, relay.Status)
+}
+
+// maxChildPayload bounds the payload a command may ask for.
+const maxChildPayload = relay.DefaultMaxMessage
+
+func parseSize(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > maxChildPayload {
+		return 0, fmt.Errorf("payload size %q: want 0 to %d bytes", s, maxChildPayload)
+	}
+	return n, nil
+}
+
+func childBroadcast(srv childServer, arg string) BroadcastReply {
+	b, ok := srv.(childBroadcaster)
+	if !ok {
+		return BroadcastReply{Error: "this server cannot broadcast"}
+	}
+	size, err := parseSize(strings.TrimSpace(arg))
+	if err != nil {
+		return BroadcastReply{Error: err.Error()}
+	}
+	counts, st := b.Broadcast(StampedPayload(nil, time.Now(), size))
+	r := BroadcastReply{Queued: int64(counts.Queued), Status: st.String()}
+	if st != relay.Queued {
+		r.Error = "broadcast: " + st.String()
+	}
+	return r
+}
+
+// maxFloorRun bounds a floor write run.
+const maxFloorRun = 10 * time.Minute
+
+// floorCommand runs floor-rate, floor-paced or floor-sweep.
+func floorCommand(srv childServer, verb, arg string) FloorRun {
+	f, ok := srv.(*FloorServer)
+	if !ok {
+		return FloorRun{Error: verb + " needs the floor server"}
+	}
+	args := strings.Fields(arg)
+	seconds := func(s string) (time.Duration, error) {
+		v, err := strconv.ParseFloat(s, 64)
+		d := time.Duration(v * float64(time.Second))
+		if err != nil || d <= 0 || d > maxFloorRun {
+			return 0, fmt.Errorf("duration %q: want seconds, more than 0 and at most %v", s, maxFloorRun)
+		}
+		return d, nil
+	}
+	var (
+		run FloorRun
+		err error
+	)
+	switch {
+	case verb == "floor-rate" && len(args) == 2:
+		var d time.Duration
+		var size int
+		if d, err = seconds(args[0]); err == nil {
+			if size, err = parseSize(args[1]); err == nil {
+				run, err = f.WriteRate(d, size)
+			}
+		}
+	case verb == "floor-paced" && len(args) == 3:
+		var rate float64
+		var d time.Duration
+		var size int
+		rate, err = strconv.ParseFloat(args[0], 64)
+		if err != nil || rate <= 0 || rate > 1e7 {
+			err = fmt.Errorf("rate %q: want frames a second, more than 0", args[0])
+		} else if d, err = seconds(args[1]); err == nil {
+			if size, err = parseSize(args[2]); err == nil {
+				run, err = f.WritePaced(rate, d, size)
+			}
+		}
+	case verb == "floor-sweep" && len(args) == 1:
+		var size int
+		if size, err = parseSize(args[0]); err == nil {
+			run, err = f.Sweep(size)
+		}
+	default:
+		err = fmt.Errorf("%s %q: wrong arguments (floor-rate SECONDS SIZE, floor-paced RATE SECONDS SIZE, floor-sweep SIZE)", verb, arg)
+	}
+	if err != nil {
+		run.Error = err.Error()
+	}
+	return run
 }
 
 func writeHeapProfile(path string) error {

@@ -116,10 +116,16 @@ func (c *child) read(v any, timeout time.Duration) error {
 
 // call sends one command and decodes the answer into v.
 func (c *child) call(command string, v any) error {
+	return c.callTimeout(command, v, childReplyTimeout)
+}
+
+// callTimeout is call for a command that takes a while to answer, such as
+// a floor write run: the reply may take up to timeout.
+func (c *child) callTimeout(command string, v any, timeout time.Duration) error {
 	if _, err := io.WriteString(c.stdin, command+"\n"); err != nil {
 		return fmt.Errorf("bench: %s child: send %q: %w", c.name, command, err)
 	}
-	if err := c.read(v, childReplyTimeout); err != nil {
+	if err := c.read(v, timeout); err != nil {
 		return fmt.Errorf("bench: %s child: %q: %w", c.name, command, err)
 	}
 	return nil

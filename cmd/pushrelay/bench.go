@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -24,7 +25,9 @@ func benchCommands() []command {
 	return []command{
 		{"idle", "measure what an idle connection costs the relay and a goroutine-per-connection baseline", runBenchIdle},
 		{"storm", "measure how fast the relay accepts a reconnect storm, against a bare accept4 loop", runBenchStorm},
-		{"child", "run one server for a measuring parent (used by idle and storm)", runBenchChild},
+		{"ingress", "measure pushes through the relay's Unix socket and HTTP API: throughput, latency and CPU, against a bare write(2) floor", runBenchIngress},
+		{"fanout", "measure broadcasts to many clients against a goroutine-per-connection baseline and a bare sequential writer; coalescing; unicasts during broadcasts", runBenchFanout},
+		{"child", "run one server for a measuring parent (used by idle, storm, ingress and fanout)", runBenchChild},
 	}
 }
 
@@ -36,7 +39,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintln(w, "Usage: pushrelay bench COMMAND [flags]\n\nMeasures the relay against baselines, each server in a child process of its own.\n\nCommands:")
 		for _, c := range benchCommands() {
-			fmt.Fprintf(w, "  %-6s %s\n", c.name, c.summary)
+			fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 		}
 		fmt.Fprintln(w, "\nRun 'pushrelay bench COMMAND --help' for a command's flags.")
 		if len(args) == 0 {
@@ -49,7 +52,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 			return c.run(args[1:], stdout, stderr)
 		}
 	}
-	fmt.Fprintf(stderr, "pushrelay bench: unknown command %q (want idle, storm or child)\n", args[0])
+	fmt.Fprintf(stderr, "pushrelay bench: unknown command %q (want idle, storm, ingress, fanout or child)\n", args[0])
 	return 2
 }
 
@@ -184,10 +187,164 @@ func runBenchStorm(args []string, stdout, stderr io.Writer) int {
 	return benchReport(stdout, stderr, "storm", out, res.Started, res, res.Markdown())
 }
 
+// parseIntList reads a comma-separated list of positive counts.
+func parseIntList(s string) ([]int, error) {
+	var out []int
+	for _, f := range splitBenchList(s) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("%q: want a positive count", f)
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("want at least one count")
+	}
+	return out, nil
+}
+
+func runBenchIngress(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("bench ingress", "Holds idle clients against a bare write(2) floor and then against the relay binary, pushes to random clients through the relay's Unix socket and HTTP API as fast as it can and at a steady pace, and reports pushes and deliveries per second, latency from push to read, and the server's CPU per push, beside the floor's.", stderr)
+	var (
+		opts        bench.IngressOptions
+		conns, out  string
+		relayFlags  string
+		relayEnv    string
+		rate        float64
+		duration    time.Duration
+		pause       time.Duration
+		payload     int
+		unixWorkers int
+		batch       int
+		httpWorkers int
+	)
+	fs.StringVar(&conns, "conns", "1000,18000", "The idle-client counts to measure at, as a comma-separated `list`. The bench holds every client in its own process, so each must stay below the open-file limit.")
+	fs.Float64Var(&rate, "rate", 1000, "The pace of the latency phases: `N` pushes a second.")
+	fs.DurationVar(&duration, "duration", 5*time.Second, "How `long` each phase pushes.")
+	fs.IntVar(&payload, "payload", 64, "The size of each pushed payload in `bytes`, timestamp included.")
+	fs.IntVar(&unixWorkers, "unix-workers", 4, "How many goroutines (`N`) push through the one Unix-socket client in the throughput phase.")
+	fs.IntVar(&batch, "batch", 256, "How many pushes (`N`) a Unix worker sends without replies before a ping waits for the relay to have taken them.")
+	fs.IntVar(&httpWorkers, "http-workers", 8, "How many goroutines (`N`) push over HTTP keep-alive connections in the throughput phase; the relay serves 32 HTTP connections by default.")
+	fs.DurationVar(&pause, "pause", 500*time.Millisecond, "How `long` the host rests before each phase.")
+	fs.StringVar(&relayFlags, "relay-flags", "", "Extra `flags` for the relay's serve command, space-separated (--loops 1, say): for experiments; the defaults are what is measured.")
+	fs.StringVar(&relayEnv, "relay-env", "", "Extra environment `settings` for the relay, space-separated NAME=VALUE (GOMAXPROCS=3, say): for experiments.")
+	fs.StringVar(&out, "out", "", "The `directory` that receives results.json and results.md; empty means bench-results/ingress-UTCTIMESTAMP.")
+	if err := fs.parse(args, stdout); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "pushrelay bench ingress: %v\n", err)
+		return 2
+	}
+	var err error
+	if opts.Conns, err = parseIntList(conns); err != nil {
+		fmt.Fprintf(stderr, "pushrelay bench ingress: --conns: %v\n", err)
+		return 2
+	}
+	if rate <= 0 || duration <= 0 || payload <= 0 {
+		fmt.Fprintln(stderr, "pushrelay bench ingress: --rate, --duration and --payload must be positive")
+		return 2
+	}
+	opts.Rate, opts.Duration, opts.Payload, opts.Pause = rate, duration, payload, pause
+	opts.UnixWorkers, opts.Batch, opts.HTTPWorkers, opts.Stderr = unixWorkers, batch, httpWorkers, stderr
+	if opts.RelayCommand, err = bench.DefaultRelayCommand(); err != nil {
+		fmt.Fprintf(stderr, "pushrelay bench ingress: %v\n", err)
+		return 1
+	}
+	opts.RelayCommand = append(opts.RelayCommand, strings.Fields(relayFlags)...)
+	opts.RelayEnv = strings.Fields(relayEnv)
+	ctx, cancel := benchContext()
+	defer cancel()
+	res, err := bench.RunIngress(ctx, opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "pushrelay bench ingress: %v\n", err)
+		return 1
+	}
+	return benchReport(stdout, stderr, "ingress", out, res.Started, res, res.Markdown())
+}
+
+func runBenchFanout(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("bench fanout", "Holds N clients against the relay binary, a goroutine-per-connection baseline and a bare sequential write(2) loop in turn, broadcasts a timestamped payload to them again and again, and reports the time until the last client read it and the CPU per delivery; then measures how the relay coalesces bursts of publishes to one topic, and unicast latency while broadcasts keep it busy.", stderr)
+	var (
+		opts            bench.FanoutOptions
+		sizes, servers  string
+		out             string
+		broadcasts      int
+		warmup, payload int
+		gap             time.Duration
+		coalesceClients int
+		burst, bursts   int
+		busyClients     int
+		busyRate        float64
+		busyDuration    time.Duration
+		relayFlags      string
+		relayEnv        string
+	)
+	fs.StringVar(&sizes, "sizes", "1000,5000,10000,19000", "The client counts to broadcast to, as a comma-separated `list`. Client and server each hold one descriptor per client, so each must stay below the open-file limit and the relay's --max-conns.")
+	fs.StringVar(&servers, "servers", "relay,baseline,floor", "The servers to measure at each size, in order, as a comma-separated `list` of relay, baseline and floor.")
+	fs.IntVar(&broadcasts, "broadcasts", 20, "How many measured broadcasts (`N`) each server makes at each size, each once the last has reached every client.")
+	fs.IntVar(&warmup, "warmup", 2, "How many unreported broadcasts (`N`) come first at each size; 0 runs none.")
+	fs.IntVar(&payload, "payload", 32, "The size of the broadcast payload in `bytes`, timestamp included.")
+	fs.DurationVar(&gap, "gap", 20*time.Millisecond, "How `long` the host rests between broadcasts.")
+	fs.IntVar(&coalesceClients, "coalesce-clients", 1000, "How many clients (`N`) subscribe to one topic in the coalescing phase; 0 skips it.")
+	fs.IntVar(&burst, "burst", 8, "How many publishes (`N`) go out back to back in one write of the ingress socket in the coalescing phase.")
+	fs.IntVar(&bursts, "bursts", 200, "How many bursts (`N`) the coalescing phase measures.")
+	fs.IntVar(&busyClients, "busy-clients", 18000, "How many clients (`N`) the unicast-during-broadcast phase holds; 0 skips it.")
+	fs.Float64Var(&busyRate, "busy-rate", 1000, "The pace of the unicasts sent during broadcasts: `N` a second.")
+	fs.DurationVar(&busyDuration, "busy-duration", 5*time.Second, "How `long` the unicasts go on during broadcasts.")
+	fs.StringVar(&relayFlags, "relay-flags", "", "Extra `flags` for the relay's serve command, space-separated (--loops 1, say): for experiments; the defaults are what is measured.")
+	fs.StringVar(&relayEnv, "relay-env", "", "Extra environment `settings` for the relay, space-separated NAME=VALUE (GOMAXPROCS=3, say): for experiments.")
+	fs.StringVar(&out, "out", "", "The `directory` that receives results.json and results.md; empty means bench-results/fanout-UTCTIMESTAMP.")
+	if err := fs.parse(args, stdout); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "pushrelay bench fanout: %v\n", err)
+		return 2
+	}
+	var err error
+	if opts.Sizes, err = parseIntList(sizes); err != nil {
+		fmt.Fprintf(stderr, "pushrelay bench fanout: --sizes: %v\n", err)
+		return 2
+	}
+	if broadcasts <= 0 || payload <= 0 || burst <= 0 || bursts <= 0 || busyRate <= 0 || busyDuration <= 0 {
+		fmt.Fprintln(stderr, "pushrelay bench fanout: --broadcasts, --payload, --burst, --bursts, --busy-rate and --busy-duration must be positive")
+		return 2
+	}
+	opts.Servers, opts.Broadcasts, opts.Payload, opts.Gap = splitBenchList(servers), broadcasts, payload, gap
+	opts.Warmup = warmup
+	if warmup == 0 {
+		opts.Warmup = -1 // bench treats 0 as its default
+	}
+	opts.CoalesceClients, opts.Burst, opts.Bursts = coalesceClients, burst, bursts
+	if coalesceClients == 0 {
+		opts.CoalesceClients = -1
+	}
+	opts.BusyClients, opts.BusyRate, opts.BusyDuration = busyClients, busyRate, busyDuration
+	if busyClients == 0 {
+		opts.BusyClients = -1
+	}
+	opts.Stderr = stderr
+	if opts.RelayCommand, err = bench.DefaultRelayCommand(); err != nil {
+		fmt.Fprintf(stderr, "pushrelay bench fanout: %v\n", err)
+		return 1
+	}
+	opts.RelayCommand = append(opts.RelayCommand, strings.Fields(relayFlags)...)
+	opts.RelayEnv = strings.Fields(relayEnv)
+	ctx, cancel := benchContext()
+	defer cancel()
+	res, err := bench.RunFanout(ctx, opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "pushrelay bench fanout: %v\n", err)
+		return 1
+	}
+	return benchReport(stdout, stderr, "fanout", out, res.Started, res, res.Markdown())
+}
+
 func runBenchChild(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("bench child", "Runs one server and answers a measuring parent's commands (stats, count, gc, heap PATH, cpu-start PATH, cpu-stop, quit), one per line on stdin, one JSON line each on stdout. End of stdin quits.", stderr)
+	fs := newFlagSet("bench child", "Runs one server and answers a measuring parent's commands (stats, count, gc, heap PATH, cpu-start PATH, cpu-stop, broadcast SIZE, floor-rate SECONDS SIZE, floor-paced RATE SECONDS SIZE, floor-sweep SIZE, quit), one per line on stdin, one JSON line each on stdout. End of stdin quits.", stderr)
 	var server, listen, framing string
-	fs.StringVar(&server, "server", "relay", "The `server` to run: relay (its defaults), baseline (goroutines per connection), accept4 (a bare accept loop) or accept4-write (the same, writing each connection a 22-character ID).")
+	fs.StringVar(&server, "server", "relay", "The `server` to run: relay (its defaults), baseline (goroutines per connection), accept4 (a bare accept loop) accept4-write (the same, writing each connection a 22-character ID) or floor (accept4 with an ID greeting, writing frames with bare write(2) calls on command).")
 	fs.StringVar(&listen, "listen", "127.0.0.1:0", "The `HOST:PORT` the server listens on; port 0 picks a free port, reported on the first line.")
 	fs.StringVar(&framing, "framing", "nul", "The `framing` of the frames the server writes: nul, line or len32.")
 	if err := fs.parse(args, stdout); err != nil {

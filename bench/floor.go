@@ -1,0 +1,317 @@
+//go:build linux
+
+package bench
+
+import (
+	crand "crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pushrelay/pushrelay/relay"
+)
+
+// FloorServer is the kernel's floor for pushing to idle TCP connections:
+// what writing a frame costs when nothing stands between the payload and
+// write(2). One locked thread accepts on a blocking listener and greets
+// each connection with a fresh ID frame, as the relay does, so the same
+// load generator reads both; on request, one locked thread writes
+// timestamped frames to the held sockets with bare blocking write(2) calls:
+// no queue, no event loop, no coalescing, no allocation.
+//
+// Accepted and Len are safe to call from any goroutine; the write methods
+// (WriteRate, WritePaced, Sweep) from one goroutine at a time.
+type FloorServer struct {
+	// Fixed after NewFloor.
+	listen  string
+	framing relay.Framing
+
+	// Fixed after Start.
+	lfd  int
+	addr *net.TCPAddr
+	done chan struct{} // closed when the accept loop has returned
+
+	mu      sync.Mutex
+	held    []int // guarded by mu
+	loopErr error // guarded by mu
+
+	accepted atomic.Int64
+	closing  atomic.Bool
+
+	closeOnce sync.Once
+}
+
+// FloorRun is what one of FloorServer's write runs did.
+type FloorRun struct {
+	Writes  int64   `json:"writes"`  // frames written whole
+	Bytes   int64   `json:"bytes"`   // bytes written
+	Seconds float64 `json:"seconds"` // from the first write to the last, on the writer's clock
+	Errors  int64   `json:"errors"`  // writes that failed (the peer gone)
+	// CPUSeconds is the writing thread's CPU time over the run (user and
+	// system, from getrusage RUSAGE_THREAD).
+	CPUSeconds float64 `json:"cpu_seconds"`
+	Error      string  `json:"error,omitempty"`
+}
+
+// NewFloor returns a floor server for listen (IP:PORT; port 0 picks a free
+// one) writing frames in framing, ready to Start.
+func NewFloor(listen string, framing relay.Framing) *FloorServer {
+	return &FloorServer{listen: listen, framing: framing, lfd: -1, done: make(chan struct{})}
+}
+
+// Start binds and listens with the largest backlog the kernel allows and
+// starts the accept loop on a thread of its own.
+func (s *FloorServer) Start() error {
+	ap, err := netip.ParseAddrPort(s.listen)
+	if err != nil {
+		return fmt.Errorf("bench: floor: listen address %q (want IP:PORT): %w", s.listen, err)
+	}
+	sa, family := sockaddr(ap)
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("bench: floor: socket: %w", err)
+	}
+	fail := func(what string, err error) error {
+		unix.Close(fd)
+		return fmt.Errorf("bench: floor: %s %s: %w", what, s.listen, err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		return fail("SO_REUSEADDR", err)
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		return fail("bind", err)
+	}
+	if err := unix.Listen(fd, readSomaxconn()); err != nil {
+		return fail("listen", err)
+	}
+	got, err := unix.Getsockname(fd)
+	if err != nil {
+		return fail("getsockname", err)
+	}
+	switch a := got.(type) {
+	case *unix.SockaddrInet4:
+		s.addr = &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
+	case *unix.SockaddrInet6:
+		s.addr = &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
+	}
+	s.lfd = fd
+	go s.acceptLoop()
+	return nil
+}
+
+// acceptLoop accepts and greets until Close shuts the listener down.
+func (s *FloorServer) acceptLoop() {
+	defer close(s.done)
+	runtime.LockOSThread() // never unlocked: the thread exits with the loop
+	var raw [relay.IDBytes]byte
+	id := make([]byte, relay.IDLen)
+	var greeting []byte
+	for {
+		nfd, _, errno := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(s.lfd), 0, 0, unix.SOCK_CLOEXEC, 0, 0)
+		if errno != 0 {
+			switch {
+			case s.closing.Load():
+				return
+			case errno == unix.EINTR || errno == unix.ECONNABORTED:
+				continue
+			}
+			s.mu.Lock()
+			s.loopErr = fmt.Errorf("bench: floor: accept after %d connections: %w", s.accepted.Load(), errno)
+			s.mu.Unlock()
+			return
+		}
+		// A distinct ID per connection, like the relay's: the reader
+		// records IDs and a clash would hide nothing here, but a real one
+		// keeps the greeting the same size and shape as the relay's.
+		_, _ = crand.Read(raw[:])
+		base64.RawURLEncoding.Encode(id, raw[:])
+		greeting = s.framing.AppendFrame(greeting[:0], id)
+		_, _ = unix.Write(int(nfd), greeting)
+		s.mu.Lock()
+		s.held = append(s.held, int(nfd))
+		s.mu.Unlock()
+		s.accepted.Add(1)
+	}
+}
+
+// Addr returns the listening address. Nil before Start.
+func (s *FloorServer) Addr() *net.TCPAddr { return s.addr }
+
+// Accepted returns how many connections were accepted.
+func (s *FloorServer) Accepted() uint64 { return uint64(s.accepted.Load()) }
+
+// Len returns how many connections are held: every accepted one.
+func (s *FloorServer) Len() int { return int(s.accepted.Load()) }
+
+// sockets returns the descriptors held now. The slice is shared: read it
+// only.
+func (s *FloorServer) sockets() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.held[:len(s.held):len(s.held)]
+}
+
+// floorWriter writes stamped frames from one locked thread.
+type floorWriter struct {
+	framing relay.Framing
+	size    int // payload bytes
+	payload []byte
+	frame   []byte
+	run     FloorRun
+	cpu0    time.Duration
+	start   time.Time
+}
+
+func newFloorWriter(framing relay.Framing, size int) *floorWriter {
+	runtime.LockOSThread()
+	w := &floorWriter{framing: framing, size: size, payload: make([]byte, 0, size+32), frame: make([]byte, 0, size+64)}
+	w.cpu0 = threadCPU()
+	w.start = time.Now()
+	return w
+}
+
+// stamp builds the frame for a payload stamped now.
+func (w *floorWriter) stamp(now time.Time) {
+	w.payload = StampedPayload(w.payload[:0], now, w.size)
+	w.frame = w.framing.AppendFrame(w.frame[:0], w.payload)
+}
+
+// write writes the current frame to fd whole, retrying after a signal.
+func (w *floorWriter) write(fd int) {
+	b := w.frame
+	for len(b) > 0 {
+		n, err := unix.Write(fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			w.run.Errors++
+			return
+		}
+		b = b[n:]
+		w.run.Bytes += int64(n)
+	}
+	w.run.Writes++
+}
+
+// finish fills the run's times and releases the thread.
+func (w *floorWriter) finish(last time.Time) FloorRun {
+	w.run.Seconds = last.Sub(w.start).Seconds()
+	w.run.CPUSeconds = (threadCPU() - w.cpu0).Seconds()
+	runtime.UnlockOSThread()
+	return w.run
+}
+
+// errNoSockets: a write run with nothing to write to.
+var errNoSockets = errors.New("bench: floor: no connections to write to")
+
+// WriteRate writes frames of a size-byte stamped payload to sockets chosen
+// at random, one blocking write(2) each, as fast as one thread can, for d.
+func (s *FloorServer) WriteRate(d time.Duration, size int) (FloorRun, error) {
+	fds := s.sockets()
+	if len(fds) == 0 {
+		return FloorRun{}, errNoSockets
+	}
+	rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	w := newFloorWriter(s.framing, size)
+	end := w.start.Add(d)
+	now := w.start
+	for now.Before(end) {
+		// The clock is read once per write anyway, for the stamp.
+		w.stamp(now)
+		w.write(fds[rng.IntN(len(fds))])
+		now = time.Now()
+	}
+	return w.finish(now), nil
+}
+
+// WritePaced writes rate frames a second, each to a socket chosen at
+// random and stamped just before its write, for d.
+func (s *FloorServer) WritePaced(rate float64, d time.Duration, size int) (FloorRun, error) {
+	fds := s.sockets()
+	if len(fds) == 0 {
+		return FloorRun{}, errNoSockets
+	}
+	if rate <= 0 {
+		return FloorRun{}, fmt.Errorf("bench: floor: rate %v: want a positive rate", rate)
+	}
+	rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	w := newFloorWriter(s.framing, size)
+	n := int64(rate * d.Seconds())
+	last := w.start
+	for i := range n {
+		due := w.start.Add(time.Duration(float64(i) * float64(time.Second) / rate))
+		if wait := time.Until(due); wait > 0 {
+			time.Sleep(wait)
+		}
+		last = time.Now()
+		w.stamp(last)
+		w.write(fds[rng.IntN(len(fds))])
+	}
+	return w.finish(last), nil
+}
+
+// Sweep writes one frame of a size-byte payload, stamped once at the
+// start, to every held socket in turn: the bare sequential writer a
+// broadcast is measured against.
+func (s *FloorServer) Sweep(size int) (FloorRun, error) {
+	fds := s.sockets()
+	if len(fds) == 0 {
+		return FloorRun{}, errNoSockets
+	}
+	w := newFloorWriter(s.framing, size)
+	w.stamp(w.start)
+	for _, fd := range fds {
+		w.write(fd)
+	}
+	return w.finish(time.Now()), nil
+}
+
+// Close stops the accept loop and closes the listener and every held
+// descriptor. It returns the error that stopped the loop early, if any.
+func (s *FloorServer) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		if s.lfd < 0 {
+			return
+		}
+		s.closing.Store(true)
+		// shutdown(2), not close(2), wakes a thread blocked in accept.
+		if e := unix.Shutdown(s.lfd, unix.SHUT_RDWR); e != nil {
+			err = fmt.Errorf("bench: floor: shutdown listener: %w", e)
+		}
+		select {
+		case <-s.done:
+		case <-time.After(5 * time.Second):
+			err = errors.Join(err, errors.New("bench: floor: accept loop did not stop within 5s"))
+			return
+		}
+		unix.Close(s.lfd)
+		s.mu.Lock()
+		for _, fd := range s.held {
+			unix.Close(fd)
+		}
+		s.held = nil
+		err = errors.Join(err, s.loopErr)
+		s.mu.Unlock()
+	})
+	return err
+}
+
+// threadCPU returns the calling thread's CPU time, user and system.
+func threadCPU() time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

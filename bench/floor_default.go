@@ -1,0 +1,54 @@
+//go:build !linux
+
+package bench
+
+import (
+	"net"
+	"time"
+
+	"github.com/pushrelay/pushrelay/relay"
+)
+
+// FloorServer is the bare write(2) floor; it exists on Linux only.
+type FloorServer struct{}
+
+// FloorRun is what one of FloorServer's write runs did.
+type FloorRun struct {
+	Writes     int64   `json:"writes"`
+	Bytes      int64   `json:"bytes"`
+	Seconds    float64 `json:"seconds"`
+	Errors     int64   `json:"errors"`
+	CPUSeconds float64 `json:"cpu_seconds"`
+	Error      string  `json:"error,omitempty"`
+}
+
+// NewFloor returns a server whose Start fails: the floor needs Linux.
+func NewFloor(string, relay.Framing) *FloorServer { return &FloorServer{} }
+
+// Start reports ErrUnsupported.
+func (s *FloorServer) Start() error { return ErrUnsupported }
+
+// Addr returns nil.
+func (s *FloorServer) Addr() *net.TCPAddr { return nil }
+
+// Accepted returns 0.
+func (s *FloorServer) Accepted() uint64 { return 0 }
+
+// Len returns 0.
+func (s *FloorServer) Len() int { return 0 }
+
+// WriteRate reports ErrUnsupported.
+func (s *FloorServer) WriteRate(time.Duration, int) (FloorRun, error) {
+	return FloorRun{}, ErrUnsupported
+}
+
+// WritePaced reports ErrUnsupported.
+func (s *FloorServer) WritePaced(float64, time.Duration, int) (FloorRun, error) {
+	return FloorRun{}, ErrUnsupported
+}
+
+// Sweep reports ErrUnsupported.
+func (s *FloorServer) Sweep(int) (FloorRun, error) { return FloorRun{}, ErrUnsupported }
+
+// Close does nothing.
+func (s *FloorServer) Close() error { return nil }
