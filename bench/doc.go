@@ -11,6 +11,15 @@
 //     a bare accept4(2) loop that is the kernel's floor for accepting (and,
 //     on request, the same loop writing each connection an ID frame: the
 //     floor for what the relay's protocol requires).
+//   - RunIngress pushes through the real relay's Unix socket and HTTP API to
+//     idle clients, for throughput and latency, beside a kernel floor child
+//     (FloorServer: bare write(2) to the same clients) in the same run.
+//   - RunFanout broadcasts to 1,000 to 19,000 clients: time to the last
+//     client and CPU per delivery for the relay, Baseline and the floor;
+//     bursts on a topic; unicasts during broadcasts.
+//   - RunCapacity ramps connections to the real relay step by step until a
+//     target or the first wall, which NameWall names with its evidence and
+//     the doctor's fix.
 //
 // Each server runs in a child process of its own (`pushrelay bench child`,
 // see RunChild), so its memory figures are its own and not the client's. The

@@ -27,6 +27,7 @@ func benchCommands() []command {
 		{"storm", "measure how fast the relay accepts a reconnect storm, against a bare accept4 loop", runBenchStorm},
 		{"ingress", "measure pushes through the relay's Unix socket and HTTP API: throughput, latency and CPU, against a bare write(2) floor", runBenchIngress},
 		{"fanout", "measure broadcasts to many clients against a goroutine-per-connection baseline and a bare sequential writer; coalescing; unicasts during broadcasts", runBenchFanout},
+		{"capacity", "ramp connections to the relay step by step until a target or the first wall, and name the wall with its evidence and fix", runBenchCapacity},
 		{"child", "run one server for a measuring parent (used by idle, storm, ingress and fanout)", runBenchChild},
 	}
 }
@@ -365,6 +366,75 @@ func runBenchChild(args []string, stdout, stderr io.Writer) int {
 	signal.Ignore(os.Interrupt)
 	if err := bench.RunChild(bench.ChildConfig{Server: server, Listen: listen, Framing: f}, os.Stdin, stdout); err != nil {
 		fmt.Fprintf(stderr, "pushrelay bench child: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func runBenchCapacity(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("bench capacity", "Starts the relay binary, then holds more and more idle clients (load generator worker processes, as many as the open-file limit needs), measuring at each step memory per connection (relay and kernel), accept rate, one broadcast's time to the last client and a paced unicast series, until --target or the first failure, which it names with its evidence and the fix pushrelay doctor gives. Writes results.json, results.md and chart.svg.", stderr)
+	var (
+		opts            bench.CapacityOptions
+		steps, out      string
+		framing         string
+		relayFlags      string
+		target, rate, n int
+	)
+	fs.IntVar(&target, "target", 50000, "The connection count (`N`) that ends the ramp if no wall comes first.")
+	fs.StringVar(&steps, "steps", "", "The connection counts to hold, as a comma-separated `list`; empty means 1000,2000,5000,10000, then every 10,000 up to --target.")
+	fs.StringVar(&framing, "framing", "nul", "The relay's `framing`: nul, line or len32.")
+	fs.IntVar(&rate, "unicast-rate", 500, "The pace of each step's unicast series, in pushes a `second`.")
+	fs.IntVar(&n, "unicasts", 500, "How many unicasts (`N`) each step pushes to random clients.")
+	fs.StringVar(&relayFlags, "relay-flags", "", "Extra `flags` for the relay's serve command, space-separated: for experiments; the defaults are what is measured.")
+	fs.StringVar(&out, "out", "", "The `directory` that receives the results; empty means bench-results/capacity-UTCTIMESTAMP.")
+	if err := fs.parse(args, stdout); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "pushrelay bench capacity: %v\n", err)
+		return 2
+	}
+	var err error
+	if steps != "" {
+		if opts.Steps, err = parseIntList(steps); err != nil {
+			fmt.Fprintf(stderr, "pushrelay bench capacity: --steps: %v\n", err)
+			return 2
+		}
+	}
+	if opts.Framing, err = relay.ParseFraming(framing); err != nil {
+		fmt.Fprintf(stderr, "pushrelay bench capacity: --framing: %v\n", err)
+		return 2
+	}
+	if target <= 0 || rate <= 0 || n <= 0 {
+		fmt.Fprintln(stderr, "pushrelay bench capacity: --target, --unicast-rate and --unicasts must be positive")
+		return 2
+	}
+	opts.Target, opts.UnicastRate, opts.Unicasts, opts.Stderr = target, rate, n, stderr
+	if opts.RelayCommand, err = bench.DefaultRelayCommand(); err != nil {
+		fmt.Fprintf(stderr, "pushrelay bench capacity: %v\n", err)
+		return 1
+	}
+	opts.RelayCommand = append(opts.RelayCommand, strings.Fields(relayFlags)...)
+	ctx, cancel := benchContext()
+	defer cancel()
+	res, err := bench.RunCapacity(ctx, opts)
+	if err != nil && res == nil {
+		fmt.Fprintf(stderr, "pushrelay bench capacity: %v\n", err)
+		return 1
+	}
+	command := "pushrelay bench capacity " + strings.Join(args, " ")
+	md := bench.CapacityMarkdown(res, strings.TrimSpace(command))
+	fmt.Fprint(stdout, md)
+	if out == "" {
+		out = bench.DefaultOutDir("capacity", res.Started)
+	}
+	if werr := bench.WriteCapacity(out, res, strings.TrimSpace(command)); werr != nil {
+		fmt.Fprintf(stderr, "pushrelay bench capacity: %v\n", werr)
+		return 1
+	}
+	fmt.Fprintf(stderr, "pushrelay bench capacity: results in %s (chart.svg opens in a browser)\n", out)
+	if err != nil {
+		fmt.Fprintf(stderr, "pushrelay bench capacity: %v\n", err)
 		return 1
 	}
 	return 0

@@ -29,7 +29,7 @@ func commands() []command {
 		{"watch", "print connect and disconnect events as they happen", runWatch},
 		{"stats", "print the relay's counters", runStats},
 		{"loadgen", "hold many idle client connections to a relay and measure what they receive", runLoadgen},
-		{"bench", "measure idle-connection cost and accept rate against baselines", runBench},
+		{"bench", "capacity benchmarks: idle, storm, ingress, fanout, capacity, each beside its baseline", runBench},
 		{"doctor", "say which host limit stops a target connection count, and how to lift it", runDoctor},
 		{"version", "print the version", runVersion},
 	}

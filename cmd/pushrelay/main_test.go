@@ -512,3 +512,17 @@ func TestLoadgenInAPrivateNetworkNamespace(t *testing.T) {
 		t.Fatalf("--serve alone: exit %d %q", code, stderr)
 	}
 }
+
+func TestClientCommandsTakeIDsThatStartWithADash(t *testing.T) {
+	p := startRelay(t, nil, "--listen", "127.0.0.1:0")
+	// No such client, but the ID must reach the relay as an ID, not be
+	// refused as an unknown flag.
+	id := "-FGkhDgAAAAAAAAAAAAAAA"
+	code, _, stderr := p.cli(t, "send", id, "hello")
+	if code != 1 || !strings.Contains(stderr, "unknown client ID "+id) {
+		t.Fatalf("send %s: exit %d, %q; want the relay's unknown-ID answer", id, code, stderr)
+	}
+	if code, _, stderr := p.cli(t, "kick", id); code != 1 || strings.Contains(stderr, "flag provided") {
+		t.Fatalf("kick %s: exit %d, %q", id, code, stderr)
+	}
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pushrelay/pushrelay/ingress/client"
 	"github.com/pushrelay/pushrelay/ingress/wire"
+	"github.com/pushrelay/pushrelay/relay"
 )
 
 // Exit statuses of the commands that talk to a running relay.
@@ -46,9 +47,22 @@ func newClientCmd(name, args, synopsis string, stderr io.Writer) *clientCmd {
 
 // parse parses flags and checks the positional argument count.
 func (c *clientCmd) parse(args []string, stdout io.Writer, minArgs, maxArgs int) ([]string, int, bool) {
-	// Positional arguments may come before or after flags.
+	// Positional arguments may come before or after flags. About one ID in
+	// 64 starts with '-', which the flag package would take for a flag:
+	// an argument shaped like an ID that names no flag is positional.
 	var pos []string
-	rest := args
+	rest := args[:0:0]
+	for _, a := range args {
+		name := strings.TrimLeft(a, "-")
+		if i := strings.IndexByte(name, '='); i >= 0 {
+			name = name[:i]
+		}
+		if strings.HasPrefix(a, "-") && relay.ValidID(a) && c.fs.Lookup(name) == nil {
+			pos = append(pos, a)
+			continue
+		}
+		rest = append(rest, a)
+	}
 	for {
 		if err := c.fs.FlagSet.Parse(rest); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
