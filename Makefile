@@ -23,12 +23,13 @@ test: ## run every test with the race detector (what CI runs)
 test-short: ## run every test without the race detector
 	$(GO) test -timeout 10m ./...
 
-bench: build ## micro-benchmarks, then idle-connection cost and accept storm against baselines
+bench: build ## the quick run (about 3 minutes): micro-benchmarks, then 5,000 clients: broadcasts and pushes, relay beside baseline and kernel floor
 	$(GO) test -run '^$$' -bench . -benchmem ./relay
-	./$(BIN) bench idle --conns 10000
-	./$(BIN) bench storm --conns 18000
+	./$(BIN) bench fanout --sizes 5000 --broadcasts 20
+	./$(BIN) bench ingress --conns 5000 --duration 3s
 
-capacity: build ## the heavy runs: idle cost at the per-process limit, and the accept storm
+capacity: build ## the ramp to the first wall (or 50,000), then idle cost and the accept storm at scale
+	./$(BIN) bench capacity
 	./$(BIN) bench idle --conns 19000
 	./$(BIN) bench storm --conns 18000
 

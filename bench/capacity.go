@@ -224,9 +224,21 @@ func RunCapacity(ctx context.Context, opts CapacityOptions) (*CapacityResult, er
 				Progress:   col.callback(run),
 			})
 		}(i)
-		// Wait until this step's connects have all settled.
+		// Wait until this step's connects have all settled. The accept
+		// time comes from the relay's own counters, polled every 20 ms:
+		// the load generator reports only twice a second.
 		deadline := time.Now().Add(opts.StepTimeout)
+		acceptedAt := time.Time{}
 		for {
+			if acceptedAt.IsZero() {
+				if m, err := p.metrics(ctx); err == nil {
+					done := m.sum("pushrelay_connections_accepted_total") + m.sum("pushrelay_connections_rejected_total") -
+						base.sum("pushrelay_connections_accepted_total") - base.sum("pushrelay_connections_rejected_total")
+					if int(done) >= target {
+						acceptedAt = time.Now()
+					}
+				}
+			}
 			pr, ok := col.run(i)
 			if ok && pr.Phase == "holding" {
 				break
@@ -234,9 +246,12 @@ func RunCapacity(ctx context.Context, opts CapacityOptions) (*CapacityResult, er
 			if time.Now().After(deadline) || ctx.Err() != nil {
 				break
 			}
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond)
 		}
-		step := CapacityStep{Conns: target, AcceptTime: time.Since(start)}
+		if acceptedAt.IsZero() {
+			acceptedAt = time.Now()
+		}
+		step := CapacityStep{Conns: target, AcceptTime: acceptedAt.Sub(start)}
 		time.Sleep(time.Second) // settle
 		m, err := p.settledMetrics(ctx)
 		if err != nil {

@@ -201,7 +201,7 @@ func (w *Wall) AddFix(rep *doctor.Report) {
 		}
 		w.Fix = append(w.Fix, l.Fix.Lines...)
 		if !l.Fix.Raisable {
-			w.Around = strings.TrimSpace(l.Fix.Why + " " + l.Fix.Around)
+			w.Around = "Cannot be raised here: " + strings.TrimSuffix(l.Fix.Why, ".") + ". Way around: " + l.Fix.Around
 		}
 	}
 }
