@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -56,45 +55,11 @@ func NewAccept4(listen string) *Accept4Server {
 // Start binds and listens with the largest backlog the kernel allows, then
 // starts the accept loop on a thread of its own.
 func (s *Accept4Server) Start() error {
-	ap, err := netip.ParseAddrPort(s.listen)
+	fd, addr, err := listenRaw("accept4", s.listen)
 	if err != nil {
-		return fmt.Errorf("bench: accept4: listen address %q (want IP:PORT): %w", s.listen, err)
+		return err
 	}
-	var sa unix.Sockaddr
-	family := unix.AF_INET
-	if ap.Addr().Is4() {
-		sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
-	} else {
-		family = unix.AF_INET6
-		sa = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
-	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("bench: accept4: socket: %w", err)
-	}
-	fail := func(what string, err error) error {
-		unix.Close(fd)
-		return fmt.Errorf("bench: accept4: %s %s: %w", what, s.listen, err)
-	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
-		return fail("SO_REUSEADDR", err)
-	}
-	if err := unix.Bind(fd, sa); err != nil {
-		return fail("bind", err)
-	}
-	if err := unix.Listen(fd, readSomaxconn()); err != nil {
-		return fail("listen", err)
-	}
-	got, err := unix.Getsockname(fd)
-	if err != nil {
-		return fail("getsockname", err)
-	}
-	switch a := got.(type) {
-	case *unix.SockaddrInet4:
-		s.addr = &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
-	case *unix.SockaddrInet6:
-		s.addr = &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
-	}
+	s.addr = addr
 	s.lfd = fd
 	go s.loop()
 	return nil

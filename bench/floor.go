@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"net/netip"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -71,38 +70,11 @@ func NewFloor(listen string, framing relay.Framing) *FloorServer {
 // Start binds and listens with the largest backlog the kernel allows and
 // starts the accept loop on a thread of its own.
 func (s *FloorServer) Start() error {
-	ap, err := netip.ParseAddrPort(s.listen)
+	fd, addr, err := listenRaw("floor", s.listen)
 	if err != nil {
-		return fmt.Errorf("bench: floor: listen address %q (want IP:PORT): %w", s.listen, err)
+		return err
 	}
-	sa, family := sockaddr(ap)
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("bench: floor: socket: %w", err)
-	}
-	fail := func(what string, err error) error {
-		unix.Close(fd)
-		return fmt.Errorf("bench: floor: %s %s: %w", what, s.listen, err)
-	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
-		return fail("SO_REUSEADDR", err)
-	}
-	if err := unix.Bind(fd, sa); err != nil {
-		return fail("bind", err)
-	}
-	if err := unix.Listen(fd, readSomaxconn()); err != nil {
-		return fail("listen", err)
-	}
-	got, err := unix.Getsockname(fd)
-	if err != nil {
-		return fail("getsockname", err)
-	}
-	switch a := got.(type) {
-	case *unix.SockaddrInet4:
-		s.addr = &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
-	case *unix.SockaddrInet6:
-		s.addr = &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
-	}
+	s.addr = addr
 	s.lfd = fd
 	go s.acceptLoop()
 	return nil

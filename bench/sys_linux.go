@@ -5,6 +5,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"syscall"
@@ -153,4 +154,45 @@ func connectNB(dst netip.AddrPort, src netip.Addr) (int, error) {
 func closeReset(fd int) {
 	_ = unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 	_ = unix.Close(fd)
+}
+
+// listenRaw binds a blocking TCP listener on listen (IP:PORT) with the
+// largest backlog the kernel allows, for the bare floor servers. It
+// returns the descriptor and the address bound (port 0 resolved); what
+// names the caller in errors.
+func listenRaw(what, listen string) (int, *net.TCPAddr, error) {
+	ap, err := netip.ParseAddrPort(listen)
+	if err != nil {
+		return -1, nil, fmt.Errorf("bench: %s: listen address %q (want IP:PORT): %w", what, listen, err)
+	}
+	sa, family := sockaddr(ap)
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, nil, fmt.Errorf("bench: %s: socket: %w", what, err)
+	}
+	fail := func(step string, err error) (int, *net.TCPAddr, error) {
+		unix.Close(fd)
+		return -1, nil, fmt.Errorf("bench: %s: %s %s: %w", what, step, listen, err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		return fail("SO_REUSEADDR", err)
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		return fail("bind", err)
+	}
+	if err := unix.Listen(fd, readSomaxconn()); err != nil {
+		return fail("listen", err)
+	}
+	got, err := unix.Getsockname(fd)
+	if err != nil {
+		return fail("getsockname", err)
+	}
+	var addr *net.TCPAddr
+	switch a := got.(type) {
+	case *unix.SockaddrInet4:
+		addr = &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
+	case *unix.SockaddrInet6:
+		addr = &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
+	}
+	return fd, addr, nil
 }
