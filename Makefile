@@ -23,7 +23,7 @@ test: ## run every test with the race detector (what CI runs)
 test-short: ## run every test without the race detector
 	$(GO) test -timeout 10m ./...
 
-bench: build ## the quick run (about 3 minutes): micro-benchmarks, then 5,000 clients: broadcasts and pushes, relay beside baseline and kernel floor
+bench: build ## the quick run (70 s on the reference machine): micro-benchmarks, then 5,000 clients: broadcasts and pushes, relay beside baseline and kernel floor
 	$(GO) test -run '^$$' -bench . -benchmem ./relay
 	./$(BIN) bench fanout --sizes 5000 --broadcasts 20
 	./$(BIN) bench ingress --conns 5000 --duration 3s
