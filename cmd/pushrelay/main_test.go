@@ -526,3 +526,24 @@ func TestClientCommandsTakeIDsThatStartWithADash(t *testing.T) {
 		t.Fatalf("kick %s: exit %d, %q", id, code, stderr)
 	}
 }
+
+// TestSIGTERMRightAfterStart: a signal the moment the relay says it
+// listens still gets a clean stop and exit 0 (the handler is in place
+// before anything listens).
+func TestSIGTERMRightAfterStart(t *testing.T) {
+	for i := 0; i < 5; i++ {
+		p := startRelay(t, nil, "--listen", "127.0.0.1:0")
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-p.exited:
+			if err != nil {
+				t.Fatalf("run %d: exit %v after an early SIGTERM, want 0\n%s", i, err, p.logs())
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("no exit after SIGTERM")
+		}
+		if !strings.Contains(p.logs(), "relay stopped") {
+			t.Fatalf("run %d: no clean stop:\n%s", i, p.logs())
+		}
+	}
+}

@@ -210,6 +210,12 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pushrelay serve: %v\n", err)
 		return 2
 	}
+	// Catch signals before anything listens: a SIGTERM that came between
+	// the "listening" log line and the handler would kill the relay with
+	// Go's default action, undrained and with a failing status.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	srv, err := relay.New(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "pushrelay serve: %v\n", err)
@@ -290,8 +296,6 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		defer httpSrv.Close()
 	}
 
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	select {
 	case sig := <-sigs:
 		logger.Info("shutting down", "signal", sig.String(), "drain_timeout", cfg.DrainTimeout.String())
