@@ -223,9 +223,15 @@ func (l *loop) drain() {
 	l.queueBytes = 0
 	l.rung = false
 	l.mu.Unlock()
-	l.backlog = append(l.backlog, batch...)
-	clear(batch)
-	l.spare = batch[:0]
+	if len(l.backlog) == 0 {
+		// The usual case: the batch becomes the backlog, no copy. The
+		// three buffers rotate: queue, spare and backlog never share one.
+		l.backlog, l.spare = batch, l.backlog[:0]
+	} else {
+		l.backlog = append(l.backlog, batch...)
+		clear(batch)
+		l.spare = batch[:0]
+	}
 
 	budget := sliceTargets
 	i := 0
