@@ -173,3 +173,43 @@ func TestFrozenReaderDoesNotHoldBackABroadcast(t *testing.T) {
 		t.Fatalf("closed by slow policy: %d, want 1 (the frozen one)", srv.Stats().Closed[ReasonSlow])
 	}
 }
+
+// TestFullMailboxRefusesAndLosesNothingAccepted: with a mailbox of one
+// item, a producer faster than the loop is refused (Overloaded) some of
+// the time; every refusal is counted, and every push that was accepted
+// reaches the client, in order.
+func TestFullMailboxRefusesAndLosesNothingAccepted(t *testing.T) {
+	srv := startServer(t, Config{Framing: FramingLen32, MaxMessage: 1024, MailboxItems: 1, MailboxBytes: 1028, MaxOutbound: 64 << 20})
+	c := dial(t, srv)
+	var accepted []int
+	refused := 0
+	payload := make([]byte, 512)
+	for i := 0; i < 20000; i++ {
+		payload[0], payload[1] = byte(i>>8), byte(i)
+		switch st := srv.Send(c.id, payload); st {
+		case Queued:
+			accepted = append(accepted, i)
+		case Overloaded:
+			refused++
+		default:
+			t.Fatalf("push %d: %v", i, st)
+		}
+	}
+	if refused == 0 {
+		t.Fatal("no push was refused by a one-item mailbox")
+	}
+	for _, want := range accepted {
+		got, err := c.next(5 * time.Second)
+		if err != nil {
+			t.Fatalf("accepted push %d never arrived: %v", want, err)
+		}
+		if n := int(got[0])<<8 | int(got[1]); n != want {
+			t.Fatalf("got push %d, want %d", n, want)
+		}
+	}
+	c.expectSilence(50 * time.Millisecond)
+	if got := srv.Stats().Drops[DropOverloaded]; got != uint64(refused) {
+		t.Fatalf("drops{overloaded} = %d, want the %d refusals", got, refused)
+	}
+	t.Logf("%d accepted, %d refused", len(accepted), refused)
+}
