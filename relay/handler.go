@@ -35,12 +35,16 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		s.counters.rejected[RejectDraining].Add(1)
 		return nil, gnet.Close
 	}
-	if s.open.Load() >= int64(s.cfg.MaxConns) {
+	// Reserve the slot in one step: a check then a later increment let
+	// two loops admit at once past the limit (seen: 151 of 150).
+	if s.open.Add(1) > int64(s.cfg.MaxConns) {
+		s.open.Add(-1)
 		s.counters.rejected[RejectFull].Add(1)
 		return nil, gnet.Close
 	}
 	l, err := s.loopFor(c.EventLoop())
 	if err != nil {
+		s.open.Add(-1)
 		s.log.Error("cannot serve connections on this event loop", "err", err)
 		return nil, gnet.Close
 	}
@@ -58,7 +62,6 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		sess.setID(l.ids.next())
 	}
 	l.addSession(sess)
-	s.open.Add(1)
 	s.counters.accepted.Add(1)
 	c.SetContext(sess)
 	s.events.append(EventConnect, sess, sess.opened, 0)

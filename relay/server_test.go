@@ -620,3 +620,38 @@ func TestShutdownReleasesEveryDescriptor(t *testing.T) {
 		t.Fatalf("Send after shutdown = %v, want %v", st, Closed)
 	}
 }
+
+// TestMaxConnsHoldsUnderConcurrentAccepts: both loops admit at once; the
+// limit is never passed (it was, by one, when the check and the count
+// were two steps).
+func TestMaxConnsHoldsUnderConcurrentAccepts(t *testing.T) {
+	for round := 0; round < 3; round++ {
+		srv := startServer(t, Config{MaxConns: 50})
+		const n = 400
+		var wg sync.WaitGroup
+		conns := make(chan net.Conn, n)
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if nc, err := net.DialTimeout("tcp", srv.Addr().String(), 5*time.Second); err == nil {
+					conns <- nc
+				}
+			}()
+		}
+		wg.Wait()
+		close(conns)
+		defer func() {
+			for nc := range conns {
+				nc.Close()
+			}
+		}()
+		waitFor(t, 10*time.Second, "every connect admitted or refused", func() bool {
+			st := srv.Stats()
+			return st.Accepted+st.Rejected[RejectFull] == n
+		})
+		if got, st := srv.Len(), srv.Stats(); got != 50 || st.Accepted != 50 || st.Rejected[RejectFull] != n-50 {
+			t.Fatalf("round %d: %d held, %d accepted, %d refused; want 50, 50, %d", round, got, st.Accepted, st.Rejected[RejectFull], n-50)
+		}
+	}
+}
