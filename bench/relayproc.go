@@ -74,7 +74,7 @@ func startRelayProc(command, env []string, logw io.Writer) (*relayProc, error) {
 	}
 	p := &relayProc{dir: dir, sock: filepath.Join(dir, "r.sock"), exited: make(chan struct{}), errs: newStatusCounts()}
 	args := append(append([]string(nil), command[1:]...),
-		"--listen", "127.0.0.1:0", "--ingress", p.sock, "--http", "127.0.0.1:0", "--log-level", "info")
+		"--listen", "127.0.0.1:0", "--ingress", p.sock, "--http", "127.0.0.1:0", "--web", "", "--log-level", "info")
 	p.cmd = exec.Command(command[0], args...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "PUSHRELAY_") {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -55,6 +56,11 @@ const (
 	// sockets, log files and the like. gnet stops its engine on EMFILE in
 	// accept, so client connections must never take the last descriptors.
 	FileReserve = 160
+	// DefaultWebMaxHeader and DefaultWebHandshakeTimeout bound a web
+	// request's head.
+	DefaultWebMaxHeader        = 8 << 10
+	DefaultWebHandshakeTimeout = 5 * time.Second
+
 	// OwnFiles is the part of FileReserve the relay needs for itself; the
 	// rest is what ingress connections may use.
 	OwnFiles = 64
@@ -128,6 +134,25 @@ type Config struct {
 	// EventLog is how many recent connect and disconnect events are kept
 	// for watchers (rounded up to a power of two). Default 65,536.
 	EventLog int
+	// Web, when set, is the HOST:PORT of the browser listener: WebSocket
+	// at /ws, Server-Sent Events at /sse, a demo page at /. Its clients
+	// live on the same event loops, registry and topics as raw ones.
+	// Default "": no web listener.
+	Web string
+	// WebMaxHeader caps a web request's head (request line and headers).
+	// Default 8 KiB.
+	WebMaxHeader int
+	// WebHandshakeTimeout bounds the wait for a web request's head.
+	// Default 5s.
+	WebHandshakeTimeout time.Duration
+	// WebOrigins, when not empty, lists the Origin values browsers may
+	// connect from ("https://app.example.com"; "*" allows any). Requests
+	// without an Origin (not from a page) are always allowed.
+	WebOrigins []string
+	// WebCompress turns on permessage-deflate for WebSockets that offer it.
+	WebCompress bool
+	// WebCompressMin is the smallest payload compressed. Default 256 bytes.
+	WebCompressMin int
 	// FlashPolicyListen, when set, starts a Flash socket-policy listener on
 	// that HOST:PORT (843 is Flash's port).
 	FlashPolicyListen string
@@ -241,6 +266,37 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.EventLog < 0 || cfg.EventLog > 1<<24 {
 		return bad("event log of %d events: want 1 to %d", cfg.EventLog, 1<<24)
+	}
+	if cfg.Web != "" {
+		if _, _, err := net.SplitHostPort(cfg.Web); err != nil {
+			return bad("web listen address %q: %v", cfg.Web, err)
+		}
+	}
+	switch {
+	case cfg.WebMaxHeader == 0:
+		cfg.WebMaxHeader = DefaultWebMaxHeader
+	case cfg.WebMaxHeader < 256 || cfg.WebMaxHeader > 1<<20:
+		return bad("web-max-header %d: want 256 bytes to 1 MiB", cfg.WebMaxHeader)
+	}
+	switch {
+	case cfg.WebHandshakeTimeout == 0:
+		cfg.WebHandshakeTimeout = DefaultWebHandshakeTimeout
+	case cfg.WebHandshakeTimeout < 0:
+		return bad("web-handshake-timeout %v: want a positive duration", cfg.WebHandshakeTimeout)
+	}
+	for _, o := range cfg.WebOrigins {
+		if o != "*" && (!strings.Contains(o, "://") || strings.ContainsAny(o, " \t,")) {
+			return bad("web origin %q: want scheme://host[:port] as browsers send it, or *", o)
+		}
+	}
+	switch {
+	case cfg.WebCompressMin == 0:
+		cfg.WebCompressMin = DefaultWebCompressMin
+	case cfg.WebCompressMin < 0:
+		return bad("web-compress-min %d: want a byte count", cfg.WebCompressMin)
+	}
+	if cfg.Web != "" && cfg.MaxOutbound < cfg.MaxMessage+wsHeaderLen(cfg.MaxMessage) {
+		return bad("max-outbound %d is smaller than one WebSocket frame of max-message %d", cfg.MaxOutbound, cfg.MaxMessage)
 	}
 	if cfg.FlashPolicyListen != "" {
 		if _, _, err := net.SplitHostPort(cfg.FlashPolicyListen); err != nil {

@@ -37,7 +37,6 @@ type fanoutJob struct {
 	kind      itemKind // kindBroadcast, kindPublish or kindTick (heartbeat)
 	topic     string
 	frames    []*Frame   // one reference each, released when the job ends
-	bytes     [][]byte   // the frames' bytes, staged per target
 	targets   []*session // snapshot at start; buffer reused across jobs
 	next      int
 	started   time.Time
@@ -62,7 +61,6 @@ func (l *loop) startJob(items []item) int {
 			break
 		}
 		j.frames = append(j.frames, it.frame)
-		j.bytes = append(j.bytes, it.frame.b)
 		it.frame = nil
 		n++
 	}
@@ -75,7 +73,7 @@ func (l *loop) startHeartbeat() {
 	j := &l.job
 	j.active, j.kind, j.topic, j.heartbeat, j.next = true, kindTick, "", true, 0
 	j.started = time.Now()
-	j.bytes = append(j.bytes, l.srv.heartbeat.b)
+	j.frames = append(j.frames, l.srv.heartbeat) // static: release is a no-op
 	l.snapshot()
 }
 
@@ -134,8 +132,8 @@ func (l *loop) runJob(budget int) int {
 // serveJob stages the job's frames for s and clears its mark.
 func (l *loop) serveJob(s *session) {
 	s.fanPending = false
-	for _, b := range l.job.bytes {
-		l.stage(s, b, l.job.heartbeat)
+	for _, f := range l.job.frames {
+		l.stage(s, f, l.job.heartbeat)
 	}
 }
 
@@ -165,9 +163,8 @@ func (l *loop) endJob() {
 		s.fanPending = false // only if the job was cut short (stop)
 	}
 	clear(j.frames)
-	clear(j.bytes)
 	clear(j.targets)
-	j.frames, j.bytes, j.targets = j.frames[:0], j.bytes[:0], j.targets[:0]
+	j.frames, j.targets = j.frames[:0], j.targets[:0]
 	j.active = false
 	j.topic = ""
 }

@@ -12,9 +12,17 @@ import (
 // leaves unsent into its own buffer, so a frame never outlives the drain that
 // wrote it.
 type Frame struct {
-	b     []byte       // the encoded frame; fixed once published
+	b     []byte       // the encoded frame (raw listener); fixed once published
 	refs  atomic.Int32 // holders: one per mailbox item that points here
 	class int8         // pool size class; -1 for static frames, never pooled
+
+	// The browser transports' encodings of the same message (transport.go),
+	// made by the producer when it knows they may be needed. ws and sse
+	// share b's buffer, after b; wsz, the compressed WebSocket frame, lives
+	// in ext. A nil encoding is one this message does not have: sse for a
+	// payload that is not UTF-8, wsz below the compression threshold.
+	ws, wsz, sse []byte
+	ext          *Frame
 }
 
 const (
@@ -77,6 +85,10 @@ func (f *Frame) release() {
 	}
 	switch r := f.refs.Add(-1); {
 	case r == 0:
+		if f.ext != nil {
+			f.ext.release()
+		}
+		f.ws, f.wsz, f.sse, f.ext = nil, nil, nil, nil
 		framePools[f.class].Put(f)
 	case r < 0:
 		panic("relay: frame released more often than retained")

@@ -57,12 +57,21 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		ap := ta.AddrPort()
 		sess.remoteIP, sess.remotePort = ap.Addr().As16(), ap.Port()
 	}
+	if s.webAddr != nil {
+		if la, ok := c.LocalAddr().(*net.TCPAddr); ok && la.Port == s.webAddr.Port {
+			// A browser: it gets its ID once its request is answered.
+			l.openWeb(sess)
+			c.SetContext(sess)
+			return nil, gnet.None
+		}
+	}
 	sess.setID(l.ids.next())
 	for !s.reg.add(sess) {
 		sess.setID(l.ids.next())
 	}
 	l.addSession(sess)
 	s.counters.accepted.Add(1)
+	s.counters.transports[transportRaw].Add(1)
 	c.SetContext(sess)
 	s.events.append(EventConnect, sess, sess.opened, 0)
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
@@ -78,15 +87,10 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 	switch x := c.Context().(type) {
 	case *session:
-		n, _ := c.Discard(-1) // never parse, never buffer
-		x.loop.counters.inbound.Add(uint64(n))
-		x.inbound = uint32(min(int64(x.inbound)+int64(n), 1<<32-1)) // saturate
-		if int64(x.inbound) > int64(h.srv.cfg.MaxInbound) && !x.closed {
-			// MaxInbound is Off (-1) when any byte must close.
-			x.reason = ReasonInbound
-			_ = c.SetLinger(0)
-			return gnet.Close
+		if x.transport == transportHandshake {
+			return x.loop.handshake(x, c)
 		}
+		return x.loop.clientBytes(x, c)
 	case *loop:
 		_, _ = c.Discard(-1)
 		x.drain()
@@ -102,6 +106,14 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 		return gnet.None // rejected before admission, or a doorbell at shutdown
 	}
 	s := h.srv
+	if sess.transport == transportHandshake {
+		// Never a client: no ID, no registry entry, no event.
+		sess.closed = true
+		sess.loop.removeHandshake(sess)
+		s.open.Add(-1)
+		c.SetContext(nil)
+		return gnet.None
+	}
 	why := sess.reason
 	switch {
 	case s.draining.Load() && why == ReasonPeerClosed && err == nil:
@@ -109,11 +121,15 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 	case why == ReasonPeerClosed:
 		why = classify(err)
 	}
+	if sess.wsFlags&wsSkipping != 0 {
+		delete(sess.loop.wsSkip, sess)
+	}
 	sess.loop.leaveAll(sess)
 	sess.loop.removeSession(sess)
 	s.reg.remove(sess)
 	s.events.append(EventDisconnect, sess, time.Now().UnixNano(), why)
 	s.open.Add(-1)
+	s.counters.transports[sess.transport].Add(-1)
 	s.counters.closed[why].Add(1)
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		s.log.Debug("client closed", "id", sess.ID(), "remote", sess.remote().String(), "reason", why.String(), "err", err)

@@ -82,11 +82,17 @@ type loop struct {
 	backlogLen atomic.Int64 // items taken from the mailbox, not yet applied
 
 	// Owned by the event loop; touch only on it.
-	spare     []item // the other half of the mailbox's double buffer
-	backlog   []item // taken from the mailbox, not yet applied (FIFO)
-	job       fanoutJob
-	done      []*Frame // frames of applied items, released after the flush
-	sessions  []*session
+	spare      []item // the other half of the mailbox's double buffer
+	backlog    []item // taken from the mailbox, not yet applied (FIFO)
+	job        fanoutJob
+	done       []*Frame // frames of applied items, released after the flush
+	sessions   []*session
+	handshakes []*session // web connections whose request is not yet answered
+	webBuf     []byte     // scratch for web responses and control frames
+	// wsSkip holds, for WebSockets in the middle of a client data frame
+	// (wsSkipping), the payload bytes still to skip. Browsers send no data
+	// frames, so this stays empty and costs idle sessions nothing.
+	wsSkip    map[*session]uint32
 	pend      []pendFrame
 	dirty     []*session // sessions with staged frames this drain
 	congested []*session // sessions with congested set, re-checked on ticks
@@ -278,7 +284,7 @@ func (l *loop) apply(it *item) {
 	switch it.kind {
 	case kindWrite:
 		l.deliverPending(it.sess)
-		l.stage(it.sess, it.frame.b, false)
+		l.stage(it.sess, it.frame, false)
 	case kindClose:
 		// Writes queued before the close go out first.
 		l.deliverPending(it.sess)
@@ -306,13 +312,24 @@ func (l *loop) apply(it *item) {
 	*it = item{}
 }
 
-// stage links frame b onto s's list of frames to write in this drain.
-func (l *loop) stage(s *session, b []byte, heartbeat bool) {
+// stage links frame f, as s's transport reads it, onto s's list of frames
+// to write in this drain.
+func (l *loop) stage(s *session, f *Frame, heartbeat bool) {
 	if s.closed {
 		if !heartbeat {
 			l.tally.drops[DropClosed]++
 		}
 		return
+	}
+	b := f.bytesFor(s.transport)
+	if b == nil {
+		if !heartbeat {
+			l.tally.drops[DropNotText]++ // SSE, and the payload is not UTF-8
+		}
+		return
+	}
+	if heartbeat && s.transport != transportRaw && s.transport != transportSSE {
+		s.wsFlags |= wsPingOut // the pong it asks for is free of --max-inbound
 	}
 	idx := int32(len(l.pend))
 	l.pend = append(l.pend, pendFrame{b: b, next: -1, heartbeat: heartbeat})
@@ -507,6 +524,9 @@ func (l *loop) tick() {
 			l.lastBeat = now
 			l.startHeartbeat()
 		}
+	}
+	if len(l.handshakes) > 0 {
+		l.expireHandshakes(time.Now())
 	}
 	kept := l.congested[:0]
 	for _, s := range l.congested {

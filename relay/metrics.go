@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"strconv"
 	"sync/atomic"
 	"time"
 )
@@ -17,6 +18,7 @@ const (
 	ReasonKicked                        // closed through the API (kick)
 	ReasonShutdown                      // the relay shut down
 	ReasonError                         // any other socket error
+	ReasonProtocol                      // a WebSocket client broke the protocol
 	numCloseReasons
 )
 
@@ -29,6 +31,7 @@ var closeReasonNames = [numCloseReasons]string{
 	ReasonKicked:     "kicked",
 	ReasonShutdown:   "shutdown",
 	ReasonError:      "error",
+	ReasonProtocol:   "protocol_error",
 }
 
 // String returns the reason as a snake_case word, as used in metrics.
@@ -55,6 +58,7 @@ const (
 	DropSlow       DropReason = iota // over --max-outbound (either policy)
 	DropClosed                       // the connection closed before the write
 	DropOverloaded                   // the event loop's mailbox was full
+	DropNotText                      // an SSE client cannot carry a payload that is not UTF-8
 	numDropReasons
 )
 
@@ -62,6 +66,7 @@ var dropReasonNames = [numDropReasons]string{
 	DropSlow:       "slow_consumer",
 	DropClosed:     "closed",
 	DropOverloaded: "overloaded",
+	DropNotText:    "not_text",
 }
 
 // String returns the reason as a snake_case word, as used in metrics.
@@ -122,7 +127,20 @@ type Stats struct {
 	FanoutTime       time.Duration // from each fanout's start to its last write, summed
 	FanoutMaxTime    time.Duration // the longest such time
 	FanoutMaxSize    uint64        // the most recipients of one fanout on one loop
+
+	// The web listener.
+	Transports    [numTransports]int64     // open clients by transport (TransportNames)
+	WebResponses  [len(webStatuses)]uint64 // handshake answers, by WebStatuses
+	Compressed    uint64                   // messages compressed for permessage-deflate (once each)
+	CompressedIn  uint64                   // their payload bytes
+	CompressedOut uint64                   // their compressed frames' bytes
 }
+
+// TransportNames names the entries of Stats.Transports.
+func TransportNames() []string { return transportNames[:] }
+
+// WebStatuses lists the HTTP statuses of Stats.WebResponses.
+func WebStatuses() []int { return webStatuses[:] }
 
 // counters are the server-wide counters for per-connection events and
 // producer-side drops. Atomic; written from any goroutine.
@@ -131,6 +149,13 @@ type counters struct {
 	rejected [numRejectReasons]atomic.Uint64
 	closed   [numCloseReasons]atomic.Uint64
 	drops    [numDropReasons]atomic.Uint64
+
+	// The web listener.
+	transports    [numTransports]atomic.Int64     // open clients by transport
+	web           [len(webStatuses)]atomic.Uint64 // handshake answers by HTTP status
+	compressed    atomic.Uint64                   // messages compressed (once each)
+	compressedIn  atomic.Uint64                   // their payload bytes
+	compressedOut atomic.Uint64                   // their compressed frames' bytes
 }
 
 // loopCounters are one event loop's per-message counters. Only that loop
@@ -222,6 +247,17 @@ func (s *Server) Metrics() []Metric {
 	for i, n := range st.Drops {
 		ms = append(ms, Metric{Name: "pushrelay_drops_total", Labels: `reason="` + DropReason(i).String() + `"`, Type: "counter", Help: "Messages not delivered to a recipient, by reason.", Value: float64(n)})
 	}
+	for i, n := range st.Transports {
+		ms = append(ms, Metric{Name: "pushrelay_connections_open_by_transport", Labels: `transport="` + transportNames[i] + `"`, Type: "gauge", Help: "Client connections open now, by transport.", Value: float64(n)})
+	}
+	for i, n := range st.WebResponses {
+		ms = append(ms, Metric{Name: "pushrelay_web_responses_total", Labels: `code="` + strconv.Itoa(webStatuses[i]) + `"`, Type: "counter", Help: "Answers to requests on the web listener, by HTTP status (101: WebSocket upgrades).", Value: float64(n)})
+	}
+	ms = append(ms,
+		Metric{Name: "pushrelay_web_compressed_total", Type: "counter", Help: "Messages compressed once for permessage-deflate WebSockets.", Value: float64(st.Compressed)},
+		Metric{Name: "pushrelay_web_compressed_in_bytes_total", Type: "counter", Help: "Payload bytes of the compressed messages.", Value: float64(st.CompressedIn)},
+		Metric{Name: "pushrelay_web_compressed_out_bytes_total", Type: "counter", Help: "Bytes of the compressed WebSocket frames made from them.", Value: float64(st.CompressedOut)},
+	)
 	ms = append(ms,
 		Metric{Name: "pushrelay_inbound_bytes_total", Type: "counter", Help: "Bytes clients sent, discarded unread.", Value: float64(st.InboundBytes)},
 		Metric{Name: "pushrelay_topics", Type: "gauge", Help: "Topics with at least one subscriber.", Value: float64(topics)},

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -26,9 +27,10 @@ type Server struct {
 	heartbeat *Frame
 
 	// Fixed after Start.
-	engine gnet.Engine
-	addr   *net.TCPAddr
-	policy *policyServer
+	engine  gnet.Engine
+	addr    *net.TCPAddr
+	webAddr *net.TCPAddr // nil without --web
+	policy  *policyServer
 
 	reg      registry
 	topics   topicIndex
@@ -60,17 +62,10 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	var hb []byte
-	switch cfg.Framing {
-	case FramingLine:
-		hb = []byte{'\n'}
-	default:
-		hb = cfg.Framing.AppendFrame(nil, nil)
-	}
 	s := &Server{
 		cfg:       cfg,
 		log:       cfg.Logger,
-		heartbeat: staticFrame(hb),
+		heartbeat: heartbeatFrame(cfg.Framing),
 		events:    newEventLog(cfg.EventLog),
 		instance:  newInstanceID(),
 		booted:    make(chan struct{}),
@@ -100,6 +95,18 @@ func (s *Server) Start() error {
 		return fmt.Errorf("relay: client listener: %w", err)
 	}
 	s.addr = addr
+	addrs := []string{"tcp://" + addr.String()}
+	if s.cfg.Web != "" {
+		wa, err := reserveAddr(s.cfg.Web, s.cfg.ReusePort)
+		if err != nil {
+			return fmt.Errorf("relay: web listener: %w", err)
+		}
+		if wa.Port == addr.Port {
+			return fmt.Errorf("relay: the web listener %s and the client listener %s share port %d: give each its own", s.cfg.Web, s.cfg.Listen, wa.Port)
+		}
+		s.webAddr = wa
+		addrs = append(addrs, "tcp://"+wa.String())
+	}
 	setGnetLogger(s.log)
 
 	opts := []gnet.Option{
@@ -129,13 +136,15 @@ func (s *Server) Start() error {
 	}
 	h := &handler{srv: s}
 	go func() {
-		s.runErr = gnet.Run(h, "tcp://"+addr.String(), opts...)
+		// One engine for both listeners: browser clients live on the same
+		// loops as raw ones, so one broadcast is one mailbox item per loop.
+		s.runErr = gnet.Rotate(h, addrs, opts...)
 		close(s.done)
 	}()
 	select {
 	case <-s.booted:
 	case <-s.done:
-		return fmt.Errorf("relay: start event loops on %s: %w", addr, s.runErr)
+		return fmt.Errorf("relay: start event loops on %s: %w", strings.Join(addrs, ", "), s.runErr)
 	}
 
 	if s.cfg.FlashPolicyListen != "" {
@@ -155,6 +164,12 @@ func (s *Server) Start() error {
 		"max_inbound", s.cfg.MaxInbound, "max_message", s.cfg.MaxMessage,
 		"keepalive", s.cfg.KeepAlive.String(), "write_timeout", s.cfg.WriteTimeout.String(),
 		"heartbeat", s.cfg.Heartbeat.String())
+	if s.webAddr != nil {
+		s.log.Info("web listener: WebSocket at /ws, Server-Sent Events at /sse, a demo page at /",
+			"addr", s.webAddr.String(), "compress", s.cfg.WebCompress,
+			"origins", strings.Join(s.cfg.WebOrigins, ","), "max_header", s.cfg.WebMaxHeader,
+			"handshake_timeout", s.cfg.WebHandshakeTimeout.String())
+	}
 	return nil
 }
 
@@ -169,6 +184,9 @@ func (s *Server) loopCount() int {
 // Addr returns the client listener's address (with the port chosen, if
 // Config.Listen asked for port 0). Nil before Start.
 func (s *Server) Addr() *net.TCPAddr { return s.addr }
+
+// WebAddr returns the web listener's address, or nil without one.
+func (s *Server) WebAddr() *net.TCPAddr { return s.webAddr }
 
 // PolicyAddr returns the Flash policy listener's address, or nil.
 func (s *Server) PolicyAddr() *net.TCPAddr {
@@ -362,7 +380,7 @@ func (s *Server) Send(id string, payload []byte) Status {
 		s.counters.drops[DropSlow].Add(1)
 		return DroppedSlow
 	}
-	f := encodeFrame(s.cfg.Framing, payload)
+	f := s.encode(payload, encodingOf(sess.transport))
 	st := s.push(sess, f)
 	f.release()
 	return st
@@ -390,7 +408,7 @@ func (s *Server) SendMany(ids []string, payload []byte) (Counts, Status) {
 	if st := s.check(payload); st != Queued {
 		return c, st
 	}
-	f := encodeFrame(s.cfg.Framing, payload)
+	f := s.encode(payload, s.webEncodings())
 	for _, id := range ids {
 		sess := s.reg.get(id)
 		switch {
@@ -423,7 +441,7 @@ func (s *Server) Broadcast(payload []byte) (Counts, Status) {
 	if n == 0 {
 		return c, Queued
 	}
-	f := encodeFrame(s.cfg.Framing, payload)
+	f := s.encode(payload, s.webEncodings())
 	st := s.enqueueAll(item{kind: kindBroadcast, frame: f}, len(f.b))
 	f.release()
 	switch st {
@@ -543,6 +561,15 @@ func (s *Server) Stats() Stats {
 	for i := range st.Drops {
 		st.Drops[i] = s.counters.drops[i].Load()
 	}
+	for i := range st.Transports {
+		st.Transports[i] = s.counters.transports[i].Load()
+	}
+	for i := range st.WebResponses {
+		st.WebResponses[i] = s.counters.web[i].Load()
+	}
+	st.Compressed = s.counters.compressed.Load()
+	st.CompressedIn = s.counters.compressedIn.Load()
+	st.CompressedOut = s.counters.compressedOut.Load()
 	loops := *s.loops.Load()
 	st.Loops = len(loops)
 	for _, l := range loops {

@@ -9,7 +9,7 @@ import (
 )
 
 // session is one client connection. It is kept small (112 bytes, one
-// size class) because there is one per idle client: the remote address is
+// size class; TestSessionSize guards it) because there is one per idle client: the remote address is
 // stored as raw bytes and the topic list behind a pointer most sessions
 // never allocate.
 type session struct {
@@ -32,6 +32,8 @@ type session struct {
 	fanPending bool          // a target of the loop's running job, not yet served
 	reason     CloseReason   // why the relay closed it, set just before closing
 	timeoutSet bool          // TCP_USER_TIMEOUT set (before the first write after the ID)
+	transport  transport     // how the client reads frames; transportHandshake until admitted
+	wsFlags    uint8         // WebSocket: wsPingOut, wsSkipping
 	idx        int32         // position in loop.sessions
 	head, tail int32         // frames staged in loop.pend this drain, -1 if none
 	inbound    uint32        // bytes received and discarded so far (saturating)

@@ -304,7 +304,7 @@ func (s *Server) Publish(topic string, payload []byte) (Counts, Status) {
 	if n == 0 {
 		return c, Queued
 	}
-	f := encodeFrame(s.cfg.Framing, payload)
+	f := s.encode(payload, s.webEncodings())
 	st := s.enqueueAll(item{kind: kindPublish, frame: f, topic: key}, len(f.b))
 	f.release()
 	if st == Overloaded {

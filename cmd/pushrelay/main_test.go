@@ -54,6 +54,9 @@ type relayProc struct {
 
 var addrRE = regexp.MustCompile(`msg="(relay|flash policy) listening" addr=(\S+)`)
 
+// webRE finds the web listener's address in the relay's log.
+var webRE = regexp.MustCompile(`msg="web listener: [^"]*" addr=(\S+)`)
+
 // startRelay runs `pushrelay serve` with args and env, waits for it to
 // listen, and kills it at the end of the test if it is still running.
 func startRelay(t *testing.T, env []string, args ...string) *relayProc {
@@ -64,6 +67,9 @@ func startRelay(t *testing.T, env []string, args ...string) *relayProc {
 	}
 	if !strings.Contains(strings.Join(append(env, args...), " "), "http") {
 		args = append(args, "--http", "127.0.0.1:0") // tests run side by side
+	}
+	if !strings.Contains(strings.Join(append(env, args...), " "), "web") {
+		args = append(args, "--web", "127.0.0.1:0")
 	}
 	cmd := exec.Command(binary, append([]string{"serve"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)

@@ -41,6 +41,12 @@ type serveFlags struct {
 
 	httpAddr, httpUnix, httpToken string
 	httpMaxConns                  int
+
+	web, webOrigins     string
+	webMaxHeader        byteSize
+	webHandshakeTimeout time.Duration
+	webCompress         bool
+	webCompressMin      byteSize
 }
 
 func (f *serveFlags) register(fs *flagSet) {
@@ -73,6 +79,14 @@ func (f *serveFlags) register(fs *flagSet) {
 	fs.StringVar(&f.httpUnix, "http-unix", "", "Also serve the HTTP API on this Unix socket `PATH` (mode 0660); empty: no.")
 	fs.StringVar(&f.httpToken, "http-token", "", "Require `Authorization: Bearer TOKEN` on every HTTP route but /healthz. Prefer the environment variable: command lines are visible in ps.")
 	fs.IntVar(&f.httpMaxConns, "http-max-conns", ingress.DefaultHTTPMaxConns, "The most HTTP connections open at once (`N`), both listeners together.")
+	fs.StringVar(&f.web, "web", ":8845", "The `HOST:PORT` browsers connect to: WebSocket at /ws, Server-Sent Events at /sse, a demo page at / (docs/web.md); empty turns it off.")
+	f.webMaxHeader = relay.DefaultWebMaxHeader
+	fs.Var(&f.webMaxHeader, "web-max-header", "The largest request head (request line and headers) a browser may send, in `bytes`; more is answered 431.")
+	fs.DurationVar(&f.webHandshakeTimeout, "web-handshake-timeout", relay.DefaultWebHandshakeTimeout, "How `long` a web connection may take to send its request head; then it is answered 408 and closed.")
+	fs.StringVar(&f.webOrigins, "web-origins", "", "Comma-separated `origins` (scheme://host[:port]) whose pages may connect; others get 403. Empty allows any; requests without Origin are always allowed.")
+	fs.BoolVar(&f.webCompress, "web-compress", false, "Compress WebSocket messages with permessage-deflate for browsers that offer it: each message is compressed once, for every such client.")
+	f.webCompressMin = relay.DefaultWebCompressMin
+	fs.Var(&f.webCompressMin, "web-compress-min", "The smallest payload, in `bytes`, that --web-compress compresses.")
 	fs.IntVar(&f.maxTopicsPerConn, "max-topics-per-conn", relay.DefaultMaxTopicsPerConn, "The most topics one client may be subscribed to (`N`).")
 	fs.IntVar(&f.maxSubs, "max-subscribers", 0, "The most subscribers one topic may have (`N`); 0 means no cap.")
 	fs.IntVar(&f.maxTopics, "max-topics", relay.DefaultMaxTopics, "The most topics that may exist at once (`N`); a topic exists while it has a subscriber.")
@@ -83,22 +97,27 @@ func (f *serveFlags) register(fs *flagSet) {
 // config turns the flags into a relay.Config, with errors that name the flag.
 func (f *serveFlags) config(logger *slog.Logger) (relay.Config, error) {
 	cfg := relay.Config{
-		Listen:            f.listen,
-		Loops:             f.loops,
-		MaxMessage:        int(f.maxMessage),
-		MaxInbound:        int(f.maxInbound),
-		MaxOutbound:       int(f.maxOut),
-		SendBuffer:        int(f.sndbuf),
-		MaxConns:          f.maxConns,
-		KeepAlive:         f.keepalive,
-		WriteTimeout:      f.writeTimeout,
-		Heartbeat:         f.heartbeat,
-		DrainTimeout:      f.drainTimeout,
-		FlashPolicyListen: f.policyListen,
-		MaxTopicsPerConn:  f.maxTopicsPerConn,
-		MaxSubscribers:    f.maxSubs,
-		MaxTopics:         f.maxTopics,
-		Logger:            logger,
+		Listen:              f.listen,
+		Loops:               f.loops,
+		MaxMessage:          int(f.maxMessage),
+		MaxInbound:          int(f.maxInbound),
+		MaxOutbound:         int(f.maxOut),
+		SendBuffer:          int(f.sndbuf),
+		MaxConns:            f.maxConns,
+		KeepAlive:           f.keepalive,
+		WriteTimeout:        f.writeTimeout,
+		Heartbeat:           f.heartbeat,
+		DrainTimeout:        f.drainTimeout,
+		FlashPolicyListen:   f.policyListen,
+		Web:                 f.web,
+		WebMaxHeader:        int(f.webMaxHeader),
+		WebHandshakeTimeout: f.webHandshakeTimeout,
+		WebCompress:         f.webCompress,
+		WebCompressMin:      int(f.webCompressMin),
+		MaxTopicsPerConn:    f.maxTopicsPerConn,
+		MaxSubscribers:      f.maxSubs,
+		MaxTopics:           f.maxTopics,
+		Logger:              logger,
 	}
 	if f.maxTopicsPerConn <= 0 || f.maxTopics <= 0 || f.maxSubs < 0 {
 		return cfg, errors.New("--max-topics-per-conn and --max-topics want a positive count, --max-subscribers 0 or more")
@@ -126,6 +145,17 @@ func (f *serveFlags) config(logger *slog.Logger) (relay.Config, error) {
 	}
 	if f.maxOut == 0 {
 		return cfg, errors.New("--max-outbound: want at least one frame's worth of bytes")
+	}
+	for _, o := range strings.Split(f.webOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			cfg.WebOrigins = append(cfg.WebOrigins, o)
+		}
+	}
+	if f.webHandshakeTimeout <= 0 {
+		return cfg, errors.New("--web-handshake-timeout: want a positive duration")
+	}
+	if f.webCompressMin == 0 {
+		cfg.WebCompressMin = 1
 	}
 	if f.drainTimeout <= 0 {
 		return cfg, errors.New("--drain-timeout: want a positive duration")

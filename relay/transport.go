@@ -1,0 +1,229 @@
+package relay
+
+import (
+	"bytes"
+	"encoding/binary"
+	"unicode/utf8"
+)
+
+// transport is how a session's client reads frames: the raw listener's
+// framing, a WebSocket (with or without permessage-deflate), or Server-Sent
+// Events. A web connection is transportHandshake until its HTTP request has
+// been answered; only then does it get an ID and join the registry.
+type transport uint8
+
+const (
+	transportRaw transport = iota
+	transportWS
+	transportWSDeflate // a WebSocket that negotiated permessage-deflate
+	transportSSE
+	numTransports
+	transportHandshake = numTransports // not yet a client: no ID, no pushes
+)
+
+var transportNames = [numTransports]string{
+	transportRaw:       "tcp",
+	transportWS:        "websocket",
+	transportWSDeflate: "websocket_deflate",
+	transportSSE:       "sse",
+}
+
+func (t transport) String() string {
+	if t < numTransports {
+		return transportNames[t]
+	}
+	return "handshake"
+}
+
+// encodings is a set of a message's encodings, one bit per transport.
+type encodings uint8
+
+const (
+	encRaw encodings = 1 << iota
+	encWS
+	encWSDeflate
+	encSSE
+)
+
+// encodingOf is the encoding a session of transport t reads.
+func encodingOf(t transport) encodings { return 1 << t }
+
+// bytesFor returns f's bytes as a session of transport t reads them, or nil
+// when the message cannot go to it (a payload that is not UTF-8 has no SSE
+// encoding). A WebSocket that negotiated compression gets the uncompressed
+// frame when the message was not compressed (below the threshold, or not
+// smaller compressed): RFC 7692 lets each message choose.
+func (f *Frame) bytesFor(t transport) []byte {
+	switch t {
+	case transportRaw:
+		return f.b
+	case transportWS:
+		return f.ws
+	case transportWSDeflate:
+		if f.wsz != nil {
+			return f.wsz
+		}
+		return f.ws
+	case transportSSE:
+		return f.sse
+	}
+	return nil
+}
+
+// encode frames payload once in each encoding of set, into one pooled
+// buffer (plus one more for the compressed frame), with one reference.
+// The raw encoding is always made: it is the frame's reference size.
+func (s *Server) encode(payload []byte, set encodings) *Frame {
+	if set&^encRaw == 0 {
+		return encodeFrame(s.cfg.Framing, payload)
+	}
+	text := utf8.Valid(payload)
+	rawLen := len(payload) + s.cfg.Framing.Overhead()
+	wsLen, sseLen := 0, 0
+	if set&(encWS|encWSDeflate) != 0 {
+		wsLen = wsHeaderLen(len(payload)) + len(payload)
+	}
+	if set&encSSE != 0 && text {
+		sseLen = sseEventLen(payload)
+	}
+	f := getFrame(rawLen + wsLen + sseLen)
+	buf := s.cfg.Framing.AppendFrame(f.b[:0], payload)
+	f.b = buf[:rawLen] // full capacity kept: the pool reuses it
+	if wsLen > 0 {
+		op := byte(wsOpBinary)
+		if text {
+			op = wsOpText
+		}
+		buf = appendWSFrame(buf, op, false, payload)
+		f.ws = buf[rawLen : rawLen+wsLen : rawLen+wsLen]
+	}
+	if sseLen > 0 {
+		start := len(buf)
+		buf = appendSSEEvent(buf, payload)
+		f.sse = buf[start:len(buf):len(buf)]
+	}
+	if set&encWSDeflate != 0 && s.cfg.WebCompress && len(payload) >= s.cfg.WebCompressMin {
+		f.ext, f.wsz = s.deflate(payload, text)
+	}
+	return f
+}
+
+// webEncodings is the set a fanout encodes: every transport the relay
+// serves, since any of its connections may be a recipient.
+func (s *Server) webEncodings() encodings {
+	if s.cfg.Web == "" {
+		return encRaw
+	}
+	set := encRaw | encWS | encSSE
+	if s.cfg.WebCompress {
+		set |= encWSDeflate
+	}
+	return set
+}
+
+// heartbeatFrame is the static heartbeat in every encoding: an empty raw
+// frame, a WebSocket ping, an SSE comment.
+func heartbeatFrame(framing Framing) *Frame {
+	var hb []byte
+	switch framing {
+	case FramingLine:
+		hb = []byte{'\n'}
+	default:
+		hb = framing.AppendFrame(nil, nil)
+	}
+	f := staticFrame(hb)
+	f.ws = []byte{0x80 | wsOpPing, 0}
+	f.sse = []byte(":\n\n")
+	return f
+}
+
+// Server-Sent Events (the WHATWG HTML standard, "Server-sent events").
+// An event is "data: " lines, one per line of the payload, and an empty
+// line. CR, LF and CRLF all end a line in the format, so a payload's lines
+// are split on each; the browser joins data lines with LF, so CR and CRLF
+// arrive as LF (the format cannot carry a CR).
+
+// sseEventLen is the length of payload as one event.
+func sseEventLen(payload []byte) int {
+	lines := 1
+	n := len(payload)
+	for i := 0; i < len(payload); i++ {
+		switch payload[i] {
+		case '\n':
+			lines++
+			n--
+		case '\r':
+			lines++
+			n--
+			if i+1 < len(payload) && payload[i+1] == '\n' {
+				i++
+				n--
+			}
+		}
+	}
+	return n + lines*len("data: \n") + 1
+}
+
+// appendSSEEvent appends payload as one event.
+func appendSSEEvent(dst, payload []byte) []byte {
+	for {
+		i := bytes.IndexAny(payload, "\r\n")
+		if i < 0 {
+			dst = append(dst, "data: "...)
+			dst = append(dst, payload...)
+			return append(dst, '\n', '\n')
+		}
+		dst = append(dst, "data: "...)
+		dst = append(dst, payload[:i]...)
+		dst = append(dst, '\n')
+		if payload[i] == '\r' && i+1 < len(payload) && payload[i+1] == '\n' {
+			i++
+		}
+		payload = payload[i+1:]
+	}
+}
+
+// WebSocket frames (RFC 6455 section 5.2). The relay's frames are never
+// masked and never fragmented.
+const (
+	wsOpContinuation = 0x0
+	wsOpText         = 0x1
+	wsOpBinary       = 0x2
+	wsOpClose        = 0x8
+	wsOpPing         = 0x9
+	wsOpPong         = 0xA
+
+	wsFin  = 0x80
+	wsRSV1 = 0x40 // "compressed", under permessage-deflate
+)
+
+// wsHeaderLen is the length of an unmasked frame header for n payload bytes.
+func wsHeaderLen(n int) int {
+	switch {
+	case n < 126:
+		return 2
+	case n <= 0xFFFF:
+		return 4
+	}
+	return 10
+}
+
+// appendWSFrame appends one final, unmasked frame.
+func appendWSFrame[T string | []byte](dst []byte, op byte, compressed bool, payload T) []byte {
+	b0 := wsFin | op
+	if compressed {
+		b0 |= wsRSV1
+	}
+	n := len(payload)
+	switch {
+	case n < 126:
+		dst = append(dst, b0, byte(n))
+	case n <= 0xFFFF:
+		dst = append(dst, b0, 126)
+		dst = binary.BigEndian.AppendUint16(dst, uint16(n))
+	default:
+		dst = append(dst, b0, 127)
+		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
+	}
+	return append(dst, payload...)
+}
