@@ -1,0 +1,578 @@
+package relay
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha1"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/flate"
+)
+
+// startWeb starts a relay with a web listener on a free loopback port.
+func startWeb(t testing.TB, cfg Config) *Server {
+	t.Helper()
+	if cfg.Web == "" {
+		cfg.Web = "127.0.0.1:0"
+	}
+	return startServer(t, cfg)
+}
+
+// webConn is a test client of the web listener: a real TCP connection.
+type webConn struct {
+	t    testing.TB
+	conn net.Conn
+	br   *bufio.Reader
+	resp *http.Response
+	id   string
+}
+
+const testWSKey = "dGhlIHNhbXBsZSBub25jZQ=="
+
+// webRequestText builds a GET request head with extra header lines.
+func webRequestText(path string, headers ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "GET %s HTTP/1.1\r\nHost: relay.test\r\n", path)
+	for _, h := range headers {
+		b.WriteString(h + "\r\n")
+	}
+	b.WriteString("\r\n")
+	return b.String()
+}
+
+func wsHeaders(extra ...string) []string {
+	return append([]string{"Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: " + testWSKey, "Sec-WebSocket-Version: 13"}, extra...)
+}
+
+// webDo sends raw request bytes and reads the response head.
+func webDo(t testing.TB, srv *Server, request string) *webConn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", srv.WebAddr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, request); err != nil {
+		t.Fatal(err)
+	}
+	w := &webConn{t: t, conn: c, br: bufio.NewReader(c)}
+	w.resp, err = http.ReadResponse(w.br, nil)
+	if err != nil {
+		t.Fatalf("read response: %v", err)
+	}
+	return w
+}
+
+// dialWS opens a WebSocket and reads the ID message.
+func dialWS(t testing.TB, srv *Server, extra ...string) *webConn {
+	t.Helper()
+	w := webDo(t, srv, webRequestText("/ws", wsHeaders(extra...)...))
+	if w.resp.StatusCode != 101 {
+		body, _ := io.ReadAll(w.resp.Body)
+		t.Fatalf("upgrade: %s %s", w.resp.Status, body)
+	}
+	sum := sha1.Sum([]byte(testWSKey + wsGUID))
+	if got, want := w.resp.Header.Get("Sec-WebSocket-Accept"), base64.StdEncoding.EncodeToString(sum[:]); got != want {
+		t.Fatalf("Sec-WebSocket-Accept %q, want %q", got, want)
+	}
+	f := w.frame()
+	if f.op != wsOpText || f.rsv != 0 || !ValidID(string(f.payload)) {
+		t.Fatalf("first frame: op %d rsv %x %q, want a text frame with an ID", f.op, f.rsv, f.payload)
+	}
+	w.id = string(f.payload)
+	return w
+}
+
+type testFrame struct {
+	op, rsv byte
+	payload []byte
+}
+
+// frame reads one server frame, checking what a client must check.
+func (w *webConn) frame() testFrame {
+	w.t.Helper()
+	f, err := w.readFrame()
+	if err != nil {
+		w.t.Fatalf("read frame: %v", err)
+	}
+	return f
+}
+
+func (w *webConn) readFrame() (testFrame, error) {
+	var h [2]byte
+	if _, err := io.ReadFull(w.br, h[:]); err != nil {
+		return testFrame{}, err
+	}
+	if h[0]&0x80 == 0 {
+		return testFrame{}, errors.New("fragmented frame (FIN unset)")
+	}
+	if h[1]&0x80 != 0 {
+		return testFrame{}, errors.New("masked server frame")
+	}
+	n := uint64(h[1] & 0x7f)
+	switch n {
+	case 126:
+		var b [2]byte
+		io.ReadFull(w.br, b[:])
+		n = uint64(binary.BigEndian.Uint16(b[:]))
+		if n < 126 {
+			return testFrame{}, errors.New("non-minimal length")
+		}
+	case 127:
+		var b [8]byte
+		io.ReadFull(w.br, b[:])
+		n = binary.BigEndian.Uint64(b[:])
+		if n <= 0xffff {
+			return testFrame{}, errors.New("non-minimal length")
+		}
+	}
+	p := make([]byte, n)
+	if _, err := io.ReadFull(w.br, p); err != nil {
+		return testFrame{}, err
+	}
+	return testFrame{op: h[0] & 0x0f, rsv: h[0] & 0x70, payload: p}, nil
+}
+
+// send writes one client frame.
+func (w *webConn) send(b0 byte, payload []byte, masked bool) {
+	w.t.Helper()
+	if err := w.write(b0, payload, masked); err != nil {
+		w.t.Fatalf("write frame: %v", err)
+	}
+}
+
+// write writes one client frame, masked unless told otherwise.
+func (w *webConn) write(b0 byte, payload []byte, masked bool) error {
+	out := []byte{b0}
+	mb := byte(0)
+	if masked {
+		mb = 0x80
+	}
+	switch n := len(payload); {
+	case n < 126:
+		out = append(out, mb|byte(n))
+	case n <= 0xffff:
+		out = append(out, mb|126)
+		out = binary.BigEndian.AppendUint16(out, uint16(n))
+	default:
+		out = append(out, mb|127)
+		out = binary.BigEndian.AppendUint64(out, uint64(n))
+	}
+	if masked {
+		mask := [4]byte{0x37, 0xfa, 0x21, 0x3d}
+		out = append(out, mask[:]...)
+		for i, c := range payload {
+			out = append(out, c^mask[i&3])
+		}
+	} else {
+		out = append(out, payload...)
+	}
+	_, err := w.conn.Write(out)
+	return err
+}
+
+// closed reports whether the server closed the connection (EOF or reset)
+// within a few seconds, reading past any frames still in flight.
+func (w *webConn) closed() bool {
+	w.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err := io.Copy(io.Discard, w.br)
+	var ne net.Error
+	return err == nil || !(errors.As(err, &ne) && ne.Timeout())
+}
+
+// dialSSE opens an event stream and reads the ID event.
+func dialSSE(t testing.TB, srv *Server, extra ...string) *webConn {
+	t.Helper()
+	w := webDo(t, srv, webRequestText("/sse", extra...))
+	if w.resp.StatusCode != 200 || !strings.HasPrefix(w.resp.Header.Get("Content-Type"), "text/event-stream") {
+		t.Fatalf("sse: %s %v", w.resp.Status, w.resp.Header)
+	}
+	id := w.event()
+	if !ValidID(id) {
+		t.Fatalf("first event %q is not an ID", id)
+	}
+	w.id = id
+	return w
+}
+
+// event reads one SSE event (as a browser would: data lines joined by LF),
+// skipping comments.
+func (w *webConn) event() string {
+	w.t.Helper()
+	var data []string
+	seen := false
+	for {
+		line, err := w.br.ReadString('\n')
+		if err != nil {
+			w.t.Fatalf("read event: %v (so far %q)", err, data)
+		}
+		line = strings.TrimSuffix(line, "\n")
+		switch {
+		case line == "":
+			if seen {
+				return strings.Join(data, "\n")
+			}
+		case strings.HasPrefix(line, ":"):
+		case strings.HasPrefix(line, "data: "):
+			data, seen = append(data, line[len("data: "):]), true
+		default:
+			w.t.Fatalf("unexpected SSE line %q", line)
+		}
+	}
+}
+
+func TestWebSocketDeliversTextAndBinary(t *testing.T) {
+	srv := startWeb(t, Config{Framing: FramingLen32, MaxMessage: 100 << 10, MaxOutbound: 1 << 20})
+	w := dialWS(t, srv)
+	if got := srv.Stats().Transports[transportWS]; got != 1 {
+		t.Fatalf("open websockets %d, want 1", got)
+	}
+	cases := []struct {
+		payload []byte
+		op      byte
+	}{
+		{[]byte("hello"), wsOpText},
+		{[]byte("héllo ✓"), wsOpText},
+		{[]byte{0xff, 0x00, 0x01}, wsOpBinary},
+		{bytes.Repeat([]byte("a"), 200), wsOpText},      // 16-bit length
+		{bytes.Repeat([]byte("b"), 70_000), wsOpText},   // 64-bit length
+		{append([]byte("x"), 0xc3, 0x28), wsOpBinary},   // invalid UTF-8
+		{[]byte(strings.Repeat("z", 125)), wsOpText},    // the 7-bit edge
+		{[]byte(strings.Repeat("z", 126)), wsOpText},    // the 16-bit edge
+		{[]byte(strings.Repeat("y", 65_536)), wsOpText}, // the 64-bit edge
+	}
+	for _, c := range cases {
+		if st := srv.Send(w.id, c.payload); st != Queued {
+			t.Fatalf("Send: %v", st)
+		}
+	}
+	for i, c := range cases {
+		f := w.frame()
+		if f.op != c.op || f.rsv != 0 || !bytes.Equal(f.payload, c.payload) {
+			t.Fatalf("message %d: op %d rsv %x, %d bytes; want op %d, %d bytes", i, f.op, f.rsv, len(f.payload), c.op, len(c.payload))
+		}
+	}
+}
+
+func TestWebSocketControlFrames(t *testing.T) {
+	srv := startWeb(t, Config{})
+	w := dialWS(t, srv)
+	// A ping gets a pong with the same payload.
+	w.send(0x80|wsOpPing, []byte("are you there"), true)
+	if f := w.frame(); f.op != wsOpPong || string(f.payload) != "are you there" {
+		t.Fatalf("pong: op %d %q", f.op, f.payload)
+	}
+	// Data frames, fragmented or not, are discarded; pushes still flow.
+	w.send(wsOpText, []byte("part one, "), true)
+	w.send(0x80|wsOpContinuation, []byte("part two"), true)
+	w.send(0x80|wsOpBinary, []byte{1, 2, 3}, true)
+	srv.Send(w.id, []byte("still here"))
+	if f := w.frame(); string(f.payload) != "still here" {
+		t.Fatalf("after client data: %q", f.payload)
+	}
+	// A close gets a close with the same code, then the connection ends.
+	w.send(0x80|wsOpClose, []byte{0x03, 0xe8, 'b', 'y', 'e'}, true)
+	if f := w.frame(); f.op != wsOpClose || !bytes.Equal(f.payload, []byte{0x03, 0xe8}) {
+		t.Fatalf("close reply: op %d %x", f.op, f.payload)
+	}
+	if !w.closed() {
+		t.Fatal("connection still open after the close handshake")
+	}
+	waitFor(t, 5*time.Second, "the relay to count it", func() bool { return srv.Stats().Closed[ReasonPeerClosed] == 1 && srv.Len() == 0 })
+}
+
+func TestWebSocketProtocolErrors(t *testing.T) {
+	srv := startWeb(t, Config{})
+	for _, c := range []struct {
+		name    string
+		b0      byte
+		payload []byte
+		masked  bool
+	}{
+		{"unmasked", 0x80 | wsOpText, []byte("hi"), false},
+		{"reserved opcode", 0x80 | 0x3, nil, true},
+		{"reserved bit", 0x80 | 0x20 | wsOpText, []byte("hi"), true},
+		{"compressed without the extension", 0x80 | wsRSV1 | wsOpText, []byte("hi"), true},
+		{"fragmented ping", wsOpPing, nil, true},
+		{"long ping", 0x80 | wsOpPing, make([]byte, 126), true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := dialWS(t, srv)
+			w.send(c.b0, c.payload, c.masked)
+			f := w.frame()
+			if f.op != wsOpClose || binary.BigEndian.Uint16(f.payload) != wsCloseProtocol {
+				t.Fatalf("got op %d %x, want close 1002", f.op, f.payload)
+			}
+			if !w.closed() {
+				t.Fatal("connection still open")
+			}
+		})
+	}
+	waitFor(t, 5*time.Second, "the relay to count it", func() bool { return srv.Stats().Closed[ReasonProtocol] == 6 })
+}
+
+func TestWebSocketFloodHitsInboundBudget(t *testing.T) {
+	srv := startWeb(t, Config{MaxInbound: 4096})
+	w := dialWS(t, srv)
+	chunk := bytes.Repeat([]byte("x"), 1000)
+	go func() {
+		for i := 0; i < 100; i++ {
+			if w.write(0x80|wsOpBinary, chunk, true) != nil {
+				return // closed by the relay, as it should be
+			}
+		}
+	}()
+	if !w.closed() {
+		t.Fatal("a client flooding frames was not disconnected")
+	}
+	waitFor(t, 5*time.Second, "the relay to count it", func() bool { return srv.Stats().Closed[ReasonInbound] == 1 })
+}
+
+func TestWebSocketPongsToHeartbeatsAreFree(t *testing.T) {
+	srv := startWeb(t, Config{MaxInbound: 64, Heartbeat: 20 * time.Millisecond})
+	w := dialWS(t, srv)
+	// 40 pongs of 6 bytes each would pass a 64-byte budget four times
+	// over if they counted.
+	for i := 0; i < 40; i++ {
+		f := w.frame()
+		if f.op != wsOpPing || len(f.payload) != 0 {
+			t.Fatalf("heartbeat %d: op %d %q, want an empty ping", i, f.op, f.payload)
+		}
+		w.send(0x80|wsOpPong, nil, true)
+	}
+	if srv.Len() != 1 {
+		t.Fatal("a client answering heartbeats was disconnected")
+	}
+	// Unasked-for pongs do count.
+	for i := 0; i < 20; i++ {
+		if w.write(0x80|wsOpPong, []byte("unasked"), true) != nil {
+			break // reset by the relay
+		}
+	}
+	if !w.closed() {
+		t.Fatal("unasked-for pongs passed the inbound budget unnoticed")
+	}
+}
+
+func TestWebHandshakeErrors(t *testing.T) {
+	srv := startWeb(t, Config{WebOrigins: []string{"https://app.example"}, WebMaxHeader: 1024})
+	long := "X-Filler: " + strings.Repeat("f", 1100)
+	for _, c := range []struct {
+		name, request string
+		code          int
+		header        string // a header the answer must carry, "Name: value"
+	}{
+		{"unknown path", webRequestText("/nope"), 404, ""},
+		{"POST to /ws", strings.Replace(webRequestText("/ws", wsHeaders()...), "GET", "POST", 1), 405, "Allow: GET"},
+		{"PUT to /sse", strings.Replace(webRequestText("/sse"), "GET", "PUT", 1), 405, "Allow: GET, OPTIONS"},
+		{"no upgrade", webRequestText("/ws"), 426, "Upgrade: websocket"},
+		{"old version", webRequestText("/ws", "Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: "+testWSKey, "Sec-WebSocket-Version: 8"), 426, "Sec-WebSocket-Version: 13"},
+		{"bad key", webRequestText("/ws", "Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: short", "Sec-WebSocket-Version: 13"), 400, ""},
+		{"no connection upgrade", webRequestText("/ws", "Upgrade: websocket", "Sec-WebSocket-Key: "+testWSKey, "Sec-WebSocket-Version: 13"), 400, ""},
+		{"forbidden origin", webRequestText("/ws", wsHeaders("Origin: https://evil.example")...), 403, ""},
+		{"forbidden origin sse", webRequestText("/sse", "Origin: https://evil.example"), 403, ""},
+		{"head too large", webRequestText("/sse", long), 431, ""},
+		{"malformed line", "GARBAGE\r\n\r\n", 400, ""},
+		{"HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400, ""},
+		{"folded header", "GET /sse HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", 400, ""},
+		{"bad header name", "GET /sse HTTP/1.1\r\nHo st: x\r\n\r\n", 400, ""},
+		{"websocket over HTTP/1.0", "GET /ws HTTP/1.0\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + testWSKey + "\r\nSec-WebSocket-Version: 13\r\n\r\n", 400, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := webDo(t, srv, c.request)
+			body, _ := io.ReadAll(w.resp.Body)
+			if w.resp.StatusCode != c.code {
+				t.Fatalf("status %s (%s), want %d", w.resp.Status, body, c.code)
+			}
+			if len(bytes.TrimSpace(body)) == 0 {
+				t.Fatal("error answer without a message")
+			}
+			if c.header != "" {
+				name, value, _ := strings.Cut(c.header, ": ")
+				if got := w.resp.Header.Get(name); got != value {
+					t.Fatalf("%s: %q, want %q", name, got, value)
+				}
+			}
+			if !w.closed() {
+				t.Fatal("connection left open after an error")
+			}
+		})
+	}
+	// An allowed origin passes, on both transports.
+	dialWS(t, srv, "Origin: https://app.example")
+	s := dialSSE(t, srv, "Origin: https://app.example")
+	if got := s.resp.Header.Get("Access-Control-Allow-Origin"); got != "https://app.example" {
+		t.Fatalf("CORS: Access-Control-Allow-Origin %q", got)
+	}
+	if srv.Stats().WebResponses[webStatusIndex(403)] != 2 {
+		t.Fatal("403 answers not counted")
+	}
+	waitFor(t, 5*time.Second, "the relay to count it", func() bool { return srv.Len() == 2 }) // every refused connection freed its slot
+}
+
+func TestWebHandshakeDeadline(t *testing.T) {
+	srv := startWeb(t, Config{WebHandshakeTimeout: 300 * time.Millisecond})
+	c, err := net.Dial("tcp", srv.WebAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /sse HTTP/1.1\r\nHost: x\r\n") // and then nothing
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer to a stalled handshake: %v", err)
+	}
+	if resp.StatusCode != 408 {
+		t.Fatalf("status %s, want 408", resp.Status)
+	}
+	waitFor(t, 5*time.Second, "the relay to count it", func() bool { return srv.Stats().Open == 0 })
+}
+
+func TestWebDemoPage(t *testing.T) {
+	srv := startWeb(t, Config{})
+	w := webDo(t, srv, webRequestText("/"))
+	body, _ := io.ReadAll(w.resp.Body)
+	if w.resp.StatusCode != 200 || !strings.HasPrefix(w.resp.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("page: %s %v", w.resp.Status, w.resp.Header)
+	}
+	for _, want := range []string{"new WebSocket(", "new EventSource(", "pushrelay send "} {
+		if !bytes.Contains(body, []byte(want)) {
+			t.Fatalf("demo page lacks %q", want)
+		}
+	}
+	if srv.Stats().Accepted != 0 {
+		t.Fatal("a page request counted as a client")
+	}
+}
+
+func TestSSEEvents(t *testing.T) {
+	srv := startWeb(t, Config{Framing: FramingLen32, Heartbeat: 50 * time.Millisecond})
+	w := dialSSE(t, srv)
+	for _, p := range []string{"one line", "two\nlines", "crlf\r\nand cr\rend", "trailing\n", "\n\nblank start", "ünïcödé"} {
+		if st := srv.Send(w.id, []byte(p)); st != Queued {
+			t.Fatalf("Send: %v", st)
+		}
+		want := strings.NewReplacer("\r\n", "\n", "\r", "\n").Replace(p)
+		if got := w.event(); got != want {
+			t.Fatalf("event %q, want %q", got, want)
+		}
+	}
+	// Not UTF-8: dropped for this client and counted, never mangled.
+	srv.Send(w.id, []byte{'a', 0xff, 'b'})
+	srv.Send(w.id, []byte("after"))
+	if got := w.event(); got != "after" {
+		t.Fatalf("event %q, want the next valid one", got)
+	}
+	waitFor(t, 5*time.Second, "the not_text drop to be counted", func() bool { return srv.Stats().Drops[DropNotText] == 1 })
+	// Heartbeats are comment lines: the raw stream shows them.
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		line, err := w.br.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if line == ":\n" {
+			return
+		}
+	}
+	t.Fatal("no heartbeat comment")
+}
+
+func TestFanoutReachesEveryTransport(t *testing.T) {
+	srv := startWeb(t, Config{})
+	raw := dial(t, srv)
+	ws := dialWS(t, srv)
+	sse := dialSSE(t, srv)
+	for _, id := range []string{raw.id, ws.id, sse.id} {
+		if _, err := srv.Subscribe(id, "news"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.Broadcast([]byte("to all"))
+	srv.Publish("news", []byte("topic"))
+	srv.SendMany([]string{raw.id, ws.id, sse.id}, []byte("many"))
+	for _, want := range []string{"to all", "topic", "many"} {
+		if got, err := raw.next(5 * time.Second); err != nil || string(got) != want {
+			t.Fatalf("raw: %q %v, want %q", got, err, want)
+		}
+		if f := ws.frame(); string(f.payload) != want {
+			t.Fatalf("ws: %q, want %q", f.payload, want)
+		}
+		if got := sse.event(); got != want {
+			t.Fatalf("sse: %q, want %q", got, want)
+		}
+	}
+	st := srv.Stats()
+	if st.Transports != [numTransports]int64{1, 1, 0, 1} {
+		t.Fatalf("open by transport %v", st.Transports)
+	}
+	ws.conn.Close()
+	sse.conn.Close()
+	waitFor(t, 5*time.Second, "the relay to count it", func() bool {
+		st := srv.Stats()
+		return st.Transports[transportWS] == 0 && st.Transports[transportSSE] == 0
+	})
+}
+
+func TestWebSocketCompressesOnce(t *testing.T) {
+	srv := startWeb(t, Config{WebCompress: true})
+	offer := "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"
+	var clients []*webConn
+	for i := 0; i < 3; i++ {
+		w := dialWS(t, srv, offer)
+		if got := w.resp.Header.Get("Sec-WebSocket-Extensions"); !strings.HasPrefix(got, "permessage-deflate") || !strings.Contains(got, "server_no_context_takeover") {
+			t.Fatalf("extension answer %q", got)
+		}
+		clients = append(clients, w)
+	}
+	plain := dialWS(t, srv) // offers nothing: gets plain frames
+	refused := dialWS(t, srv, "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=10")
+	if got := refused.resp.Header.Get("Sec-WebSocket-Extensions"); got != "" {
+		t.Fatalf("an offer asking for a small window was accepted: %q", got)
+	}
+	var payload bytes.Buffer
+	for payload.Len() < 2048 {
+		fmt.Fprintf(&payload, `{"symbol":"XYZ","price":%d.25,"volume":%d},`, payload.Len(), payload.Len()*7)
+	}
+	srv.Broadcast(payload.Bytes())
+	srv.Broadcast([]byte("short")) // below the threshold: sent plain
+	for _, w := range clients {
+		f := w.frame()
+		if f.rsv != wsRSV1 || f.op != wsOpText {
+			t.Fatalf("compressed frame: rsv %x op %d", f.rsv, f.op)
+		}
+		if len(f.payload) >= payload.Len()/2 {
+			t.Fatalf("compressed to %d of %d bytes", len(f.payload), payload.Len())
+		}
+		r := flate.NewReader(io.MultiReader(bytes.NewReader(f.payload), bytes.NewReader(deflateTail)))
+		got, err := io.ReadAll(r)
+		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("inflate: %v", err)
+		}
+		if !bytes.Equal(got, payload.Bytes()) {
+			t.Fatalf("inflated %d bytes differ from the %d pushed", len(got), payload.Len())
+		}
+		if f := w.frame(); f.rsv != 0 || string(f.payload) != "short" {
+			t.Fatalf("short message: rsv %x %q", f.rsv, f.payload)
+		}
+	}
+	for _, w := range []*webConn{plain, refused} {
+		if f := w.frame(); f.rsv != 0 || !bytes.Equal(f.payload, payload.Bytes()) {
+			t.Fatal("a client without the extension got a compressed frame")
+		}
+	}
+	if n := srv.Stats().Compressed; n != 1 {
+		t.Fatalf("compressed %d times, want once for all clients", n)
+	}
+}
