@@ -25,7 +25,8 @@ var errnoNames = map[syscall.Errno]string{
 
 // ErrnoName returns "EMFILE" and the like for err, "EOF" for a clean close
 // by the peer, "BAD_FRAME" for a frame that did not parse, "TIMEOUT" for a
-// deadline of ours, and "OTHER" otherwise.
+// deadline of ours, "BAD_HANDSHAKE" for a web listener's answer that is not
+// the upgrade asked for, and "OTHER" otherwise.
 func ErrnoName(err error) string {
 	var errno syscall.Errno
 	switch {
@@ -42,6 +43,8 @@ func ErrnoName(err error) string {
 		return "BAD_FRAME"
 	case errors.Is(err, errTimeout):
 		return "TIMEOUT"
+	case errors.Is(err, errBadHandshake):
+		return "BAD_HANDSHAKE"
 	}
 	return "OTHER"
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"sync/atomic"
@@ -31,6 +32,10 @@ type PoolOptions struct {
 	MaxFrame int
 	// RecvBuf, if positive, sets SO_RCVBUF before connecting.
 	RecvBuf int
+	// Web, if set, makes the clients browsers of the relay's web listener
+	// (Target is then the --web address): each writes its request head,
+	// checks the answer, then reads WebSocket frames or SSE events.
+	Web Web
 }
 
 // Pool holds client connections on one epoll instance. Its methods must be
@@ -50,7 +55,13 @@ type Pool struct {
 	hist    Histogram
 	window  Histogram // since the last TakeWindow
 	nextSrc int
-	pending int // connections connecting or waiting for their ID
+	pending int    // connections connecting or waiting for their ID
+	request []byte // the web request head, when Web is set
+
+	// Inflating permessage-deflate messages (WebWSDeflate).
+	zin, zout []byte
+	zsrc      bytes.Reader
+	zr        io.ReadCloser
 
 	Stats PoolStats
 }
@@ -112,6 +123,7 @@ const (
 	stConnecting
 	stWaitID
 	stIdle
+	stWaitHead // web: the request is written, the answer's head not yet read
 )
 
 // lconn is one held connection: about 64 bytes besides its ID and any
@@ -149,6 +161,9 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 		if s.Unmap().Is4() != (p.family == unix.AF_INET) {
 			return nil, fmt.Errorf("loadgen: source %s and target %s are not the same address family", s, opts.Target)
 		}
+	}
+	if opts.Web != WebNone {
+		p.request = webRequest(opts.Web, opts.Target)
 	}
 	p.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
@@ -259,6 +274,17 @@ func (p *Pool) handle(slot int32, events uint32) {
 			return
 		}
 		c.state = stWaitID
+		if p.request != nil {
+			// A few hundred bytes into an empty send buffer: one write.
+			if n, err := unix.Write(int(c.fd), p.request); err != nil || n != len(p.request) {
+				if err == nil {
+					err = fmt.Errorf("%w: short write of the request head", errBadHandshake)
+				}
+				p.drop(slot, err, "connect")
+				return
+			}
+			c.state = stWaitHead
+		}
 		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: slot}
 		_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, int(c.fd), &ev)
 	}
@@ -308,6 +334,18 @@ func (p *Pool) parse(c *lconn, data []byte) error {
 		c.carry = append(c.carry, data...)
 		data = c.carry
 	}
+	if c.state == stWaitHead {
+		rest, ok, err := cutHead(p.opts.Web, data)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			c.carry = append(c.carry[:0], data...)
+			return nil
+		}
+		c.state = stWaitID
+		data = rest
+	}
 	for {
 		payload, rest, ok, err := p.cut(data)
 		if err != nil {
@@ -337,6 +375,12 @@ func (p *Pool) parse(c *lconn, data []byte) error {
 
 // cut splits the first whole frame off data.
 func (p *Pool) cut(data []byte) (payload, rest []byte, ok bool, err error) {
+	switch p.opts.Web {
+	case WebWS, WebWSDeflate:
+		return p.cutWS(data)
+	case WebSSE:
+		return p.cutSSE(data)
+	}
 	switch p.opts.Framing {
 	case relay.FramingLen32:
 		if len(data) < 4 {
@@ -416,7 +460,7 @@ func (p *Pool) closeSlot(slot int32, rst bool) {
 	switch c.state {
 	case stIdle:
 		p.Stats.Established.Add(-1)
-	case stConnecting, stWaitID:
+	case stConnecting, stWaitID, stWaitHead:
 		p.pending--
 	}
 	if rst {

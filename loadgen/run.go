@@ -26,6 +26,7 @@ type Options struct {
 	Conns    int           // connections to open in all
 	Rate     float64       // connects per second in all; 0: as fast as possible
 	Framing  relay.Framing // the target's framing
+	Web      Web           // or a browser transport of its web listener
 	Duration time.Duration // how long to hold the connections once open
 	// Deadline bounds the whole run, connecting included. Default:
 	// Duration plus one minute.
@@ -134,7 +135,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			share++
 		}
 		wo := WorkerOptions{
-			Target: opts.Target, Conns: share, Rate: opts.Rate / float64(opts.Procs), Framing: opts.Framing.String(),
+			Target: opts.Target, Conns: share, Rate: opts.Rate / float64(opts.Procs), Framing: FramingName(opts.Framing, opts.Web),
 			Duration: opts.Duration, Deadline: opts.Deadline, RecvBuf: opts.RecvBuf, WantIDs: opts.WantIDs,
 		}
 		for _, s := range opts.Sources {
@@ -199,7 +200,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			}
 		}
 	}()
-	rep := &Report{Target: opts.Target, Framing: opts.Framing.String(), Requested: opts.Conns, Failed: map[string]int64{}, Reading: readingNote}
+	rep := &Report{Target: opts.Target, Framing: FramingName(opts.Framing, opts.Web), Requested: opts.Conns, Failed: map[string]int64{}, Reading: readingNote}
 	for _, a := range opts.Sources {
 		rep.Sources = append(rep.Sources, a.String())
 	}
@@ -408,7 +409,7 @@ func RunWorker(in io.Reader, out io.Writer, stop <-chan struct{}) error {
 
 func runShare(wo WorkerOptions, stop <-chan struct{}, progress func(Progress)) *Report {
 	rep := &Report{Target: wo.Target, Framing: wo.Framing, Requested: wo.Conns, Failed: map[string]int64{}, Reading: readingNote}
-	framing, err := relay.ParseFraming(wo.Framing)
+	framing, web, err := ParseFraming(wo.Framing)
 	if err != nil {
 		rep.Error = err.Error()
 		return rep
@@ -426,7 +427,7 @@ func runShare(wo WorkerOptions, stop <-chan struct{}, progress func(Progress)) *
 	cpuBefore := selfCPU()
 	start := time.Now()
 	deadline := start.Add(wo.Deadline)
-	p, err := NewPool(PoolOptions{Target: wo.Target, Framing: framing, Sources: sources, RecvBuf: wo.RecvBuf})
+	p, err := NewPool(PoolOptions{Target: wo.Target, Framing: framing, Web: web, Sources: sources, RecvBuf: wo.RecvBuf})
 	if err != nil {
 		rep.Error = err.Error()
 		return rep

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/pushrelay/pushrelay/loadgen"
-	"github.com/pushrelay/pushrelay/relay"
 )
 
 func runLoadgen(args []string, stdout, stderr io.Writer) int {
@@ -30,7 +29,7 @@ func runLoadgen(args []string, stdout, stderr io.Writer) int {
 	target := fs.String("target", "127.0.0.1:8843", "The relay's client `HOST:PORT`.")
 	conns := fs.Int("conns", 1000, "How many connections (`N`) to open.")
 	rate := fs.Float64("rate", 0, "Connects per `second`, all workers together; 0 opens them as fast as the machine allows.")
-	framing := fs.String("framing", "nul", "The target's `framing`: nul, line or len32.")
+	framing := fs.String("framing", "nul", "The target's `framing`: nul, line or len32 for the client listener; ws, ws-deflate (offering permessage-deflate) or sse for the web listener (--web), whose HOST:PORT is then the --target.")
 	duration := fs.Duration("duration", 30*time.Second, "How `long` to hold the connections once open; the run always stops by itself.")
 	deadline := fs.Duration("deadline", 0, "An upper bound on the whole run, connecting included (`time`); 0 means --duration plus one minute.")
 	procs := fs.Int("procs", 0, "Worker processes (`N`); 0 uses as many as the open-file limit requires.")
@@ -49,7 +48,7 @@ func runLoadgen(args []string, stdout, stderr io.Writer) int {
 	}
 	opts := loadgen.Options{Target: *target, Conns: *conns, Rate: *rate, Duration: *duration, Deadline: *deadline, Procs: *procs, RecvBuf: *recvbuf, WantIDs: *idsOut != ""}
 	var err error
-	if opts.Framing, err = relay.ParseFraming(*framing); err != nil {
+	if opts.Framing, opts.Web, err = loadgen.ParseFraming(*framing); err != nil {
 		fmt.Fprintf(stderr, "pushrelay loadgen: --framing: %v\n", err)
 		return 2
 	}
