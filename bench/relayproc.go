@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -43,6 +44,7 @@ type relayProc struct {
 	sock     string
 	addr     string // client listener, HOST:PORT
 	httpAddr string // HTTP API, HOST:PORT
+	webAddr  string // web listener, HOST:PORT, if the command turned it on
 	client   *client.Client
 	errs     *statusCounts // error replies to requests sent without waiting
 
@@ -52,7 +54,7 @@ type relayProc struct {
 
 // relayListenRE finds the listener addresses in the relay's start-up log
 // (text format).
-var relayListenRE = regexp.MustCompile(`msg="(relay|http) listening" addr=(\S+)`)
+var relayListenRE = regexp.MustCompile(`msg="(relay|http|web) listen(?:ing|er)[^"]*" addr=(\S+)`)
 
 // relayStartTimeout bounds the relay's start-up.
 const relayStartTimeout = 20 * time.Second
@@ -74,7 +76,10 @@ func startRelayProc(command, env []string, logw io.Writer) (*relayProc, error) {
 	}
 	p := &relayProc{dir: dir, sock: filepath.Join(dir, "r.sock"), exited: make(chan struct{}), errs: newStatusCounts()}
 	args := append(append([]string(nil), command[1:]...),
-		"--listen", "127.0.0.1:0", "--ingress", p.sock, "--http", "127.0.0.1:0", "--web", "", "--log-level", "info")
+		"--listen", "127.0.0.1:0", "--ingress", p.sock, "--http", "127.0.0.1:0", "--log-level", "info")
+	if !slices.Contains(command, "--web") {
+		args = append(args, "--web", "") // the web listener only when asked for
+	}
 	p.cmd = exec.Command(command[0], args...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "PUSHRELAY_") {
@@ -111,9 +116,12 @@ func startRelayProc(command, env []string, logw io.Writer) (*relayProc, error) {
 	for p.addr == "" || p.httpAddr == "" {
 		select {
 		case a := <-addrs:
-			if a[0] == "relay" {
+			switch a[0] {
+			case "relay":
 				p.addr = a[1]
-			} else {
+			case "web":
+				p.webAddr = a[1]
+			default:
 				p.httpAddr = a[1]
 			}
 		case <-p.exited:

@@ -109,13 +109,17 @@ func (s *Server) encode(payload []byte, set encodings) *Frame {
 }
 
 // webEncodings is the set a fanout encodes: every transport the relay
-// serves, since any of its connections may be a recipient.
+// serves, since any of its connections may be a recipient (a plain copy
+// costs less than knowing), and the compressed frame only while a client
+// can use it (compressing costs tens of microseconds).
 func (s *Server) webEncodings() encodings {
 	if s.cfg.Web == "" {
 		return encRaw
 	}
 	set := encRaw | encWS | encSSE
-	if s.cfg.WebCompress {
+	// Compress only while a client negotiated it: one that arrives after
+	// this check gets the plain frame, which RFC 7692 allows per message.
+	if s.cfg.WebCompress && s.counters.transports[transportWSDeflate].Load() > 0 {
 		set |= encWSDeflate
 	}
 	return set

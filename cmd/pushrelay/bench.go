@@ -27,6 +27,7 @@ func benchCommands() []command {
 		{"storm", "measure how fast the relay accepts a reconnect storm, against a bare accept4 loop", runBenchStorm},
 		{"ingress", "measure pushes through the relay's Unix socket and HTTP API: throughput, latency and CPU, against a bare write(2) floor", runBenchIngress},
 		{"fanout", "measure broadcasts to many clients against a goroutine-per-connection baseline and a bare sequential writer; coalescing; unicasts during broadcasts", runBenchFanout},
+		{"web", "measure the browser transports: memory per idle WebSocket and SSE client, broadcast time to last with and without compression, beside raw TCP", runBenchWeb},
 		{"capacity", "ramp connections to the relay step by step until a target or the first wall, and name the wall with its evidence and fix", runBenchCapacity},
 		{"child", "run one server for a measuring parent (used by idle, storm, ingress and fanout)", runBenchChild},
 	}
