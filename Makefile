@@ -13,7 +13,7 @@ help: ## list the targets
 build: ## build bin/pushrelay
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/pushrelay
 
-run: build ## build, then serve with the defaults (clients on :8843)
+run: build ## build, then serve with the defaults (clients on :8843, browsers on http://localhost:8845/)
 	./$(BIN) serve
 
 test: ## run every test with the race detector (what CI runs)
