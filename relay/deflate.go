@@ -2,7 +2,6 @@ package relay
 
 import (
 	"bytes"
-	"sync"
 
 	"github.com/klauspost/compress/flate"
 )
@@ -23,12 +22,38 @@ const DeflateLevel = 6
 // below it, the header and block overhead eat the gain.
 const DefaultWebCompressMin = 256
 
-// deflaters holds flate writers: each holds about 1 MiB of tables, so they
-// are reused across messages and producers.
-var deflaters = sync.Pool{New: func() any {
-	w, _ := flate.NewWriter(nil, DeflateLevel) // the level is valid
-	return w
-}}
+// deflater is a flate writer and the sink it writes to, pooled together:
+// the writer holds about 1 MiB of tables, and a sink made per message
+// would escape to the heap through the io.Writer interface.
+type deflater struct {
+	fw  *flate.Writer
+	out sliceWriter
+}
+
+// deflaters is a bounded free list, not a sync.Pool: a pool is emptied by
+// every other GC, and remaking a writer allocates its megabyte of tables
+// again, which brings the next GC sooner. Producers compressing at once
+// beyond its size make (and drop) writers of their own.
+var deflaters = make(chan *deflater, 4)
+
+func getDeflater() *deflater {
+	select {
+	case d := <-deflaters:
+		return d
+	default:
+		d := &deflater{}
+		d.fw, _ = flate.NewWriter(&d.out, DeflateLevel) // the level is valid
+		return d
+	}
+}
+
+func putDeflater(d *deflater) {
+	d.out.b = nil // the buffer belongs to a frame now
+	select {
+	case deflaters <- d:
+	default:
+	}
+}
 
 // sliceWriter is an io.Writer appending to a byte slice.
 type sliceWriter struct{ b []byte }
@@ -46,16 +71,17 @@ var deflateTail = []byte{0, 0, 0xff, 0xff}
 // returns the pooled frame holding it and the frame's bytes, or nils when
 // compression does not make the message smaller.
 func (s *Server) deflate(payload []byte, text bool) (*Frame, []byte) {
-	fw := deflaters.Get().(*flate.Writer)
-	defer deflaters.Put(fw)
+	d := getDeflater()
+	defer putDeflater(d)
 	// Leave room for the header in front: compress after a gap of the
-	// largest header, then move the header next to the data.
+	// largest header, then write the header just before the data.
 	hdr := wsHeaderLen(len(payload))
 	ext := getFrame(hdr + len(payload) + 16)
-	out := sliceWriter{b: ext.b[:10]}
-	fw.Reset(&out)
-	_, _ = fw.Write(payload) // a sliceWriter never fails
-	_ = fw.Flush()
+	d.out.b = ext.b[:10]
+	d.fw.Reset(&d.out)
+	_, _ = d.fw.Write(payload) // a sliceWriter never fails
+	_ = d.fw.Flush()
+	out := &d.out
 	z := bytes.TrimSuffix(out.b[10:], deflateTail)
 	if len(z) == 0 || wsHeaderLen(len(z))+len(z) >= hdr+len(payload) {
 		ext.b = out.b[:0]
