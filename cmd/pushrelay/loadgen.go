@@ -38,7 +38,7 @@ func runLoadgen(args []string, stdout, stderr io.Writer) int {
 	jsonOut := fs.String("json", "", "Write every figure as JSON to this `file`.")
 	idsOut := fs.String("ids", "", "Write the connections' IDs, one per line, to this `file`.")
 	netns := fs.Bool("netns", false, "Run in a private network namespace (root and ip(8) needed): its own loopback, port range and somaxconn, deleted afterwards. The relay must run inside it too: see --serve.")
-	serveArgs := fs.String("serve", "", "With --netns, the `arguments` of the `pushrelay serve` started inside the namespace; empty means --listen set to --target, with no ingress and no HTTP. \"none\" starts nothing.")
+	serveArgs := fs.String("serve", "", "With --netns, the `arguments` of the `pushrelay serve` started inside the namespace; empty means --listen set to --target, with no ingress, no HTTP and no web listener. \"none\" starts nothing.")
 	if err := fs.parse(args, stdout); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -137,7 +137,7 @@ func startNamespace(target, serveArgs string, stderr io.Writer) (*loadgen.Namesp
 	}
 	args := strings.Fields(serveArgs)
 	if len(args) == 0 {
-		args = []string{"--listen", target, "--ingress=", "--http="}
+		args = []string{"--listen", target, "--ingress=", "--http=", "--web="}
 	}
 	exe, err := os.Executable()
 	if err == nil {
