@@ -65,23 +65,31 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 			return nil, gnet.None
 		}
 	}
-	sess.setID(l.ids.next())
-	for !s.reg.add(sess) {
-		sess.setID(l.ids.next())
-	}
-	l.addSession(sess)
-	s.counters.accepted.Add(1)
-	s.counters.transports[transportRaw].Add(1)
 	c.SetContext(sess)
-	s.events.append(EventConnect, sess, sess.opened, 0)
-	if s.log.Enabled(context.Background(), slog.LevelDebug) {
-		s.log.Debug("client connected", "id", sess.ID(), "remote", sess.remote().String())
-	}
+	l.register(sess, transportRaw)
 	text := encodeID(&sess.idRaw)
 	l.idFrame = appendFrame(s.cfg.Framing, l.idFrame[:0], text[:])
 	// gnet writes this before OnOpen's caller returns (copying what the
 	// socket does not take), so the loop's scratch buffer is free again.
 	return l.idFrame, gnet.None
+}
+
+// register gives s an ID and makes it a client: the registry, the loop's
+// sessions, the counters and a connect event. On the loop.
+func (l *loop) register(s *session, t transport) {
+	srv := l.srv
+	s.transport = t
+	s.setID(l.ids.next())
+	for !srv.reg.add(s) {
+		s.setID(l.ids.next())
+	}
+	l.addSession(s)
+	srv.counters.accepted.Add(1)
+	srv.counters.transports[t].Add(1)
+	srv.events.append(EventConnect, s, s.opened, 0)
+	if srv.log.Enabled(context.Background(), slog.LevelDebug) {
+		srv.log.Debug("client connected", "id", s.ID(), "remote", s.remote().String(), "transport", t.String())
+	}
 }
 
 func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {

@@ -237,18 +237,9 @@ func (l *loop) writeHandshake(s *session, b []byte, code int) gnet.Action {
 // admit turns a handshake session into a client: an ID, the registry, the
 // loop's sessions, a connect event.
 func (l *loop) admit(s *session, t transport) {
-	srv := l.srv
 	l.removeHandshake(s)
-	s.transport = t
 	s.opened = time.Now().UnixNano()
-	s.setID(l.ids.next())
-	for !srv.reg.add(s) {
-		s.setID(l.ids.next())
-	}
-	l.addSession(s)
-	srv.counters.accepted.Add(1)
-	srv.counters.transports[t].Add(1)
-	srv.events.append(EventConnect, s, s.opened, 0)
+	l.register(s, t)
 }
 
 // expireHandshakes answers 408 to handshakes older than the deadline.
