@@ -699,10 +699,6 @@ func (n *Node) Broadcast(payload []byte) (relay.Counts, relay.Status) {
 	return n.fanout(opBroadcast, "", payload, func() (relay.Counts, relay.Status) { return n.local.Broadcast(payload) })
 }
 
-// ErrUnreachable wraps the errors of operations on a client whose node did
-// not answer.
-var ErrUnreachable = errors.New("the client's relay node did not answer")
-
 // Subscribe adds a client, on whichever node holds it, to topics.
 func (n *Node) Subscribe(id string, topics ...string) (int, error) {
 	return n.topicOp(opSubscribe, id, topics)
@@ -742,12 +738,12 @@ func (n *Node) topicOp(o op, id string, topics []string) (int, error) {
 		if n.unreached(node, res[0].out) == relay.UnknownID {
 			return 0, fmt.Errorf("%w: %q (its node %d is not in the cluster)", relay.ErrUnknownID, id, node)
 		}
-		return 0, fmt.Errorf("%w: node %d, within %v", ErrUnreachable, node, n.cfg.Timeout)
+		return 0, fmt.Errorf("%w: node %d, within %v", relay.ErrUnreachable, node, n.cfg.Timeout)
 	}
 	env, err := (&decoder{}).decode(res[0].data)
 	if err != nil || env.op != o|replyBit {
 		n.counters.badEnvelopes.Add(1)
-		return 0, fmt.Errorf("%w: node %d answered with a bad envelope", ErrUnreachable, node)
+		return 0, fmt.Errorf("%w: node %d answered with a bad envelope", relay.ErrUnreachable, node)
 	}
 	n.peers.touch(node, time.Now())
 	if env.errKind == errNone {
@@ -852,12 +848,12 @@ func (n *Node) List(cursor string, limit int) ([]string, string, error) {
 		})
 		if res[0].out != outReplied {
 			n.unreached(node, res[0].out)
-			return nil, "", fmt.Errorf("%w: node %d did not answer the listing within %v; retry with the same cursor", ErrUnreachable, node, n.cfg.Timeout)
+			return nil, "", fmt.Errorf("%w: node %d did not answer the listing within %v; retry with the same cursor", relay.ErrUnreachable, node, n.cfg.Timeout)
 		}
 		env, err := (&decoder{}).decode(res[0].data)
 		if err != nil || env.op != opList|replyBit {
 			n.counters.badEnvelopes.Add(1)
-			return nil, "", fmt.Errorf("%w: node %d answered the listing with a bad envelope", ErrUnreachable, node)
+			return nil, "", fmt.Errorf("%w: node %d answered the listing with a bad envelope", relay.ErrUnreachable, node)
 		}
 		if env.errKind != errNone {
 			return nil, "", kindError(env.errKind, env.message)
