@@ -256,8 +256,15 @@ func TestNodeLeavesAndDies(t *testing.T) {
 	waitPeers(t, a, b, c)
 	cb, cc := dial(t, b.srv.Addr().String()), dial(t, c.srv.Addr().String())
 
-	// b leaves cleanly: its IDs are unknown at once.
+	// b leaves cleanly: once a has heard its goodbye, its IDs are unknown.
 	b.stop()
+	deadline := time.Now().Add(2 * time.Second)
+	for a.node.peers.state(2, time.Now()) != peerUnknown {
+		if time.Now().After(deadline) {
+			t.Fatal("node 1 did not hear node 2 leave")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	start := time.Now()
 	if st := a.node.Send(cb.id, []byte("x")); st != relay.UnknownID {
 		t.Fatalf("send to a client of a node that left: %v, want unknown_id", st)
@@ -268,8 +275,10 @@ func TestNodeLeavesAndDies(t *testing.T) {
 	if st := a.node.Send(cc.id, []byte("x")); st != relay.Unreachable {
 		t.Fatalf("send to a client of a silent node: %v, want unreachable", st)
 	}
-	if took := time.Since(start); took > 400*time.Millisecond {
-		t.Fatalf("answers took %v; no responders should answer before the 500ms timeout", took)
+	// No hang: each answer comes within the 500ms timeout (at once, when
+	// NATS has already dropped c's subscriptions: no responders).
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("two answers took %v with a 500ms timeout", took)
 	}
 	counts, _ := a.node.Broadcast([]byte("b"))
 	if counts.Unreachable != 1 {
@@ -300,8 +309,11 @@ func TestNATSRestart(t *testing.T) {
 	if st := a.node.Send(cb.id, []byte("remote")); st != relay.Unreachable {
 		t.Fatalf("remote send without NATS: %v, want unreachable", st)
 	}
-	if time.Since(start) > 100*time.Millisecond {
-		t.Fatalf("remote send without NATS took %v; want an answer at once", time.Since(start))
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("remote send without NATS took %v; want an answer at once", took)
+	}
+	if a.node.counters.unsent.Load() == 0 {
+		t.Fatal("the send without NATS was not counted as unsent: did it wait for a timeout?")
 	}
 
 	startNATS(t, port)
