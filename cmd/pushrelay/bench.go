@@ -28,6 +28,7 @@ func benchCommands() []command {
 		{"ingress", "measure pushes through the relay's Unix socket and HTTP API: throughput, latency and CPU, against a bare write(2) floor", runBenchIngress},
 		{"fanout", "measure broadcasts to many clients against a goroutine-per-connection baseline and a bare sequential writer; coalescing; unicasts during broadcasts", runBenchFanout},
 		{"capacity", "ramp connections to the relay step by step until a target or the first wall, and name the wall with its evidence and fix", runBenchCapacity},
+		{"cluster", "measure a push across relay nodes (NATS) against a push to the node's own clients", runBenchCluster},
 		{"child", "run one server for a measuring parent (used by idle, storm, ingress and fanout)", runBenchChild},
 	}
 }
