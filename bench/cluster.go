@@ -450,10 +450,10 @@ func (o ClusterCapacityOptions) withDefaults() (ClusterCapacityOptions, error) {
 // ClusterCapacityResult is a RunClusterCapacity run: the standalone relay (if
 // measured) and the cluster.
 type ClusterCapacityResult struct {
-	Started time.Time       `json:"started"`
+	Started time.Time              `json:"started"`
 	Options ClusterCapacityOptions `json:"options"`
 	Runs    []ClusterCapacityRun   `json:"runs"`
-	Checks  []Check         `json:"checks"`
+	Checks  []Check                `json:"checks"`
 }
 
 // ClusterCapacityRun is one setup holding its clients.

@@ -57,4 +57,10 @@
 // broadcast count it unreachable, until it is forgotten (Config.Forget) or
 // heard again. The metrics (Node.Metrics) show the connection, the nodes
 // by state, timeouts and unreachable answers.
+//
+// # Locks
+//
+// calls.mu (pending calls), peers.mu (membership) and eventLog.mu (the
+// cluster event log) each guard one table for one map or ring operation;
+// none is held while another is taken, nor across a NATS call.
 package cluster

@@ -19,7 +19,6 @@ type counters struct {
 	unsent                  atomic.Uint64 // requests not published: NATS down
 	compressed              atomic.Uint64 // envelopes sent with a compressed payload
 	badEnvelopes            atomic.Uint64
-	slowConsumer            atomic.Uint64 // NATS slow-consumer errors: messages dropped
 	eventsLost              atomic.Uint64 // local events overwritten before they were copied
 	conflicts               atomic.Uint64 // hellos from another relay with our node ID
 }

@@ -228,8 +228,7 @@ func (n *Node) Start() error {
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			if errors.Is(err, nats.ErrSlowConsumer) {
-				n.counters.slowConsumer.Add(1)
-				return
+				return // counted per subscription: pushrelay_cluster_dropped_total
 			}
 			n.log.Warn("cluster NATS error", "err", err)
 		}),
