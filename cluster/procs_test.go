@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,13 +55,17 @@ type proc struct {
 	cmd    *exec.Cmd
 	sock   string
 	addr   string
+	http   string // the HTTP API, when started with --http
 	api    *ic.Client
 	mu     sync.Mutex
 	log    strings.Builder
 	exited chan error
 }
 
-var listenRE = regexp.MustCompile(`msg="relay listening" addr=(\S+)`)
+var (
+	listenRE = regexp.MustCompile(`msg="relay listening" addr=(\S+)`)
+	httpRE   = regexp.MustCompile(`msg="http listening" addr=(\S+)`)
+)
 
 // startProc runs a relay node and waits until it listens and its ingress
 // answers.
@@ -89,6 +95,9 @@ func startProc(t *testing.T, natsURL string, node int, args ...string) *proc {
 			line := sc.Text()
 			p.mu.Lock()
 			p.log.WriteString(line + "\n")
+			if m := httpRE.FindStringSubmatch(line); m != nil {
+				p.http = m[1]
+			}
 			if m := listenRE.FindStringSubmatch(line); m != nil && p.addr == "" {
 				p.addr = m[1]
 				close(ready)
@@ -119,6 +128,21 @@ func startProc(t *testing.T, natsURL string, node int, args ...string) *proc {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// httpAddr waits for the HTTP API's address (logged once it serves).
+func (p *proc) httpAddr() string {
+	p.t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		p.mu.Lock()
+		a := p.http
+		p.mu.Unlock()
+		if a != "" {
+			return a
+		}
+	}
+	p.t.Fatalf("node %d logged no HTTP address", p.node)
+	return ""
 }
 
 func (p *proc) logs() string {
@@ -277,7 +301,7 @@ func TestProcsTopicAndBroadcastOnEveryNode(t *testing.T) {
 
 func TestProcsKilledNode(t *testing.T) {
 	ns := startNATS(t, 0)
-	a, b, c := startProc(t, ns.ClientURL(), 1), startProc(t, ns.ClientURL(), 2), startProc(t, ns.ClientURL(), 3)
+	a, b, c := startProc(t, ns.ClientURL(), 1, "--http", "127.0.0.1:0"), startProc(t, ns.ClientURL(), 2), startProc(t, ns.ClientURL(), 3)
 	formed(t, a, b, c)
 	ca, cb, cc := dial(t, a.addr), dial(t, b.addr), dial(t, c.addr)
 	c.kill()
@@ -302,6 +326,17 @@ func TestProcsKilledNode(t *testing.T) {
 	if ca.read(time.Second) != "many" || cb.read(time.Second) != "many" || ca.read(time.Second) != "all" || cb.read(time.Second) != "all" {
 		t.Fatal("live nodes' clients missed a push")
 	}
+	// The HTTP API says the same.
+	code, body := httpPost(t, "http://"+a.httpAddr()+"/v1/send/"+cc.id, "x")
+	if code != 503 || !strings.Contains(body, `"unavailable"`) {
+		t.Fatalf("HTTP send to a killed node's client: %d %s; want 503 unavailable", code, body)
+	}
+	code, body = httpPost(t, "http://"+a.httpAddr()+"/v1/broadcast", "y")
+	if code != 200 || !strings.Contains(body, `"queued":2`) || !strings.Contains(body, `"unreachable":1`) {
+		t.Fatalf("HTTP broadcast with a node killed: %d %s; want 2 queued, 1 unreachable", code, body)
+	}
+	ca.read(time.Second)
+	cb.read(time.Second)
 	if got := a.stat("pushrelay_cluster_unreachable_total", ""); got < 3 {
 		t.Fatalf("unreachable answers counted: %v, want at least 3", got)
 	}
@@ -385,4 +420,16 @@ func TestProcsReusePort(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "address already in use") {
 		t.Fatalf("a relay without --reuse-port on a shared port: %v\n%s", err, out)
 	}
+}
+
+func httpPost(t *testing.T, url, body string) (int, string) {
+	t.Helper()
+	hc := &http.Client{Timeout: 5 * time.Second}
+	resp, err := hc.Post(url, "application/octet-stream", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
