@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 FUZZTIME ?= 30s
 
-.PHONY: help build run test test-short bench capacity fuzz lint clean doctor tuning-diff
+.PHONY: help build build-nats run run-cluster test test-short bench capacity fuzz lint clean doctor tuning-diff
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -15,6 +15,20 @@ build: ## build bin/pushrelay
 
 run: build ## build, then serve with the defaults (clients on :8843, browsers on http://localhost:8845/)
 	./$(BIN) serve
+
+build-nats: ## build bin/pushrelay-nats, an embedded NATS server for trying a cluster on one host
+	$(GO) build -trimpath -o bin/pushrelay-nats ./cmd/pushrelay-nats
+
+NODES ?= 3
+run-cluster: build build-nats ## one host, one client port: NATS on 127.0.0.1:4222 and NODES relays (default 3) sharing :8843 (--reuse-port); node N's ingress is ./pushrelay-N.sock, its HTTP 127.0.0.1:808N; Ctrl-C stops them all
+	@trap 'kill $$(jobs -p) 2>/dev/null; wait' INT TERM EXIT; \
+	./bin/pushrelay-nats --listen 127.0.0.1:4222 & \
+	sleep 0.5; \
+	for i in $$(seq 1 $(NODES)); do \
+		./$(BIN) serve --reuse-port --nats nats://127.0.0.1:4222 --node $$i \
+			--ingress ./pushrelay-$$i.sock --http 127.0.0.1:$$((8080 + i)) & \
+	done; \
+	wait
 
 test: ## run every test with the race detector (what CI runs)
 	$(GO) vet ./...
@@ -43,6 +57,7 @@ fuzz: ## fuzz every parser for FUZZTIME each (default 30s)
 	$(GO) test ./ingress -run '^$$' -fuzz '^FuzzWireReader$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./loadgen -run '^$$' -fuzz '^FuzzIncrementalParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./loadgen -run '^$$' -fuzz '^FuzzParseStamp$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./cluster -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $(FUZZTIME)
 
 doctor: build ## say which host limit stops TARGET connections (default 1000000) and how to lift it
 	./$(BIN) doctor --target $(or $(TARGET),1000000)

@@ -75,8 +75,11 @@ func startRelayProc(command, env []string, logw io.Writer) (*relayProc, error) {
 		return nil, fmt.Errorf("bench: relay: temporary directory: %w", err)
 	}
 	p := &relayProc{dir: dir, sock: filepath.Join(dir, "r.sock"), exited: make(chan struct{}), errs: newStatusCounts()}
-	args := append(append([]string(nil), command[1:]...),
-		"--listen", "127.0.0.1:0", "--ingress", p.sock, "--http", "127.0.0.1:0", "--log-level", "info")
+	args := append([]string(nil), command[1:]...)
+	if !slices.Contains(command, "--listen") { // a shared port (bench cluster) comes in the command
+		args = append(args, "--listen", "127.0.0.1:0")
+	}
+	args = append(args, "--ingress", p.sock, "--http", "127.0.0.1:0", "--log-level", "info")
 	if !slices.Contains(command, "--web") {
 		args = append(args, "--web", "") // the web listener only when asked for
 	}

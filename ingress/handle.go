@@ -215,6 +215,10 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 			return
 		}
 		ids, next, err := rel.List(string(cursor), limit)
+		if errors.Is(err, relay.ErrUnreachable) {
+			c.fail(op, req, wire.StatusUnavailable, fmt.Sprintf("%s: %v", op, err))
+			return
+		}
 		if err != nil {
 			bad(err)
 			return
@@ -291,6 +295,8 @@ func (c *ingressConn) pushFailed(op wire.Op, req uint32, st relay.Status, payloa
 			return false // per recipient, counted in the reply
 		}
 		c.fail(op, req, wire.StatusOverloaded, fmt.Sprintf("%s: the relay's queue is full; nothing was queued, retry later", op))
+	case relay.Unreachable:
+		c.fail(op, req, wire.StatusUnavailable, fmt.Sprintf("%s: %v in time; it may or may not have been done, retry later", op, relay.ErrUnreachable))
 	default:
 		return false
 	}
@@ -314,7 +320,7 @@ func countOne(st relay.Status) wire.Counts {
 }
 
 func wireCounts(c relay.Counts) wire.Counts {
-	return wire.Counts{Queued: uint32(c.Queued), UnknownID: uint32(c.UnknownID), DroppedSlow: uint32(c.DroppedSlow), Overloaded: uint32(c.Overloaded)}
+	return wire.Counts{Queued: uint32(c.Queued), UnknownID: uint32(c.UnknownID), DroppedSlow: uint32(c.DroppedSlow), Overloaded: uint32(c.Overloaded), Unreachable: uint32(c.Unreachable)}
 }
 
 // topicStatus maps a topic operation's error to a status.
@@ -330,6 +336,8 @@ func topicStatus(err error) wire.Status {
 		return wire.StatusShuttingDown
 	case errors.Is(err, relay.ErrOverloaded):
 		return wire.StatusOverloaded
+	case errors.Is(err, relay.ErrUnreachable):
+		return wire.StatusUnavailable
 	}
 	return wire.StatusBadRequest
 }

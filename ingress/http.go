@@ -467,6 +467,7 @@ const (
 	errLimit
 	errOverloaded
 	errShuttingDown
+	errUnavailable
 	numHTTPErrors
 )
 
@@ -485,6 +486,7 @@ var httpErrors = [numHTTPErrors]struct {
 	errLimit:           {fasthttp.StatusUnprocessableEntity, "limit"},
 	errOverloaded:      {fasthttp.StatusServiceUnavailable, "overloaded"},
 	errShuttingDown:    {fasthttp.StatusServiceUnavailable, "shutting_down"},
+	errUnavailable:     {fasthttp.StatusServiceUnavailable, "unavailable"},
 }
 
 // fromWire maps a Unix-protocol status onto an HTTP error, so both
@@ -499,8 +501,10 @@ func fromWire(st wire.Status) httpError {
 		return errUnknownID
 	case wire.StatusOverloaded:
 		return errOverloaded
-	case wire.StatusShuttingDown, wire.StatusUnavailable:
+	case wire.StatusShuttingDown:
 		return errShuttingDown
+	case wire.StatusUnavailable:
+		return errUnavailable
 	}
 	return errBadRequest
 }
@@ -788,6 +792,8 @@ func (s *HTTPServer) pushFailed(ctx *fasthttp.RequestCtx, op wire.Op, st relay.S
 			return false // per recipient, counted in the reply
 		}
 		s.fail(ctx, errOverloaded, fmt.Sprintf("%s: the relay's queue is full; nothing was queued, retry later", op))
+	case relay.Unreachable:
+		s.fail(ctx, errUnavailable, fmt.Sprintf("%s: %v in time; it may or may not have been done, retry later", op, relay.ErrUnreachable))
 	default:
 		return false
 	}
@@ -806,6 +812,10 @@ func replyCounts(ctx *fasthttp.RequestCtx, c relay.Counts) {
 	b = strconv.AppendInt(b, int64(c.DroppedSlow), 10)
 	b = append(b, `,"overloaded":`...)
 	b = strconv.AppendInt(b, int64(c.Overloaded), 10)
+	if c.Unreachable != 0 {
+		b = append(b, `,"unreachable":`...)
+		b = strconv.AppendInt(b, int64(c.Unreachable), 10)
+	}
 	b = append(b, "}\n"...)
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.SetContentType(contentJSON)
@@ -917,6 +927,10 @@ func (s *HTTPServer) list(ctx *fasthttp.RequestCtx) {
 		limit = min(n, relay.MaxListPage)
 	}
 	ids, next, err := s.relay.List(string(args.Peek("cursor")), limit)
+	if errors.Is(err, relay.ErrUnreachable) {
+		s.fail(ctx, errUnavailable, fmt.Sprintf("list: %v", err))
+		return
+	}
 	if err != nil {
 		s.fail(ctx, errBadRequest, fmt.Sprintf("list: %v", err))
 		return

@@ -41,6 +41,9 @@ func (c *ingressConn) watch(req uint32, from uint64) {
 				if kind == wire.EventDisconnect {
 					b = wire.AppendStr8(b, ev.Reason.String())
 				}
+				if ev.Node != 0 {
+					b = binary.BigEndian.AppendUint16(b, ev.Node)
+				}
 				return b
 			})
 		}

@@ -114,6 +114,11 @@ type Config struct {
 	// DrainTimeout bounds how long Shutdown waits for queued messages to be
 	// written. Default 5s.
 	DrainTimeout time.Duration
+	// NodeID, when non-zero, makes this relay a node of a cluster: it is
+	// written in the first two bytes of every client ID (see IDBytes), so
+	// any node can tell which node holds a client. Default 0: standalone,
+	// every ID bit random.
+	NodeID uint16
 	// ReusePort lets other processes bind the same client port with
 	// SO_REUSEPORT. Default false: an address already bound by anyone is an
 	// error at start.

@@ -18,4 +18,7 @@ var (
 	ErrAddrInUse = errors.New("address already in use")
 	// ErrClosed: the relay is shut down (or was never started).
 	ErrClosed = errors.New("relay closed")
+	// ErrUnreachable: in a cluster, the node that holds the client did not
+	// answer in time (the Unreachable status, as an error).
+	ErrUnreachable = errors.New("the client's relay node did not answer")
 )

@@ -34,6 +34,9 @@ type Event struct {
 	ID     string
 	Remote netip.AddrPort
 	Reason CloseReason // EventDisconnect only
+	// Node is the relay node the client is connected to (Config.NodeID):
+	// in a cluster, a watch sees every node's events. 0 when standalone.
+	Node uint16
 }
 
 // DefaultEventLog is how many recent events the relay keeps for watchers
@@ -109,7 +112,7 @@ func (s *Server) EventsSince(from uint64, dst []Event, max int) (evs []Event, ne
 	}
 	for seq := from; seq < e.next && len(dst) < max; seq++ {
 		r := &e.ring[seq&uint64(len(e.ring)-1)]
-		ev := Event{Seq: r.seq, Kind: r.kind, Time: r.time, ID: idString(&r.idRaw), Reason: r.reason}
+		ev := Event{Seq: r.seq, Kind: r.kind, Time: r.time, ID: idString(&r.idRaw), Reason: r.reason, Node: s.cfg.NodeID}
 		ev.Remote = netip.AddrPortFrom(netip.AddrFrom16(r.remoteIP).Unmap(), r.remotePort)
 		dst = append(dst, ev)
 		from = seq + 1

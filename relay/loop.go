@@ -123,6 +123,7 @@ func newLoop(srv *Server, el gnet.EventLoop) (*loop, error) {
 		queue:    make([]item, 0, 64),
 		spare:    make([]item, 0, 64),
 		lastBeat: time.Now(),
+		ids:      idSource{node: srv.cfg.NodeID},
 	}
 	f := os.NewFile(uintptr(fds[1]), "pushrelay-doorbell")
 	nc, err := net.FileConn(f) // dups the fd

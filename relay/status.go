@@ -26,6 +26,10 @@ const (
 	Closed
 	// BadTopic: the topic name is not valid (see CheckTopic).
 	BadTopic
+	// Unreachable: the client's node (in a cluster) did not answer in
+	// time, or cannot be reached: the push may or may not have been
+	// delivered. Never returned by a standalone Server.
+	Unreachable
 )
 
 var statusNames = [...]string{
@@ -37,6 +41,7 @@ var statusNames = [...]string{
 	Overloaded:  "overloaded",
 	Closed:      "closed",
 	BadTopic:    "bad_topic",
+	Unreachable: "unreachable",
 }
 
 // String returns the status as a snake_case word, as used in logs and JSON.
@@ -54,6 +59,11 @@ type Counts struct {
 	UnknownID   int // IDs with no open connection
 	DroppedSlow int // recipients over their outbound cap under --slow=drop
 	Overloaded  int // recipients whose loop mailbox was full
+	// Unreachable is cluster only: for send_many, the IDs whose node did
+	// not answer in time; for publish and broadcast, the nodes that did
+	// not answer in time (their recipients are unknown). Always 0 for a
+	// standalone Server.
+	Unreachable int
 }
 
 // add counts one recipient's status.
@@ -67,5 +77,19 @@ func (c *Counts) add(s Status) {
 		c.DroppedSlow++
 	case Overloaded:
 		c.Overloaded++
+	case Unreachable:
+		c.Unreachable++
 	}
+}
+
+// Add counts one recipient's status (as the relay does for SendMany).
+func (c *Counts) Add(s Status) { c.add(s) }
+
+// Merge adds o's counts to c.
+func (c *Counts) Merge(o Counts) {
+	c.Queued += o.Queued
+	c.UnknownID += o.UnknownID
+	c.DroppedSlow += o.DroppedSlow
+	c.Overloaded += o.Overloaded
+	c.Unreachable += o.Unreachable
 }

@@ -29,6 +29,7 @@ func benchCommands() []command {
 		{"fanout", "measure broadcasts to many clients against a goroutine-per-connection baseline and a bare sequential writer; coalescing; unicasts during broadcasts", runBenchFanout},
 		{"web", "measure the browser transports: memory per idle WebSocket and SSE client, broadcast time to last with and without compression, beside raw TCP", runBenchWeb},
 		{"capacity", "ramp connections to the relay step by step until a target or the first wall, and name the wall with its evidence and fix", runBenchCapacity},
+		{"cluster", "measure a push across relay nodes (NATS) against a push to the node's own clients", runBenchCluster},
 		{"child", "run one server for a measuring parent (used by idle, storm, ingress and fanout)", runBenchChild},
 	}
 }

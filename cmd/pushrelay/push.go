@@ -179,6 +179,9 @@ func fanoutReport(what string) func([]string, client.Counts, io.Writer, io.Write
 		if c.DroppedSlow > 0 || c.Overloaded > 0 {
 			fmt.Fprintf(stdout, " (%d dropped as slow, %d refused as overloaded)", c.DroppedSlow, c.Overloaded)
 		}
+		if c.Unreachable > 0 {
+			fmt.Fprintf(stdout, "; %d relay nodes did not answer in time (their clients may have missed it)", c.Unreachable)
+		}
 		fmt.Fprintln(stdout)
 		return exitOK
 	}
@@ -351,7 +354,11 @@ func runWatch(argv []string, stdout, stderr io.Writer) int {
 				return exitUnreachable
 			}
 			if *asJSON {
-				enc.Encode(map[string]any{"seq": ev.Seq, "event": eventName(ev.Kind), "time": ev.Time.UTC(), "id": ev.ID, "remote": ev.Remote, "reason": ev.Reason, "lost": ev.Lost})
+				m := map[string]any{"seq": ev.Seq, "event": eventName(ev.Kind), "time": ev.Time.UTC(), "id": ev.ID, "remote": ev.Remote, "reason": ev.Reason, "lost": ev.Lost}
+				if ev.Node != 0 {
+					m["node"] = ev.Node
+				}
+				enc.Encode(m)
 				continue
 			}
 			switch ev.Kind {
@@ -361,6 +368,9 @@ func runWatch(argv []string, stdout, stderr io.Writer) int {
 				line := fmt.Sprintf("%d %s %s %s %s", ev.Seq, ev.Time.UTC().Format(time.RFC3339Nano), eventName(ev.Kind), ev.ID, ev.Remote)
 				if ev.Reason != "" {
 					line += " " + ev.Reason
+				}
+				if ev.Node != 0 {
+					line += fmt.Sprintf(" node=%d", ev.Node)
 				}
 				fmt.Fprintln(stdout, strings.TrimSpace(line))
 			}

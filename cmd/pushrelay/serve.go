@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pushrelay/pushrelay/cluster"
 	"github.com/pushrelay/pushrelay/ingress"
 	"github.com/pushrelay/pushrelay/ingress/wire"
 	"github.com/pushrelay/pushrelay/relay"
@@ -47,6 +48,12 @@ type serveFlags struct {
 	webHandshakeTimeout time.Duration
 	webCompress         bool
 	webCompressMin      byteSize
+
+	reusePort              bool
+	natsURL, clusterPrefix string
+	node                   int
+	clusterTimeout         time.Duration
+	clusterCompress        byteSize
 }
 
 func (f *serveFlags) register(fs *flagSet) {
@@ -90,6 +97,13 @@ func (f *serveFlags) register(fs *flagSet) {
 	fs.IntVar(&f.maxTopicsPerConn, "max-topics-per-conn", relay.DefaultMaxTopicsPerConn, "The most topics one client may be subscribed to (`N`).")
 	fs.IntVar(&f.maxSubs, "max-subscribers", 0, "The most subscribers one topic may have (`N`); 0 means no cap.")
 	fs.IntVar(&f.maxTopics, "max-topics", relay.DefaultMaxTopics, "The most topics that may exist at once (`N`); a topic exists while it has a subscriber.")
+	fs.BoolVar(&f.reusePort, "reuse-port", false, "Share the client port with other relay processes (SO_REUSEPORT): the kernel spreads new connections over every process listening. Without it a port already bound is an error at start.")
+	fs.StringVar(&f.natsURL, "nats", "", "Join a relay cluster through the NATS server at this `URL` (several: comma-separated); needs --node. Empty: a standalone relay (docs/cluster.md).")
+	fs.IntVar(&f.node, "node", 0, "This relay's node `ID` in the cluster, 1 to 65535, unique among the relays on one NATS: it is written into every client ID, so any node can route a push to this one.")
+	fs.StringVar(&f.clusterPrefix, "cluster-prefix", cluster.DefaultPrefix, "The `prefix` of every NATS subject the cluster uses; several clusters may share one NATS under different prefixes.")
+	fs.DurationVar(&f.clusterTimeout, "cluster-timeout", cluster.DefaultTimeout, "How `long` a push waits for the other nodes it involves to answer; past it they are reported unreachable.")
+	f.clusterCompress = cluster.DefaultCompressMin
+	fs.Var(&f.clusterCompress, "cluster-compress-min", "Payloads of at least this many `bytes` cross NATS compressed (s2) when that saves bytes; 0 never compresses.")
 	fs.StringVar(&f.logLevel, "log-level", "info", "Log `level`: debug (adds one line per connection), info, warn or error.")
 	fs.StringVar(&f.logFormat, "log-format", "text", "Log `format`: text or json.")
 }
@@ -117,8 +131,18 @@ func (f *serveFlags) config(logger *slog.Logger) (relay.Config, error) {
 		MaxTopicsPerConn:    f.maxTopicsPerConn,
 		MaxSubscribers:      f.maxSubs,
 		MaxTopics:           f.maxTopics,
+		ReusePort:           f.reusePort,
 		Logger:              logger,
 	}
+	switch {
+	case f.natsURL != "" && (f.node < 1 || f.node > 65535):
+		return cfg, errors.New("--nats needs --node: an ID from 1 to 65535, unique in the cluster")
+	case f.natsURL == "" && f.node != 0:
+		return cfg, errors.New("--node needs --nats: a node ID means something only in a cluster")
+	case f.clusterTimeout <= 0:
+		return cfg, errors.New("--cluster-timeout: want a positive duration")
+	}
+	cfg.NodeID = uint16(f.node)
 	if f.maxTopicsPerConn <= 0 || f.maxTopics <= 0 || f.maxSubs < 0 {
 		return cfg, errors.New("--max-topics-per-conn and --max-topics want a positive count, --max-subscribers 0 or more")
 	}
@@ -251,6 +275,22 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pushrelay serve: %v\n", err)
 		return 2
 	}
+	// The ingress talks to the relay, or, in a cluster, to the node that
+	// routes each push to the relay holding its clients.
+	var rel ingress.Relay = srv
+	var node *cluster.Node
+	if f.natsURL != "" {
+		compress := int(f.clusterCompress)
+		if compress == 0 {
+			compress = cluster.Off
+		}
+		node, err = cluster.New(cluster.Config{NATS: f.natsURL, Prefix: f.clusterPrefix, Timeout: f.clusterTimeout, CompressMin: compress, Logger: logger}, srv)
+		if err != nil {
+			fmt.Fprintf(stderr, "pushrelay serve: %v\n", err)
+			return 2
+		}
+		rel = node
+	}
 	if os.Getenv("GOMAXPROCS") == "" {
 		// gnet's event loops wait in epoll_wait as plain system calls and
 		// keep their P while they wait. With GOMAXPROCS equal to the loop
@@ -274,7 +314,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	// started by mistake fails before it touches anything.
 	var unix *ingress.UnixServer
 	if icfg.Path != "" {
-		if unix, err = ingress.ListenUnix(icfg, srv, srv.Config().MaxMessage); err != nil {
+		if unix, err = ingress.ListenUnix(icfg, rel, srv.Config().MaxMessage); err != nil {
 			fmt.Fprintf(stderr, "pushrelay serve: %v\n", err)
 			if errors.Is(err, ingress.ErrBadConfig) {
 				return 2
@@ -288,7 +328,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		if unix != nil {
 			hcfg.Extra = unix.Metrics
 		}
-		if httpSrv, err = ingress.ListenHTTP(hcfg, srv, srv.Config().MaxMessage); err != nil {
+		if httpSrv, err = ingress.ListenHTTP(hcfg, rel, srv.Config().MaxMessage); err != nil {
 			if unix != nil {
 				unix.Close()
 			}
@@ -308,6 +348,22 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stderr, "pushrelay serve: %v\n", err)
 		return 1
+	}
+	if node != nil {
+		if err := node.Start(); err != nil {
+			srv.Shutdown(context.Background())
+			if unix != nil {
+				unix.Close()
+			}
+			if httpSrv != nil {
+				httpSrv.Close()
+			}
+			fmt.Fprintf(stderr, "pushrelay serve: %v\n", err)
+			return 1
+		}
+		// Leave the cluster before draining: other nodes then answer
+		// "unknown" for this node's clients instead of queuing for them.
+		defer node.Close()
 	}
 	ingressErr := make(chan error, 2)
 	if unix != nil {
@@ -329,6 +385,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	select {
 	case sig := <-sigs:
 		logger.Info("shutting down", "signal", sig.String(), "drain_timeout", cfg.DrainTimeout.String())
+		if node != nil {
+			node.Close()
+		}
 		go func() {
 			// A second signal means "now".
 			<-sigs

@@ -17,6 +17,7 @@ type Event struct {
 	ID     string
 	Remote string
 	Reason string // disconnect: why the connection closed
+	Node   uint16 // the relay node of the client, in a cluster (0 standalone)
 	Lost   uint64 // EventLost: how many events were missed
 }
 
@@ -99,6 +100,9 @@ func (w *Watch) deliver(kind wire.EventKind, body []byte) {
 		ev.Remote = string(r.Str8("remote"))
 		if kind == wire.EventDisconnect {
 			ev.Reason = string(r.Str8("reason"))
+		}
+		if rest := r.Rest(); len(rest) >= 2 {
+			ev.Node = binary.BigEndian.Uint16(rest)
 		}
 	}
 	if r.Err() != nil {

@@ -167,15 +167,21 @@ const (
 	// EventConnect: u64 seq, i64 time (unix ns), str8 id, str8 remote.
 	EventConnect EventKind = 1
 	// EventDisconnect: as EventConnect, then str8 reason.
+	//
+	// From a relay cluster, both end with u16 node: the node the client
+	// is connected to (a standalone relay omits it).
 	EventDisconnect EventKind = 2
 	// EventLost: u64 seq of the next event delivered, u64 events lost
 	// before it (the watcher fell behind the relay's event log).
 	EventLost EventKind = 3
 )
 
-// Counts is the body of a push's reply: four u32, in this order.
+// Counts is the body of a push's reply: four u32, in this order, and a
+// fifth, Unreachable, only when it is not zero (a relay cluster: nodes that
+// did not answer in time), so a standalone relay's replies are unchanged.
 type Counts struct {
 	Queued, UnknownID, DroppedSlow, Overloaded uint32
+	Unreachable                                uint32
 }
 
 // CountsLen is the size of an encoded Counts.
@@ -275,7 +281,11 @@ func AppendCounts(dst []byte, c Counts) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, c.Queued)
 	dst = binary.BigEndian.AppendUint32(dst, c.UnknownID)
 	dst = binary.BigEndian.AppendUint32(dst, c.DroppedSlow)
-	return binary.BigEndian.AppendUint32(dst, c.Overloaded)
+	dst = binary.BigEndian.AppendUint32(dst, c.Overloaded)
+	if c.Unreachable != 0 {
+		dst = binary.BigEndian.AppendUint32(dst, c.Unreachable)
+	}
+	return dst
 }
 
 // Reader walks a body field by field. The first error sticks: check Err
@@ -363,9 +373,13 @@ func (r *Reader) Str16(what string) []byte {
 	return v
 }
 
-// Counts reads a Counts.
+// Counts reads a Counts, with its optional fifth field.
 func (r *Reader) Counts() Counts {
-	return Counts{r.U32("queued count"), r.U32("unknown count"), r.U32("dropped count"), r.U32("overloaded count")}
+	c := Counts{Queued: r.U32("queued count"), UnknownID: r.U32("unknown count"), DroppedSlow: r.U32("dropped count"), Overloaded: r.U32("overloaded count")}
+	if len(r.b) >= 4 {
+		c.Unreachable = r.U32("unreachable count")
+	}
+	return c
 }
 
 // Rest returns the remaining bytes.

@@ -1,0 +1,472 @@
+package cluster
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/klauspost/compress/s2"
+	"github.com/pushrelay/pushrelay/relay"
+)
+
+// The envelope: every message between nodes is one NATS message whose data
+// is one envelope. Integers are big-endian; str8 is a u8 length then bytes;
+// an ID is its 16 raw bytes (not its 22 characters); "rest" runs to the end.
+//
+//	u8   op       what the message asks or answers (op* below; replies set 0x80)
+//	u8   flags    flagCompressed: the rest (a payload) is one s2 block
+//	u16  from     the sending node
+//	...  body     per op
+//
+// Requests, to one node (subject PREFIX.node.N) or to all (PREFIX.all):
+//
+//	send          ID, rest payload
+//	send_many     u16 n, n × ID, rest payload
+//	publish       str8 topic, rest payload
+//	broadcast     rest payload
+//	subscribe     ID, u16 n, n × str8 topic     (unsubscribe: the same)
+//	kick, info    ID
+//	list          str8 cursor, u16 limit
+//	ping          empty                          (is this node ID taken?)
+//
+// Replies, to the reply subject of the request (op | 0x80):
+//
+//	counts        u8 status, 5 × u32: queued, unknown, dropped, overloaded, unreachable
+//	topics        u8 error kind, u32 changed, str8 message
+//	kick          u8 status
+//	info          u8 connected, i64 since (unix ns), u8 address length, address
+//	list          u8 error kind, str8 next cursor or message, u16 n, n × ID
+//	ping          str8 instance
+//
+// Announcements, no reply:
+//
+//	hello         str8 instance, u32 open connections, u8 leaving   (PREFIX.hello)
+//	events        u64 first seq, u16 n, n × (u8 kind, u8 reason, i64 time,
+//	              ID, u8 address length, address)                 (PREFIX.events)
+//
+// Addresses are netip.AddrPort in its binary form (an IP of 0, 4 or 16
+// bytes, then a little-endian u16 port): 6 or 18 bytes for a client.
+type op uint8
+
+const (
+	opSend op = iota + 1
+	opSendMany
+	opPublish
+	opBroadcast
+	opSubscribe
+	opUnsubscribe
+	opKick
+	opInfo
+	opList
+	opPing
+
+	opHello  op = 0x40
+	opEvents op = 0x41
+
+	replyBit op = 0x80
+)
+
+var opNames = map[op]string{
+	opSend: "send", opSendMany: "send_many", opPublish: "publish", opBroadcast: "broadcast",
+	opSubscribe: "subscribe", opUnsubscribe: "unsubscribe", opKick: "kick", opInfo: "info",
+	opList: "list", opPing: "ping", opHello: "hello", opEvents: "events",
+}
+
+func (o op) String() string {
+	if n, ok := opNames[o&^replyBit]; ok {
+		if o&replyBit != 0 {
+			return n + "_reply"
+		}
+		return n
+	}
+	return fmt.Sprintf("op(0x%02x)", uint8(o))
+}
+
+// requestOps lists the ops a node serves for others, for metrics.
+var requestOps = []op{opSend, opSendMany, opPublish, opBroadcast, opSubscribe, opUnsubscribe, opKick, opInfo, opList, opPing}
+
+const (
+	headerLen      = 4
+	flagCompressed = 0x01
+	// maxEventBatch bounds the events in one events envelope.
+	maxEventBatch = 256
+)
+
+// Error kinds of topic and list replies: which relay error to give back.
+const (
+	errNone uint8 = iota
+	errUnknownID
+	errBadTopic
+	errLimit
+	errOverloaded
+	errClosed
+	errOther
+)
+
+var errKinds = []error{errUnknownID: relay.ErrUnknownID, errBadTopic: relay.ErrBadTopic, errLimit: relay.ErrLimit, errOverloaded: relay.ErrOverloaded, errClosed: relay.ErrClosed}
+
+func errKindOf(err error) uint8 {
+	for k, e := range errKinds {
+		if e != nil && errors.Is(err, e) {
+			return uint8(k)
+		}
+	}
+	return errOther
+}
+
+// errBadEnvelope: an envelope did not parse. Counted, never answered.
+var errBadEnvelope = errors.New("bad envelope")
+
+// envelope is a decoded message. Slices and strings point into the
+// message's data (or the decompression buffer): they live as long as it.
+type envelope struct {
+	op     op
+	flags  uint8
+	from   uint16
+	id     [relay.IDBytes]byte
+	ids    [][relay.IDBytes]byte
+	topic  string
+	topics []string
+	cursor string
+	limit  int
+	// payload of pushes (decompressed).
+	payload []byte
+
+	// Replies.
+	status  relay.Status
+	counts  relay.Counts
+	errKind uint8
+	changed int
+	message string
+	info    relay.ClientInfo
+	found   bool
+
+	// Announcements.
+	instance string
+	open     uint32
+	leaving  bool
+	firstSeq uint64
+	events   []relay.Event
+}
+
+// encoder builds envelopes in a reused buffer. Not safe for concurrent use.
+type encoder struct {
+	b    []byte
+	comp []byte // scratch for compression
+}
+
+// begin starts an envelope.
+func (e *encoder) begin(o op, from uint16) {
+	e.b = append(e.b[:0], byte(o), 0, byte(from>>8), byte(from))
+}
+
+func (e *encoder) u8(v uint8)   { e.b = append(e.b, v) }
+func (e *encoder) u16(v uint16) { e.b = binary.BigEndian.AppendUint16(e.b, v) }
+func (e *encoder) u32(v uint32) { e.b = binary.BigEndian.AppendUint32(e.b, v) }
+func (e *encoder) u64(v uint64) { e.b = binary.BigEndian.AppendUint64(e.b, v) }
+func (e *encoder) id(raw *[relay.IDBytes]byte) {
+	e.b = append(e.b, raw[:]...)
+}
+
+// str8 appends s, cut to 255 bytes (callers pass checked topics, cursors
+// and short messages).
+func (e *encoder) str8(s string) {
+	if len(s) > 255 {
+		s = s[:255]
+	}
+	e.b = append(e.b, byte(len(s)))
+	e.b = append(e.b, s...)
+}
+
+func (e *encoder) addr(ap netip.AddrPort) {
+	n := len(e.b)
+	e.b = append(e.b, 0)
+	e.b, _ = ap.AppendBinary(e.b)
+	e.b[n] = byte(len(e.b) - n - 1)
+}
+
+// payload appends the rest: p itself, or its s2 block when p is at least
+// minCompress bytes (minCompress > 0) and the block is smaller.
+func (e *encoder) payload(p []byte, minCompress int) (compressed bool) {
+	if minCompress > 0 && len(p) >= minCompress {
+		need := s2.MaxEncodedLen(len(p))
+		if cap(e.comp) < need {
+			e.comp = make([]byte, need)
+		}
+		c := s2.Encode(e.comp[:need], p)
+		if len(c) < len(p) {
+			e.b[1] |= flagCompressed
+			e.b = append(e.b, c...)
+			return true
+		}
+	}
+	e.b = append(e.b, p...)
+	return false
+}
+
+func (e *encoder) counts(st relay.Status, c relay.Counts) {
+	e.u8(uint8(st))
+	e.u32(uint32(c.Queued))
+	e.u32(uint32(c.UnknownID))
+	e.u32(uint32(c.DroppedSlow))
+	e.u32(uint32(c.Overloaded))
+	e.u32(uint32(c.Unreachable))
+}
+
+// decoder reads one envelope. Its scratch slices are reused between
+// messages; not safe for concurrent use.
+type decoder struct {
+	// maxPayload bounds a decompressed payload: a message can never be
+	// larger than the relay's --max-message, so a block that claims more
+	// is refused before anything is allocated for it.
+	maxPayload int
+	ids        [][relay.IDBytes]byte
+	topics     []string
+	events     []relay.Event
+	plain      []byte
+}
+
+// reader is a cursor over an envelope's body; the first error sticks.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) fail(what string) {
+	if r.err == nil {
+		r.err = fmt.Errorf("%w: %s: %d bytes left", errBadEnvelope, what, len(r.b))
+	}
+}
+
+func (r *reader) take(n int, what string) []byte {
+	if r.err != nil || len(r.b) < n {
+		r.fail(what)
+		return nil
+	}
+	v := r.b[:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) u8(what string) uint8 {
+	if b := r.take(1, what); b != nil {
+		return b[0]
+	}
+	return 0
+}
+
+func (r *reader) u16(what string) uint16 {
+	if b := r.take(2, what); b != nil {
+		return binary.BigEndian.Uint16(b)
+	}
+	return 0
+}
+
+func (r *reader) u32(what string) uint32 {
+	if b := r.take(4, what); b != nil {
+		return binary.BigEndian.Uint32(b)
+	}
+	return 0
+}
+
+func (r *reader) u64(what string) uint64 {
+	if b := r.take(8, what); b != nil {
+		return binary.BigEndian.Uint64(b)
+	}
+	return 0
+}
+
+func (r *reader) id(dst *[relay.IDBytes]byte) {
+	if b := r.take(relay.IDBytes, "id"); b != nil {
+		copy(dst[:], b)
+	}
+}
+
+// str8 returns a string that copies the bytes: topics and cursors are
+// kept by callers, and are short.
+func (r *reader) str8(what string) string {
+	n := int(r.u8(what))
+	return string(r.take(n, what))
+}
+
+func (r *reader) addr() netip.AddrPort {
+	b := r.take(int(r.u8("address")), "address")
+	var ap netip.AddrPort
+	if r.err == nil {
+		if err := ap.UnmarshalBinary(b); err != nil {
+			r.fail("address: " + err.Error())
+		}
+	}
+	return ap
+}
+
+func (r *reader) end() {
+	if r.err == nil && len(r.b) != 0 {
+		r.fail("trailing bytes")
+	}
+}
+
+// decode parses data. The envelope's slices point into data or into d's
+// scratch buffers, valid until the next decode.
+func (d *decoder) decode(data []byte) (envelope, error) {
+	var env envelope
+	if len(data) < headerLen {
+		return env, fmt.Errorf("%w: %d bytes, shorter than a header", errBadEnvelope, len(data))
+	}
+	env.op, env.flags = op(data[0]), data[1]
+	env.from = binary.BigEndian.Uint16(data[2:4])
+	if env.flags&^flagCompressed != 0 {
+		return env, fmt.Errorf("%w: unknown flags 0x%02x", errBadEnvelope, env.flags)
+	}
+	if env.flags&flagCompressed != 0 && !carriesPayload(env.op) {
+		return env, fmt.Errorf("%w: %s cannot be compressed", errBadEnvelope, env.op)
+	}
+	r := reader{b: data[headerLen:]}
+	switch env.op {
+	case opSend:
+		r.id(&env.id)
+		env.payload = r.b
+		r.b = nil
+	case opSendMany:
+		n := int(r.u16("id count"))
+		if r.err == nil && len(r.b) < n*relay.IDBytes {
+			r.fail("ids")
+		}
+		ids := d.ids[:0]
+		for i := 0; i < n && r.err == nil; i++ {
+			var raw [relay.IDBytes]byte
+			r.id(&raw)
+			ids = append(ids, raw)
+		}
+		d.ids = ids
+		env.ids = ids
+		env.payload = r.b
+		r.b = nil
+	case opPublish:
+		env.topic = r.str8("topic")
+		env.payload = r.b
+		r.b = nil
+	case opBroadcast:
+		env.payload = r.b
+		r.b = nil
+	case opSubscribe, opUnsubscribe:
+		r.id(&env.id)
+		n := int(r.u16("topic count"))
+		if r.err == nil && len(r.b) < n {
+			r.fail("topics")
+		}
+		topics := d.topics[:0]
+		for i := 0; i < n && r.err == nil; i++ {
+			topics = append(topics, r.str8("topic"))
+		}
+		d.topics = topics
+		env.topics = topics
+	case opKick, opInfo:
+		r.id(&env.id)
+	case opList:
+		env.cursor = r.str8("cursor")
+		env.limit = int(r.u16("limit"))
+	case opPing:
+	case opSend | replyBit, opSendMany | replyBit, opPublish | replyBit, opBroadcast | replyBit:
+		env.status = relay.Status(r.u8("status"))
+		env.counts = relay.Counts{
+			Queued:      int(r.u32("queued")),
+			UnknownID:   int(r.u32("unknown")),
+			DroppedSlow: int(r.u32("dropped")),
+			Overloaded:  int(r.u32("overloaded")),
+			Unreachable: int(r.u32("unreachable")),
+		}
+	case opSubscribe | replyBit, opUnsubscribe | replyBit:
+		env.errKind = r.u8("error kind")
+		env.changed = int(r.u32("changed"))
+		env.message = r.str8("message")
+	case opKick | replyBit:
+		env.status = relay.Status(r.u8("status"))
+	case opInfo | replyBit:
+		env.found = r.u8("connected") != 0
+		since := int64(r.u64("since"))
+		env.info.Remote = r.addr()
+		if env.found {
+			env.info.Since = timeFromUnixNano(since)
+		}
+	case opList | replyBit:
+		env.errKind = r.u8("error kind")
+		env.message = r.str8("cursor")
+		n := int(r.u16("id count"))
+		if r.err == nil && len(r.b) < n*relay.IDBytes {
+			r.fail("ids")
+		}
+		ids := d.ids[:0]
+		for i := 0; i < n && r.err == nil; i++ {
+			var raw [relay.IDBytes]byte
+			r.id(&raw)
+			ids = append(ids, raw)
+		}
+		d.ids = ids
+		env.ids = ids
+	case opPing | replyBit:
+		env.instance = r.str8("instance")
+	case opHello:
+		env.instance = r.str8("instance")
+		env.open = r.u32("open")
+		env.leaving = r.u8("leaving") != 0
+	case opEvents:
+		env.firstSeq = r.u64("first seq")
+		n := int(r.u16("event count"))
+		if n > maxEventBatch {
+			r.fail("event count")
+		}
+		evs := d.events[:0]
+		for i := 0; i < n && r.err == nil; i++ {
+			ev := relay.Event{Node: env.from}
+			ev.Kind = relay.EventKind(r.u8("kind"))
+			ev.Reason = relay.CloseReason(r.u8("reason"))
+			ev.Time = int64(r.u64("time"))
+			var raw [relay.IDBytes]byte
+			r.id(&raw)
+			ev.Remote = r.addr()
+			if r.err == nil && ev.Kind != relay.EventConnect && ev.Kind != relay.EventDisconnect {
+				r.fail("event kind")
+			}
+			if r.err == nil {
+				ev.ID = relay.FormatID(&raw)
+			}
+			evs = append(evs, ev)
+		}
+		d.events = evs
+		env.events = evs
+	default:
+		return env, fmt.Errorf("%w: unknown op 0x%02x", errBadEnvelope, uint8(env.op))
+	}
+	r.end()
+	if r.err != nil {
+		return env, fmt.Errorf("%s: %w", env.op, r.err)
+	}
+	if env.flags&flagCompressed != 0 {
+		n, err := s2.DecodedLen(env.payload)
+		if err != nil {
+			return env, fmt.Errorf("%w: %s: compressed payload: %v", errBadEnvelope, env.op, err)
+		}
+		if n > d.maxPayload {
+			return env, fmt.Errorf("%w: %s: compressed payload of %d bytes, more than the %d a message may have", errBadEnvelope, env.op, n, d.maxPayload)
+		}
+		if cap(d.plain) < n {
+			d.plain = make([]byte, n)
+		}
+		plain, err := s2.Decode(d.plain[:n], env.payload)
+		if err != nil {
+			return env, fmt.Errorf("%w: %s: compressed payload: %v", errBadEnvelope, env.op, err)
+		}
+		env.payload = plain
+	}
+	return env, nil
+}
+
+func carriesPayload(o op) bool {
+	switch o {
+	case opSend, opSendMany, opPublish, opBroadcast:
+		return true
+	}
+	return false
+}
