@@ -20,7 +20,7 @@ build-nats: ## build bin/pushrelay-nats, an embedded NATS server for trying a cl
 	$(GO) build -trimpath -o bin/pushrelay-nats ./cmd/pushrelay-nats
 
 NODES ?= 3
-run-cluster: build build-nats ## one host, one client port: NATS on 127.0.0.1:4222 and NODES relays (default 3) sharing :8843 (--reuse-port); node N's ingress is ./pushrelay-N.sock, its HTTP 127.0.0.1:808N; Ctrl-C stops them all
+run-cluster: build build-nats ## one host, one client port: NATS on 127.0.0.1:4222 and NODES relays (default 3) sharing :8843 and the browsers' :8845 (--reuse-port); node N's ingress is ./pushrelay-N.sock, its HTTP 127.0.0.1:808N; Ctrl-C stops them all
 	@trap 'kill $$(jobs -p) 2>/dev/null; wait' INT TERM EXIT; \
 	./bin/pushrelay-nats --listen 127.0.0.1:4222 & \
 	sleep 0.5; \
