@@ -84,7 +84,7 @@ type loop struct {
 	// Owned by the event loop; touch only on it.
 	spare     []item // the other half of the mailbox's double buffer
 	backlog   []item // taken from the mailbox, not yet applied (FIFO)
-	job       fanoutJob
+	jobs      jobRing
 	done      []*Frame // frames of applied items, released after the flush
 	sessions  []*session
 	pend      []pendFrame
@@ -193,10 +193,7 @@ func (l *loop) stop() {
 			clear(q)
 		}
 		l.queue, l.backlog = l.queue[:0], l.backlog[:0]
-		if l.job.active {
-			l.job.next = len(l.job.targets)
-			l.endJob()
-		}
+		l.endAllJobs()
 	}
 }
 
@@ -213,9 +210,9 @@ func (l *loop) ring() {
 
 // drain runs on the loop when the doorbell rings. It moves the mailbox to
 // the backlog and works through it in order: items are applied at once,
-// fanouts run as jobs in slices (fanout.go). When a job or items behind it
-// remain, it rings the doorbell itself so the loop comes back after serving
-// other sockets.
+// fanouts become jobs served in turns (fanout.go). When a job or items
+// behind it remain, it rings the doorbell itself so the loop comes back
+// after serving other sockets.
 func (l *loop) drain() {
 	l.mu.Lock()
 	batch := l.queue
@@ -234,25 +231,31 @@ func (l *loop) drain() {
 	}
 
 	budget := sliceTargets
+	var turn time.Time // the turn's start, read when a job first runs
 	i := 0
 	for {
 		for i < len(l.backlog) {
 			it := &l.backlog[i]
 			if isFanout(it.kind) {
-				if l.job.active {
-					break // waits for the running job, and so does all after it
+				n := l.addFanout(l.backlog[i:])
+				if n == 0 {
+					break // every job slot is taken: wait, and all after it
 				}
-				i += l.startJob(l.backlog[i:])
+				i += n
 				continue
 			}
 			l.apply(it)
 			i++
 		}
-		if !l.job.active {
+		if l.jobs.n == 0 {
 			break
 		}
-		budget -= l.runJob(budget)
-		if l.job.active || budget <= 0 {
+		if turn.IsZero() {
+			turn = time.Now()
+		}
+		served, ended := l.runJob(budget, turn)
+		budget -= served
+		if !ended || budget <= 0 {
 			break
 		}
 	}
@@ -263,7 +266,7 @@ func (l *loop) drain() {
 	l.backlog = l.backlog[:n]
 	l.backlogLen.Store(int64(n))
 	l.tally.publish(&l.counters)
-	if l.job.active || n > 0 {
+	if l.jobs.n > 0 || n > 0 {
 		l.mu.Lock()
 		if !l.rung {
 			l.rung = true
@@ -289,11 +292,12 @@ func (l *loop) apply(it *item) {
 	case kindProbe:
 		l.flushAll()
 		n := l.unwritten()
-		if l.job.active || len(l.backlog) > 1 {
+		if l.jobs.n > 0 || len(l.backlog) > 1 {
 			n++ // work still queued counts as unwritten
 		}
 		it.probe <- n
 	case kindSubscribe, kindUnsubscribe:
+		l.jobs.epoch++ // a queued publish may no longer take later frames
 		l.applyTopicOp(it)
 	}
 	if it.frame != nil {
@@ -500,9 +504,9 @@ func (l *loop) closeSession(s *session, why CloseReason) {
 // tick does the loop's housekeeping: heartbeats when due, and clearing the
 // congested mark of sessions that have drained to half their cap.
 func (l *loop) tick() {
-	// A heartbeat is a job like a broadcast; while another job runs, data
-	// flows anyway and the heartbeat waits for a later tick.
-	if hb := l.srv.cfg.Heartbeat; hb > 0 && !l.job.active {
+	// A heartbeat is a job like a broadcast; while other jobs are under
+	// way, data flows anyway and the heartbeat waits for a later tick.
+	if hb := l.srv.cfg.Heartbeat; hb > 0 && l.jobs.n == 0 {
 		if now := time.Now(); now.Sub(l.lastBeat) >= hb-hb/8 {
 			l.lastBeat = now
 			l.startHeartbeat()
@@ -537,6 +541,7 @@ func (l *loop) addSession(s *session) {
 	s.head, s.tail = -1, -1
 	l.sessions = append(l.sessions, s)
 	l.count.Add(1)
+	l.jobs.epoch++ // a queued broadcast may no longer take later frames
 }
 
 // removeSession forgets s (swap-remove) and marks it closed.
