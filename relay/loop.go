@@ -425,28 +425,43 @@ func (l *loop) dropStaged(head int32, why DropReason) {
 }
 
 // write hands iov to the socket. While gnet holds nothing unsent for the
-// connection, it calls writev itself on loop-owned iovecs (gnet's Writev
-// allocates past eight of them) and gives gnet only what the kernel did not
-// take; otherwise gnet appends to its buffer, keeping the order.
+// connection, it calls write or writev itself (gnet's Writev allocates past
+// eight buffers) and gives gnet only what the kernel did not take;
+// otherwise gnet appends to its buffer, keeping the order.
+//
+// The calls are raw: the socket is non-blocking, so they never sleep, and
+// the loop keeps its P through them. Through Go's syscall entry a loop
+// writing a broadcast spends most of its time in system calls, and sysmon,
+// retaking such Ps, stays at its 20 us tick: during broadcasts to 19,000
+// clients it woke 3,400 times a second and took 6 % of a core; with raw
+// calls, 470 times and 0.8 %.
 func (l *loop) write(s *session, iov [][]byte) {
 	l.tally.writes++
-	if len(iov) == 1 || s.conn.OutboundBuffered() > 0 {
+	if s.conn.OutboundBuffered() > 0 {
 		l.gnetWrite(s, iov)
 		return
 	}
+	fd := uintptr(s.conn.Fd())
 	for len(iov) > 0 {
 		chunk := iov[:min(len(iov), iovMax)]
-		vecs := l.iovecs[:0]
-		var total uintptr
-		for _, b := range chunk {
-			v := unix.Iovec{Base: unsafe.SliceData(b)}
-			v.SetLen(len(b))
-			vecs = append(vecs, v)
-			total += uintptr(len(b))
+		var n, total uintptr
+		var errno unix.Errno
+		if len(chunk) == 1 {
+			b := chunk[0]
+			total = uintptr(len(b))
+			n, _, errno = unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(unsafe.SliceData(b))), total)
+		} else {
+			vecs := l.iovecs[:0]
+			for _, b := range chunk {
+				v := unix.Iovec{Base: unsafe.SliceData(b)}
+				v.SetLen(len(b))
+				vecs = append(vecs, v)
+				total += uintptr(len(b))
+			}
+			l.iovecs = vecs
+			n, _, errno = unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(unsafe.SliceData(vecs))), uintptr(len(vecs)))
+			clear(vecs) // no stale pointers into pooled frames
 		}
-		l.iovecs = vecs
-		n, _, errno := unix.Syscall(unix.SYS_WRITEV, uintptr(s.conn.Fd()), uintptr(unsafe.Pointer(unsafe.SliceData(vecs))), uintptr(len(vecs)))
-		clear(vecs) // no stale pointers into pooled frames
 		switch errno {
 		case 0:
 		case unix.EAGAIN, unix.EINTR:
