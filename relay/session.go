@@ -29,7 +29,7 @@ type session struct {
 
 	// Owned by the event loop; touch only in its callbacks and drains.
 	closed     bool          // OnClose ran: conn may be a reused fd, never touch it
-	fanPending bool          // a target of the loop's running job, not yet served
+	fanPending jobMask       // the loop's jobs (slot bits) it is a target of, not yet served
 	reason     CloseReason   // why the relay closed it, set just before closing
 	timeoutSet bool          // TCP_USER_TIMEOUT set (before the first write after the ID)
 	transport  transport     // how the client reads frames; transportHandshake until admitted
