@@ -9,7 +9,7 @@ import (
 )
 
 // session is one client connection. It is kept small (112 bytes, one
-// size class; TestSessionSize guards it) because there is one per idle client: the remote address is
+// size class; TestSessionFitsItsSizeClass guards it) because there is one per idle client: the remote address is
 // stored as raw bytes and the topic list behind a pointer most sessions
 // never allocate.
 type session struct {
