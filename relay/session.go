@@ -8,10 +8,10 @@ import (
 	"github.com/panjf2000/gnet/v2"
 )
 
-// session is one client connection. It is kept small (112 bytes, one
-// size class; TestSessionFitsItsSizeClass guards it) because there is one per idle client: the remote address is
-// stored as raw bytes and the topic list behind a pointer most sessions
-// never allocate.
+// session is one client connection. It is kept small (112 bytes, one size
+// class; TestSessionFitsItsSizeClass guards it) because there is one per
+// idle client: the remote address is stored as raw bytes and the topic
+// list behind a pointer most sessions never allocate.
 type session struct {
 	// Fixed after OnOpen; read from any goroutine. The ID is kept as its
 	// 16 random bytes, not its 22-character string (a separate 24-byte
