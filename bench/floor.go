@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net"
 	"runtime"
@@ -218,7 +219,7 @@ func (s *FloorServer) WritePaced(rate float64, d time.Duration, size int) (Floor
 	}
 	rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	w := newFloorWriter(s.framing, size)
-	n := int64(rate * d.Seconds())
+	n := int64(math.Round(rate * d.Seconds()))
 	last := w.start
 	for i := range n {
 		due := w.start.Add(time.Duration(float64(i) * float64(time.Second) / rate))
