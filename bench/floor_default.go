@@ -6,6 +6,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/pushrelay/pushrelay/loadgen"
 	"github.com/pushrelay/pushrelay/relay"
 )
 
@@ -52,3 +53,8 @@ func (s *FloorServer) Sweep(int) (FloorRun, error) { return FloorRun{}, ErrUnsup
 
 // Close does nothing.
 func (s *FloorServer) Close() error { return nil }
+
+// LoopbackProbe reports ErrUnsupported.
+func LoopbackProbe(int, int, time.Duration, relay.Framing) (loadgen.Summary, error) {
+	return loadgen.Summary{}, ErrUnsupported
+}
