@@ -193,8 +193,10 @@ type ServerStep struct {
 	Unicast         loadgen.Summary `json:"unicast"`
 	UnicastSent     int64           `json:"unicast_sent"`
 	UnicastAccepted int64           `json:"unicast_accepted"`
-	// Unicasts as fast as the server takes them: pushes accepted per
-	// second of pushing, and the frames read.
+	// Unicasts as fast as the server takes them: pushes written per second,
+	// from the first push until the server had written every push it took
+	// (to the kernel; the relay: or to gnet's buffer when a socket's is
+	// full), and the frames read.
 	Throughput          float64         `json:"unicast_throughput_per_s"`
 	ThroughputSeconds   float64         `json:"throughput_seconds"`
 	ThroughputSent      int64           `json:"throughput_sent"`
@@ -747,7 +749,32 @@ func (s *rampServer) throughput(ctx context.Context, opts CapacityOptions) pushT
 	if err != nil {
 		return pushTally{err: err}
 	}
-	return unixThroughput(ctx, s.rp, ids, IngressOptions{Duration: opts.Throughput, UnixWorkers: 4, Batch: 256, Payload: opts.Payload})
+	// The ingress answers a ping once the pushes before it are on their
+	// loops' way, not written: the run lasts until the relay's loops have
+	// written every push it took (to the kernel, or to gnet's buffer when a
+	// socket's is full), as the floor's and the baseline's do.
+	m0, err := s.rp.settledMetrics(ctx)
+	if err != nil {
+		return pushTally{err: err}
+	}
+	const written = "pushrelay_messages_written_total"
+	start := time.Now()
+	t := unixThroughput(ctx, s.rp, ids, IngressOptions{Duration: opts.Throughput, UnixWorkers: 4, Batch: 256, Payload: opts.Payload})
+	if t.err != nil {
+		return t
+	}
+	for deadline := time.Now().Add(opts.StepTimeout); time.Now().Before(deadline) && ctx.Err() == nil; {
+		m, err := s.rp.metrics(ctx)
+		if err != nil {
+			return pushTally{err: err}
+		}
+		if int64(m0.delta(m, written)) >= t.accepted {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.seconds = time.Since(start).Seconds()
+	return t
 }
 
 // stopClients ends the server's load generator runs, which close every
@@ -818,7 +845,7 @@ func capacityNotes(opts CapacityOptions) []string {
 		"Memory per connection: the server process's RSS and Go heap in use minus the same before its first client, over the connections it holds (no server is made to collect garbage first); kernel: the growth of the slab caches sockets draw on (TCP, sock_inode_cache, dentry, filp, eventpoll; active objects × size; TCP's buffer pages are left out, as idle sockets hold next to none and other processes' traffic moves them by megabytes) over that server's own connects, summed over the steps, divided by the growth in TCP sockets in use (sockstat) and doubled: both loopback ends, and sockets other processes opened or closed meanwhile weighed in both; a figure marked * was read while they moved that count by more than a tenth. The memory ratios compare RSS + kernel per connection. Memory is read once a step's connects have settled, before the step's traffic, but after the earlier steps': buffers a server kept from an earlier burst count in.",
 		"Accept rate: the step's new connections over the time from its first connect until the server had accepted them all (the relay's counters, or the child's count, polled every 20 ms).",
 		fmt.Sprintf("Broadcasts: %d per server per step, each once every client had read the last; the relay's through its Unix ingress, the baseline's with its Broadcast (one frame offered to every connection's channel), the floor's one write(2) per socket in turn. Time to last is from the stamp taken just before the push to the read of the last client, median over the broadcasts.", opts.Broadcasts),
-		fmt.Sprintf("Unicasts: %d to random clients at %d/s, latency from the stamp to the client's read; the relay's through its Unix ingress (SendNoReply), the baseline's with its Send and the floor's with one write(2) each, inside their own processes: they pay no ingress hop, the relay does. Throughput: %v as fast as each takes them, the relay from 4 pushers in batches of 256 each awaiting a ping, the baseline from one goroutine with at most 1,024 pushes unwritten, the floor from one thread; pushes taken per second of pushing, every one counted as it is read.", opts.Unicasts, opts.UnicastRate, opts.Throughput),
+		fmt.Sprintf("Unicasts: %d to random clients at %d/s, latency from the stamp to the client's read; the relay's through its Unix ingress (SendNoReply), the baseline's with its Send and the floor's with one write(2) each, inside their own processes: they pay no ingress hop, the relay does. Throughput: %v as fast as each takes them, the relay from 4 pushers in batches of 256 each awaiting a ping, the baseline from one goroutine with at most 1,024 pushes unwritten, the floor from one thread; the rate is the pushes taken over the time from the first push until the server had written the last of them (the relay's written-messages counter and the baseline's written count, polled), and every one is counted again as it is read.", opts.Unicasts, opts.UnicastRate, opts.Throughput),
 		"The bare loopback write is one loopback TCP connection with a thread blocked in read(2): the latency floor of one message, with no epoll and no other socket on the path.",
 		"This machine's two cores are shared with the load generator, which reads every frame; on a busy host the time figures measured the neighbours too. The ratios, measured seconds apart by the same clients, carry over; the absolute figures do not.",
 	}
