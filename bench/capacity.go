@@ -166,9 +166,14 @@ type ServerStep struct {
 	// AcceptRate is the new connections held over it.
 	AcceptTime time.Duration `json:"accept_time_ns"`
 	AcceptRate float64       `json:"accept_rate_per_s"`
-	// Memory per connection held: the server process's growth since it
-	// held none, and the kernel's growth (slab and TCP buffers, both
-	// loopback ends) over this server's own connects.
+	// Memory per connection held: the growth of the server process's RSS
+	// and Go heap in use across its connects (read just before and once
+	// they settled), summed over the steps, over the connections it
+	// holds; what the traffic between the connects left behind (buffers,
+	// pools) is not charged to the connections. RSSBytes and HeapBytes
+	// are the process's whole RSS and heap in use at the reading.
+	RSSBytes      int64   `json:"rss_bytes"`
+	HeapBytes     int64   `json:"heap_inuse_bytes"`
 	RSSPerConn    float64 `json:"rss_per_conn"`
 	HeapPerConn   float64 `json:"heap_inuse_per_conn"`
 	KernelPerConn float64 `json:"kernel_per_conn"`
@@ -211,6 +216,16 @@ type ServerStep struct {
 	Failures   map[string]int64 `json:"failures,omitempty"`
 }
 
+// ProcessPerConn is the server process's memory per connection: its RSS
+// growth, or its Go heap's where that grew more. A process's resident
+// memory cannot grow by less than its heap: when its RSS did, the heap
+// reused pages it already held (what a collected burst left free).
+func (s *ServerStep) ProcessPerConn() float64 { return max(s.RSSPerConn, s.HeapPerConn) }
+
+// MemoryPerConn is the connection's whole cost: the process's and the
+// kernel's.
+func (s *ServerStep) MemoryPerConn() float64 { return s.ProcessPerConn() + s.KernelPerConn }
+
 // Delivered returns the frames read over the step's series, and the frames
 // expected: broadcasts × clients, and every push the server took.
 func (s *ServerStep) Delivered() (read, expected int64) {
@@ -243,8 +258,8 @@ type RatioPair struct {
 // relay ÷ other. Below 1 is better for memory, time and latency, above 1
 // for rates.
 type Ratios struct {
-	Memory     RatioPair `json:"memory_per_conn"` // RSS + kernel
-	RSS        RatioPair `json:"rss_per_conn"`
+	Memory     RatioPair `json:"memory_per_conn"` // process + kernel
+	RSS        RatioPair `json:"process_per_conn"`
 	Heap       RatioPair `json:"heap_per_conn"`
 	Accept     RatioPair `json:"accept_rate"`
 	Broadcast  RatioPair `json:"broadcast_time_to_last"`
@@ -267,7 +282,6 @@ func ratio(a, b float64) float64 {
 func (s *CapacityStep) ratios() Ratios {
 	var r Ratios
 	rl := &s.Relay
-	mem := func(x *ServerStep) float64 { return x.RSSPerConn + x.KernelPerConn }
 	for _, o := range []struct {
 		st *ServerStep
 		to func(*RatioPair) *float64
@@ -279,7 +293,7 @@ func (s *CapacityStep) ratios() Ratios {
 		if x == nil {
 			continue
 		}
-		*o.to(&r.Memory) = ratio(mem(rl), mem(x))
+		*o.to(&r.Memory) = ratio(rl.MemoryPerConn(), x.MemoryPerConn())
 		*o.to(&r.Accept) = ratio(rl.AcceptRate, x.AcceptRate)
 		*o.to(&r.Broadcast) = ratio(float64(rl.BroadcastTTL), float64(x.BroadcastTTL))
 		*o.to(&r.Throughput) = ratio(rl.Throughput, x.Throughput)
@@ -289,7 +303,7 @@ func (s *CapacityStep) ratios() Ratios {
 	if b := s.Baseline; b != nil {
 		// The floor holds a descriptor per connection and next to nothing
 		// else: its RSS and heap are no yardstick, its kernel memory is.
-		r.RSS.Baseline = ratio(rl.RSSPerConn, b.RSSPerConn)
+		r.RSS.Baseline = ratio(rl.ProcessPerConn(), b.ProcessPerConn())
 		r.Heap.Baseline = ratio(rl.HeapPerConn, b.HeapPerConn)
 	}
 	if lb := s.Loopback; lb != nil {
@@ -433,7 +447,7 @@ type rampServer struct {
 	held       int           // connections held after the last step
 	kernel     int64         // the kernel's socket memory growth over this server's connects, summed
 	sockets    int64         // and its growth in TCP sockets in use
-	base       [2]float64    // RSS and Go heap in use before any connection
+	mem        [2]float64    // RSS and Go heap growth over this server's connects, summed
 	prevCPU    time.Duration // the load generator's, at the last step
 	prevFailed map[string]int64
 	stopped    bool // by its own wall; the ramp goes on without it
@@ -456,11 +470,6 @@ func startRampServer(ctx context.Context, opts CapacityOptions, name string) (*r
 		s.c, s.pid, s.addr = c, c.pid, c.addr.String()
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	var err error
-	if s.base, err = s.memory(ctx); err != nil {
-		s.stop()
-		return nil, err
-	}
 	return s, nil
 }
 
@@ -479,9 +488,11 @@ func (s *rampServer) counts(ctx context.Context) (accepted int64, open int, err 
 	return int64(st.Accepted), int(st.Conns), err
 }
 
-// memory returns the server process's RSS and Go heap in use. Neither
-// server is made to collect garbage first: what is read is what an
-// operator would see.
+// memory returns the server process's RSS and Go heap in use. A child
+// collects its garbage and returns free memory to the system first, so
+// what it left from the last measurement's pushes is not read as its
+// connections'; the relay cannot be asked to, and allocates next to
+// nothing as it pushes.
 func (s *rampServer) memory(ctx context.Context) ([2]float64, error) {
 	if s.rp != nil {
 		m, err := s.rp.settledMetrics(ctx)
@@ -489,6 +500,9 @@ func (s *rampServer) memory(ctx context.Context) ([2]float64, error) {
 			return [2]float64{}, err
 		}
 		return [2]float64{m.sum("pushrelay_process_resident_bytes"), m.sum("pushrelay_go_heap_inuse_bytes")}, nil
+	}
+	if err := s.c.do("gc"); err != nil {
+		return [2]float64{}, err
 	}
 	st, err := s.c.stats()
 	return [2]float64{float64(st.RSSBytes), float64(st.HeapInuse)}, err
@@ -505,6 +519,10 @@ func (s *rampServer) grow(ctx context.Context, opts CapacityOptions, want int) (
 		return st, err
 	}
 	k0, kerr := readKernel()
+	mem0, err := s.memory(ctx)
+	if err != nil {
+		return st, err
+	}
 	acc0, _, err := s.counts(ctx)
 	if err != nil {
 		return st, err
@@ -573,9 +591,12 @@ func (s *rampServer) grow(ctx context.Context, opts CapacityOptions, want int) (
 		}
 		return st, err
 	}
+	st.RSSBytes, st.HeapBytes = int64(mem[0]), int64(mem[1])
+	s.mem[0] += mem[0] - mem0[0]
+	s.mem[1] += mem[1] - mem0[1]
 	if open > 0 {
-		st.RSSPerConn = (mem[0] - s.base[0]) / float64(open)
-		st.HeapPerConn = (mem[1] - s.base[1]) / float64(open)
+		st.RSSPerConn = s.mem[0] / float64(open)
+		st.HeapPerConn = s.mem[1] / float64(open)
 		st.KernelBytes, st.KernelSockets = s.kernel, s.sockets
 		st.KernelPerConn = float64(s.kernel) / float64(open)
 		if s.sockets > 0 {
@@ -842,7 +863,7 @@ func capacityNotes(opts CapacityOptions) []string {
 	return []string{
 		"Each server runs in a process of its own and keeps its clients from step to step: the relay is the real binary (`pushrelay serve`, every default); the baseline is bench.Baseline (goroutines per connection on Go's net package, same framing and IDs) and the floor is bench.FloorServer (one thread: blocking accept4 and an ID write; bare write(2) calls on command), each in `pushrelay bench child`. Each server's clients are held by load generator worker processes of their own (one run per step, raw sockets on epoll).",
 		"At each step the relay grows first and is measured; then the baseline and the floor grow to the count the relay held and are measured in turn. While one server is measured the others sit idle with their clients connected: no traffic, so no CPU, and every process stays under its own RLIMIT_NOFILE. A server that cannot hold the relay's count stops there, its wall named, and the ramp goes on without it.",
-		"Memory per connection: the server process's RSS and Go heap in use minus the same before its first client, over the connections it holds (no server is made to collect garbage first); kernel: the growth of the slab caches sockets draw on (TCP, sock_inode_cache, dentry, filp, eventpoll; active objects × size; TCP's buffer pages are left out, as idle sockets hold next to none and other processes' traffic moves them by megabytes) over that server's own connects, summed over the steps, divided by the growth in TCP sockets in use (sockstat) and doubled: both loopback ends, and sockets other processes opened or closed meanwhile weighed in both; a figure marked * was read while they moved that count by more than a tenth. The memory ratios compare RSS + kernel per connection. Memory is read once a step's connects have settled, before the step's traffic, but after the earlier steps': buffers a server kept from an earlier burst count in.",
+		"Memory per connection: the growth of the server process's RSS and Go heap in use across its connects (read just before them and once they had settled), summed over the steps, over the connections it holds. What the traffic between connects left behind (the relay's frame pools and write buffers after a burst, say) is thus not charged to the connections; the whole process's RSS and heap at each reading are in results.json. The children collect garbage and return free memory to the system before each reading (two GCs and FreeOSMemory), so the baseline's figures are live memory; the relay cannot be asked to, and allocates next to nothing as it pushes; but after a burst it holds frames in pools that a later collection frees, and its heap then grows into those pages without growing its RSS, so the process's memory per connection is its RSS growth or its heap's, whichever is larger. Kernel: the growth of the slab caches sockets draw on (TCP, sock_inode_cache, dentry, filp, eventpoll; active objects × size; TCP's buffer pages are left out, as idle sockets hold next to none and other processes' traffic moves them by megabytes) over that server's own connects, summed over the steps, divided by the growth in TCP sockets in use (sockstat) and doubled: both loopback ends, and sockets other processes opened or closed meanwhile weighed in both; a figure marked * was read while they moved that count by more than a tenth. The memory ratios compare process + kernel per connection.",
 		"Accept rate: the step's new connections over the time from its first connect until the server had accepted them all (the relay's counters, or the child's count, polled every 20 ms).",
 		fmt.Sprintf("Broadcasts: %d per server per step, each once every client had read the last; the relay's through its Unix ingress, the baseline's with its Broadcast (one frame offered to every connection's channel), the floor's one write(2) per socket in turn. Time to last is from the stamp taken just before the push to the read of the last client, median over the broadcasts.", opts.Broadcasts),
 		fmt.Sprintf("Unicasts: %d to random clients at %d/s, latency from the stamp to the client's read; the relay's through its Unix ingress (SendNoReply), the baseline's with its Send and the floor's with one write(2) each, inside their own processes: they pay no ingress hop, the relay does. Throughput: %v as fast as each takes them, the relay from 4 pushers in batches of 256 each awaiting a ping, the baseline from one goroutine with at most 1,024 pushes unwritten, the floor from one thread; the rate is the pushes taken over the time from the first push until the server had written the last of them (the relay's written-messages counter and the baseline's written count, polled), and every one is counted again as it is read.", opts.Unicasts, opts.UnicastRate, opts.Throughput),
@@ -1044,7 +1065,7 @@ func (s *rampServer) hitWall(opts CapacityOptions, res *CapacityResult, st *Serv
 func serverLine(s *ServerStep) string {
 	read, want := s.Delivered()
 	return fmt.Sprintf("%s held, accept %s, %s RSS + %s kernel per connection, broadcast to the last client %s, unicast p50 %s p99 %s, %s unicasts, %s of %s frames read",
-		fmtInt(int64(s.Held)), fmtRate(s.AcceptRate), fmtBytes(s.RSSPerConn), fmtBytes(s.KernelPerConn), fmtDur(s.BroadcastTTL),
+		fmtInt(int64(s.Held)), fmtRate(s.AcceptRate), fmtBytes(s.ProcessPerConn()), fmtBytes(s.KernelPerConn), fmtDur(s.BroadcastTTL),
 		fmtDur(s.Unicast.P50), fmtDur(s.Unicast.P99), fmtRate(s.Throughput), fmtInt(read), fmtInt(want))
 }
 

@@ -130,7 +130,7 @@ func CapacityMarkdown(res *CapacityResult, command string) string {
 		})
 	}
 	mdTable(&w, []string{"step", "relay held",
-		"memory/conn ÷ baseline", "÷ floor", "Go heap/conn ÷ baseline",
+		"memory/conn (process + kernel) ÷ baseline", "÷ floor", "Go heap/conn ÷ baseline",
 		"accept rate ÷ baseline", "÷ floor",
 		"broadcast to last ÷ baseline", "÷ floor",
 		"unicasts/s ÷ baseline", "÷ floor",
@@ -234,11 +234,12 @@ func SummaryMarkdown(res *CapacityResult) string {
 		f      func(*ServerStep) string
 		vb, vf float64
 	}
-	mem := func(x *ServerStep) string { return fmtBytes(x.RSSPerConn + x.KernelPerConn) }
+	mem := func(x *ServerStep) string { return fmtBytes(x.MemoryPerConn()) }
 	rows := []row{
-		{"memory per connection: RSS + kernel (lower is better)", mem, r.Memory.Baseline, r.Memory.Floor},
-		{"… of which the server's RSS", func(x *ServerStep) string { return fmtBytes(x.RSSPerConn) }, r.RSS.Baseline, 0},
-		{"… Go heap in use, per connection", func(x *ServerStep) string { return fmtBytes(x.HeapPerConn) }, r.Heap.Baseline, 0},
+		{"memory per connection: process + kernel (lower is better)", mem, r.Memory.Baseline, r.Memory.Floor},
+		{"… of which the server process (RSS growth, at least the Go heap's)", func(x *ServerStep) string { return fmtBytes(x.ProcessPerConn()) }, r.RSS.Baseline, 0},
+		{"… of which the kernel (both loopback ends)", fmtKernel, 0, 0},
+		{"Go heap in use, per connection", func(x *ServerStep) string { return fmtBytes(x.HeapPerConn) }, r.Heap.Baseline, 0},
 		{"accept rate (higher is better)", func(x *ServerStep) string { return fmtRate(x.AcceptRate) }, r.Accept.Baseline, r.Accept.Floor},
 		{fmt.Sprintf("broadcast: time to the last client, median of %d (lower is better)", res.Broadcasts), func(x *ServerStep) string { return fmtDur(x.BroadcastTTL) }, r.Broadcast.Baseline, r.Broadcast.Floor},
 		{"unicasts per second, as fast as taken (higher is better)", func(x *ServerStep) string { return fmtRate(x.Throughput) }, r.Throughput.Baseline, r.Throughput.Floor},
@@ -339,10 +340,10 @@ func CapacitySVG(res *CapacityResult) string {
 			fmt.Fprintf(&b, `<text x="%d" y="%d" fill="%s">%s</text>`+"\n", x1-150, ly, sr.color, html.EscapeString(sr.name))
 		}
 	}
-	panel(0, "Memory per connection", "bytes", []svgSeries{
-		series("relay RSS", "#1f77b4", "", relay, func(x *ServerStep) float64 { return x.RSSPerConn }),
+	panel(0, "Memory per connection (process: RSS growth, at least the Go heap's)", "bytes", []svgSeries{
+		series("relay process", "#1f77b4", "", relay, func(x *ServerStep) float64 { return x.ProcessPerConn() }),
 		series("relay Go heap", "#2ca02c", "", relay, func(x *ServerStep) float64 { return x.HeapPerConn }),
-		series("baseline RSS", "#1f77b4", "6 4", baseline, func(x *ServerStep) float64 { return x.RSSPerConn }),
+		series("baseline process", "#1f77b4", "6 4", baseline, func(x *ServerStep) float64 { return x.ProcessPerConn() }),
 		series("baseline Go heap", "#2ca02c", "6 4", baseline, func(x *ServerStep) float64 { return x.HeapPerConn }),
 		series("kernel (both ends)", "#ff7f0e", "2 3", relay, func(x *ServerStep) float64 { return x.KernelPerConn }),
 	})
