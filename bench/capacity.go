@@ -179,13 +179,14 @@ type ServerStep struct {
 	KernelPerConn float64 `json:"kernel_per_conn"`
 	// KernelBytes and KernelSockets are the kernel's growth over this
 	// server's connects so far: socket memory, and TCP sockets in use
-	// (sockstat), which its clients alone would grow by 2 × Held.
-	// KernelPerConn is 2 × KernelBytes ÷ KernelSockets, so sockets other
-	// processes opened or closed meanwhile are weighed in both; if they
-	// moved the count by more than a tenth, KernelDisturbed is set.
-	KernelBytes     int64 `json:"kernel_bytes"`
-	KernelSockets   int64 `json:"kernel_sockets"`
-	KernelDisturbed bool  `json:"kernel_disturbed,omitempty"`
+	// (sockstat), which its clients alone grow by two per connection.
+	// A connect window in which other processes moved the count of
+	// sockets by more than a tenth of that is left out of both
+	// (KernelLeftOut counts them), and KernelPerConn is 2 × KernelBytes
+	// ÷ KernelSockets over the windows kept: what two sockets cost.
+	KernelBytes   int64 `json:"kernel_bytes"`
+	KernelSockets int64 `json:"kernel_sockets"`
+	KernelLeftOut int   `json:"kernel_windows_left_out,omitempty"`
 	// Broadcasts holds each broadcast's time from its stamp to the last
 	// client's read; BroadcastTTL is their median. Delivered counts the
 	// frames read, Expected is broadcasts × Held.
@@ -293,7 +294,9 @@ func (s *CapacityStep) ratios() Ratios {
 		if x == nil {
 			continue
 		}
-		*o.to(&r.Memory) = ratio(rl.MemoryPerConn(), x.MemoryPerConn())
+		if rl.KernelSockets > 0 && x.KernelSockets > 0 {
+			*o.to(&r.Memory) = ratio(rl.MemoryPerConn(), x.MemoryPerConn())
+		}
 		*o.to(&r.Accept) = ratio(rl.AcceptRate, x.AcceptRate)
 		*o.to(&r.Broadcast) = ratio(float64(rl.BroadcastTTL), float64(x.BroadcastTTL))
 		*o.to(&r.Throughput) = ratio(rl.Throughput, x.Throughput)
@@ -445,8 +448,9 @@ type rampServer struct {
 	nruns  int
 
 	held       int           // connections held after the last step
-	kernel     int64         // the kernel's socket memory growth over this server's connects, summed
+	kernel     int64         // the kernel's socket memory growth over this server's quiet connect windows, summed
 	sockets    int64         // and its growth in TCP sockets in use
+	leftOut    int           // connect windows left out: other processes' sockets came and went
 	mem        [2]float64    // RSS and Go heap growth over this server's connects, summed
 	prevCPU    time.Duration // the load generator's, at the last step
 	prevFailed map[string]int64
@@ -577,10 +581,16 @@ func (s *rampServer) grow(ctx context.Context, opts CapacityOptions, want int) (
 	if n := open - s.held; n > 0 && delta > 0 {
 		st.AcceptRate = finite(float64(n) / st.AcceptTime.Seconds())
 	}
+	prev := s.held
 	s.held = open
-	if k1, err := readKernel(); err == nil && kerr == nil {
-		s.kernel += k1.Sockets() - k0.Sockets()
-		s.sockets += k1.TCPInuse - k0.TCPInuse
+	if k1, err := readKernel(); err == nil && kerr == nil && open > prev {
+		sockets, expect := k1.TCPInuse-k0.TCPInuse, 2*int64(open-prev)
+		if abs(sockets-expect)*10 > expect {
+			s.leftOut++
+		} else {
+			s.kernel += k1.Sockets() - k0.Sockets()
+			s.sockets += sockets
+		}
 	}
 	mem, err := s.memory(ctx)
 	if err != nil {
@@ -597,12 +607,10 @@ func (s *rampServer) grow(ctx context.Context, opts CapacityOptions, want int) (
 	if open > 0 {
 		st.RSSPerConn = s.mem[0] / float64(open)
 		st.HeapPerConn = s.mem[1] / float64(open)
-		st.KernelBytes, st.KernelSockets = s.kernel, s.sockets
-		st.KernelPerConn = float64(s.kernel) / float64(open)
-		if s.sockets > 0 {
-			st.KernelPerConn = 2 * float64(s.kernel) / float64(s.sockets)
-		}
-		st.KernelDisturbed = abs(s.sockets-2*int64(open))*10 > 2*int64(open)
+	}
+	st.KernelBytes, st.KernelSockets, st.KernelLeftOut = s.kernel, s.sockets, s.leftOut
+	if s.sockets > 0 {
+		st.KernelPerConn = 2 * float64(s.kernel) / float64(s.sockets)
 	}
 	return st, nil
 }
@@ -863,7 +871,7 @@ func capacityNotes(opts CapacityOptions) []string {
 	return []string{
 		"Each server runs in a process of its own and keeps its clients from step to step: the relay is the real binary (`pushrelay serve`, every default); the baseline is bench.Baseline (goroutines per connection on Go's net package, same framing and IDs) and the floor is bench.FloorServer (one thread: blocking accept4 and an ID write; bare write(2) calls on command), each in `pushrelay bench child`. Each server's clients are held by load generator worker processes of their own (one run per step, raw sockets on epoll).",
 		"At each step the relay grows first and is measured; then the baseline and the floor grow to the count the relay held and are measured in turn. While one server is measured the others sit idle with their clients connected: no traffic, so no CPU, and every process stays under its own RLIMIT_NOFILE. A server that cannot hold the relay's count stops there, its wall named, and the ramp goes on without it.",
-		"Memory per connection: the growth of the server process's RSS and Go heap in use across its connects (read just before them and once they had settled), summed over the steps, over the connections it holds. What the traffic between connects left behind (the relay's frame pools and write buffers after a burst, say) is thus not charged to the connections; the whole process's RSS and heap at each reading are in results.json. The children collect garbage and return free memory to the system before each reading (two GCs and FreeOSMemory), so the baseline's figures are live memory; the relay cannot be asked to, and allocates next to nothing as it pushes; but after a burst it holds frames in pools that a later collection frees, and its heap then grows into those pages without growing its RSS, so the process's memory per connection is its RSS growth or its heap's, whichever is larger. Kernel: the growth of the slab caches sockets draw on (TCP, sock_inode_cache, dentry, filp, eventpoll; active objects × size; TCP's buffer pages are left out, as idle sockets hold next to none and other processes' traffic moves them by megabytes) over that server's own connects, summed over the steps, divided by the growth in TCP sockets in use (sockstat) and doubled: both loopback ends, and sockets other processes opened or closed meanwhile weighed in both; a figure marked * was read while they moved that count by more than a tenth. The memory ratios compare process + kernel per connection.",
+		"Memory per connection: the growth of the server process's RSS and Go heap in use across its connects (read just before them and once they had settled), summed over the steps, over the connections it holds. What the traffic between connects left behind (the relay's frame pools and write buffers after a burst, say) is thus not charged to the connections; the whole process's RSS and heap at each reading are in results.json. The children collect garbage and return free memory to the system before each reading (two GCs and FreeOSMemory), so the baseline's figures are live memory; the relay cannot be asked to, and allocates next to nothing as it pushes; but after a burst it holds frames in pools that a later collection frees, and its heap then grows into those pages without growing its RSS, so the process's memory per connection is its RSS growth or its heap's, whichever is larger. Kernel: the growth of the slab caches sockets draw on (TCP, sock_inode_cache, dentry, filp, eventpoll; active objects × size; TCP's buffer pages are left out, as idle sockets hold next to none and other processes' traffic moves them by megabytes) over that server's own connects, divided by the growth in TCP sockets in use (sockstat) over the same windows and doubled (both loopback ends), summed over the steps. A connect window in which other processes moved the count of TCP sockets by more than a tenth of the two per new connection is left out, and a figure marked * averages the windows that were not. The memory ratios compare process + kernel per connection.",
 		"Accept rate: the step's new connections over the time from its first connect until the server had accepted them all (the relay's counters, or the child's count, polled every 20 ms).",
 		fmt.Sprintf("Broadcasts: %d per server per step, each once every client had read the last; the relay's through its Unix ingress, the baseline's with its Broadcast (one frame offered to every connection's channel), the floor's one write(2) per socket in turn. Time to last is from the stamp taken just before the push to the read of the last client, median over the broadcasts.", opts.Broadcasts),
 		fmt.Sprintf("Unicasts: %d to random clients at %d/s, latency from the stamp to the client's read; the relay's through its Unix ingress (SendNoReply), the baseline's with its Send and the floor's with one write(2) each, inside their own processes: they pay no ingress hop, the relay does. Throughput: %v as fast as each takes them, the relay from 4 pushers in batches of 256 each awaiting a ping, the baseline from one goroutine with at most 1,024 pushes unwritten, the floor from one thread; the rate is the pushes taken over the time from the first push until the server had written the last of them (the relay's written-messages counter and the baseline's written count, polled), and every one is counted again as it is read.", opts.Unicasts, opts.UnicastRate, opts.Throughput),

@@ -81,9 +81,13 @@ func serverRows(res *CapacityResult, withStep bool) [][]string {
 }
 
 // fmtKernel prints a server's kernel memory per connection, marked * when
-// other processes' sockets moved the count it was read against.
+// connect windows other processes' sockets disturbed were left out of it,
+// "—" when every window was.
 func fmtKernel(x *ServerStep) string {
-	if x.KernelDisturbed {
+	switch {
+	case x.KernelSockets <= 0:
+		return "—"
+	case x.KernelLeftOut > 0:
 		return fmtBytes(x.KernelPerConn) + " *"
 	}
 	return fmtBytes(x.KernelPerConn)
