@@ -432,6 +432,14 @@ func (w *windowCollector) run(run int) (loadgen.Progress, bool) {
 	return p, ok
 }
 
+// clientRun is one load generator run: the clients one step added to a
+// server.
+type clientRun struct {
+	from   int // the connections the server held before it
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
 // rampServer is one server of the ramp and the clients it holds, which the
 // load generator's runs (one per step) keep connected until the end.
 type rampServer struct {
@@ -444,7 +452,7 @@ type rampServer struct {
 
 	ctx    context.Context // the load generator runs'
 	cancel context.CancelFunc
-	runs   sync.WaitGroup
+	runs   []*clientRun // one per step that added clients, in order
 	nruns  int
 
 	held       int           // connections held after the last step
@@ -536,10 +544,12 @@ func (s *rampServer) grow(ctx context.Context, opts CapacityOptions, want int) (
 	if delta > 0 {
 		run := s.nruns
 		s.nruns++
-		s.runs.Add(1)
+		rctx, cancel := context.WithCancel(s.ctx)
+		cr := &clientRun{from: s.held, cancel: cancel, done: make(chan struct{})}
+		s.runs = append(s.runs, cr)
 		go func() {
-			defer s.runs.Done()
-			loadgen.Run(s.ctx, loadgen.Options{
+			defer close(cr.done)
+			loadgen.Run(rctx, loadgen.Options{
 				Target: s.addr, Conns: delta, Framing: opts.Framing,
 				Duration: 24 * time.Hour, Deadline: 24 * time.Hour,
 				Executable: opts.LoadgenCommand,
@@ -646,24 +656,35 @@ func (s *rampServer) measure(ctx context.Context, opts CapacityOptions, st *Serv
 		h := s.col.await(ctx, t.accepted, opts.StepTimeout)
 		st.Unicast = h.Summarize()
 	}
-	if opts.Throughput > 0 {
-		s.col.take()
-		t := s.throughput(ctx, opts)
-		if t.err != nil {
-			return t.err
-		}
-		st.ThroughputSent, st.ThroughputAccepted, st.ThroughputSeconds = t.sent, t.accepted, t.seconds
-		st.Throughput = finite(float64(t.accepted) / t.seconds)
-		addCounts(st.PushErrors, t.errors)
-		h := s.col.await(ctx, t.accepted, opts.StepTimeout)
-		st.ThroughputDelivered = int64(h.Count())
-		st.ThroughputLatency = h.Summarize()
-	}
 	if len(st.PushErrors) == 0 {
 		st.PushErrors = nil
 	}
 	_, open, err := s.counts(ctx)
 	st.HeldAfter = open
+	return err
+}
+
+// measureThroughput pushes unicasts to the server's clients as fast as it
+// takes them, and counts them as they are read.
+func (s *rampServer) measureThroughput(ctx context.Context, opts CapacityOptions, st *ServerStep) error {
+	s.col.take()
+	t := s.throughput(ctx, opts)
+	if t.err != nil {
+		return t.err
+	}
+	st.ThroughputSent, st.ThroughputAccepted, st.ThroughputSeconds = t.sent, t.accepted, t.seconds
+	st.Throughput = finite(float64(t.accepted) / t.seconds)
+	if len(t.errors) > 0 {
+		if st.PushErrors == nil {
+			st.PushErrors = map[string]int64{}
+		}
+		addCounts(st.PushErrors, t.errors)
+	}
+	h := s.col.await(ctx, t.accepted, opts.StepTimeout)
+	st.ThroughputDelivered = int64(h.Count())
+	st.ThroughputLatency = h.Summarize()
+	_, open, err := s.counts(ctx)
+	st.HeldAfter = min(st.HeldAfter, open)
 	return err
 }
 
@@ -810,7 +831,37 @@ func (s *rampServer) throughput(ctx context.Context, opts CapacityOptions) pushT
 // client.
 func (s *rampServer) stopClients() {
 	s.cancel()
-	s.runs.Wait()
+	for _, r := range s.runs {
+		<-r.done
+	}
+}
+
+// shrink ends the runs that took the server past to connections, newest
+// first, and waits until it holds no more than to.
+func (s *rampServer) shrink(ctx context.Context, to int, limit time.Duration) error {
+	for len(s.runs) > 0 && s.runs[len(s.runs)-1].from >= to {
+		r := s.runs[len(s.runs)-1]
+		r.cancel()
+		<-r.done
+		s.runs = s.runs[:len(s.runs)-1]
+	}
+	deadline := time.Now().Add(limit)
+	for {
+		_, open, err := s.counts(ctx)
+		if err != nil {
+			return err
+		}
+		s.held = open
+		if open <= to {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bench: %s holds %d connections %v after its clients past %d closed", s.name, open, limit, to)
+		}
+		if err := rest(ctx, 20*time.Millisecond); err != nil {
+			return err
+		}
+	}
 }
 
 // stop ends the clients, then the server.
@@ -872,6 +923,7 @@ func capacityNotes(opts CapacityOptions) []string {
 		"Each server runs in a process of its own and keeps its clients from step to step: the relay is the real binary (`pushrelay serve`, every default); the baseline is bench.Baseline (goroutines per connection on Go's net package, same framing and IDs) and the floor is bench.FloorServer (one thread: blocking accept4 and an ID write; bare write(2) calls on command), each in `pushrelay bench child`. Each server's clients are held by load generator worker processes of their own (one run per step, raw sockets on epoll).",
 		"At each step the relay grows first and is measured; then the baseline and the floor grow to the count the relay held and are measured in turn. While one server is measured the others sit idle with their clients connected: no traffic, so no CPU, and every process stays under its own RLIMIT_NOFILE. A server that cannot hold the relay's count stops there, its wall named, and the ramp goes on without it.",
 		"Memory per connection: the growth of the server process's RSS and Go heap in use across its connects (read just before them and once they had settled), summed over the steps, over the connections it holds. What the traffic between connects left behind (the relay's frame pools and write buffers after a burst, say) is thus not charged to the connections; the whole process's RSS and heap at each reading are in results.json. The children collect garbage and return free memory to the system before each reading (two GCs and FreeOSMemory), so the baseline's figures are live memory; the relay cannot be asked to, and allocates next to nothing as it pushes; but after a burst it holds frames in pools that a later collection frees, and its heap then grows into those pages without growing its RSS, so the process's memory per connection is its RSS growth or its heap's, whichever is larger. Kernel: the growth of the slab caches sockets draw on (TCP, sock_inode_cache, dentry, filp, eventpoll; active objects × size; TCP's buffer pages are left out, as idle sockets hold next to none and other processes' traffic moves them by megabytes) over that server's own connects, divided by the growth in TCP sockets in use (sockstat) over the same windows and doubled (both loopback ends), summed over the steps. A connect window in which other processes moved the count of TCP sockets by more than a tenth of the two per new connection is left out, and a figure marked * averages the windows that were not. The memory ratios compare process + kernel per connection.",
+		"The steps go up first, each server's memory, accepts, broadcasts and paced unicasts measured at each; the unicasts as fast as taken run on the way back down, from the last step to the first, each step down closing the clients the step above added: such a burst leaves buffers and pools behind in a server, which would otherwise be read as the next step's memory. A server stopped at its own wall is gone by then and has none.",
 		"Accept rate: the step's new connections over the time from its first connect until the server had accepted them all (the relay's counters, or the child's count, polled every 20 ms).",
 		fmt.Sprintf("Broadcasts: %d per server per step, each once every client had read the last; the relay's through its Unix ingress, the baseline's with its Broadcast (one frame offered to every connection's channel), the floor's one write(2) per socket in turn. Time to last is from the stamp taken just before the push to the read of the last client, median over the broadcasts.", opts.Broadcasts),
 		fmt.Sprintf("Unicasts: %d to random clients at %d/s, latency from the stamp to the client's read; the relay's through its Unix ingress (SendNoReply), the baseline's with its Send and the floor's with one write(2) each, inside their own processes: they pay no ingress hop, the relay does. Throughput: %v as fast as each takes them, the relay from 4 pushers in batches of 256 each awaiting a ping, the baseline from one goroutine with at most 1,024 pushes unwritten, the floor from one thread; the rate is the pushes taken over the time from the first push until the server had written the last of them (the relay's written-messages counter and the baseline's written count, polled), and every one is counted again as it is read.", opts.Unicasts, opts.UnicastRate, opts.Throughput),
@@ -1046,7 +1098,55 @@ func RunCapacity(ctx context.Context, opts CapacityOptions) (res *CapacityResult
 			break
 		}
 	}
+	if opts.Throughput > 0 && !res.Interrupted {
+		if err := descend(ctx, opts, res, servers, say); err != nil && !interrupted() {
+			return res, err
+		}
+	}
 	return res, nil
+}
+
+// descend measures unicasts as fast as each server takes them, at each
+// step from the last down: such a burst leaves buffers and pools behind in
+// a server, so it runs once every memory reading is done, and each step
+// down closes the clients the step above added.
+func descend(ctx context.Context, opts CapacityOptions, res *CapacityResult, servers []*rampServer, say func(string, ...any)) error {
+	for i := len(res.Steps) - 1; i >= 0; i-- {
+		step := &res.Steps[i]
+		for _, s := range servers {
+			st := step.server(s.name)
+			if s.stopped || st == nil {
+				continue
+			}
+			if err := s.shrink(ctx, st.Held, opts.StepTimeout); err != nil {
+				return err
+			}
+			if err := s.measureThroughput(ctx, opts, st); err != nil {
+				return err
+			}
+		}
+		step.Ratios = step.ratios()
+		var parts []string
+		for _, x := range step.servers() {
+			parts = append(parts, fmt.Sprintf("%s %s (%s of %s read)", x.Server, fmtRate(x.Throughput), fmtInt(x.ThroughputDelivered), fmtInt(x.ThroughputAccepted)))
+		}
+		say("step %d: unicasts as fast as taken: %s", i+1, strings.Join(parts, ", "))
+	}
+	return nil
+}
+
+// server returns the step's figures for the named server, nil if it was
+// not measured.
+func (s *CapacityStep) server(name string) *ServerStep {
+	switch name {
+	case ServerRelay:
+		return &s.Relay
+	case ServerBaseline:
+		return s.Baseline
+	case ServerFloor:
+		return s.Floor
+	}
+	return nil
 }
 
 // hitWall records that the server could not hold the relay's count, names
@@ -1072,17 +1172,17 @@ func (s *rampServer) hitWall(opts CapacityOptions, res *CapacityResult, st *Serv
 // serverLine is a server's step on one progress line.
 func serverLine(s *ServerStep) string {
 	read, want := s.Delivered()
-	return fmt.Sprintf("%s held, accept %s, %s RSS + %s kernel per connection, broadcast to the last client %s, unicast p50 %s p99 %s, %s unicasts, %s of %s frames read",
+	return fmt.Sprintf("%s held, accept %s, %s process + %s kernel per connection, broadcast to the last client %s, unicast p50 %s p99 %s, %s of %s frames read",
 		fmtInt(int64(s.Held)), fmtRate(s.AcceptRate), fmtBytes(s.ProcessPerConn()), fmtBytes(s.KernelPerConn), fmtDur(s.BroadcastTTL),
-		fmtDur(s.Unicast.P50), fmtDur(s.Unicast.P99), fmtRate(s.Throughput), fmtInt(read), fmtInt(want))
+		fmtDur(s.Unicast.P50), fmtDur(s.Unicast.P99), fmtInt(read), fmtInt(want))
 }
 
 // ratioLine is a step's main ratios on one progress line.
 func ratioLine(s *CapacityStep) string {
 	r := s.Ratios
-	return fmt.Sprintf("relay ÷ baseline: memory %s, broadcast %s, unicasts/s %s, unicast p50 %s; relay ÷ floor: memory %s, broadcast %s, unicasts/s %s, unicast p50 %s",
-		fmtRatio(r.Memory.Baseline), fmtRatio(r.Broadcast.Baseline), fmtRatio(r.Throughput.Baseline), fmtRatio(r.UnicastP50.Baseline),
-		fmtRatio(r.Memory.Floor), fmtRatio(r.Broadcast.Floor), fmtRatio(r.Throughput.Floor), fmtRatio(r.UnicastP50.Floor))
+	return fmt.Sprintf("relay ÷ baseline: memory %s, broadcast %s, unicast p50 %s; relay ÷ floor: memory %s, broadcast %s, unicast p50 %s",
+		fmtRatio(r.Memory.Baseline), fmtRatio(r.Broadcast.Baseline), fmtRatio(r.UnicastP50.Baseline),
+		fmtRatio(r.Memory.Floor), fmtRatio(r.Broadcast.Floor), fmtRatio(r.UnicastP50.Floor))
 }
 
 // fmtRatio prints a ratio, "—" for one not measured.

@@ -210,12 +210,14 @@ func TestCapacityTinyRunIsConsistent(t *testing.T) {
 // and the floor cannot hold the relay's 200: their walls are named, with
 // their file limit as evidence, and the ramp goes on without them. At step
 // 3 the relay runs into its own limit, and the report names it with its
-// evidence and the doctor's fix.
+// evidence and the doctor's fix. On the way back down the relay's
+// unicasts as fast as taken are measured at each step, its clients
+// closing step by step.
 func TestCapacityRampNamesEachWall(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	opts := tinyCapacity(t, 100, 200, 300)
-	opts.Broadcasts, opts.Unicasts, opts.Throughput = 1, -1, -1
+	opts.Broadcasts, opts.Unicasts = 1, -1
 	opts.StepTimeout = 3 * time.Second
 	opts.RelayCommand = append(opts.RelayCommand, "--max-conns", "250")
 	opts.ChildCommand = append([]string{"prlimit", "--nofile=160"}, opts.ChildCommand...)
@@ -249,6 +251,17 @@ func TestCapacityRampNamesEachWall(t *testing.T) {
 	}
 	if res.Wall.ID != WallNofile || res.Wall.At != 250 || !strings.Contains(strings.Join(res.Wall.Evidence, " "), "closed 50 connections over --max-conns 250") {
 		t.Fatalf("wall %+v", res.Wall)
+	}
+	for i, s := range res.Steps {
+		r := s.Relay
+		if r.Throughput <= 0 || r.ThroughputAccepted <= 0 || r.ThroughputDelivered != r.ThroughputAccepted || r.HeldAfter != r.Held {
+			t.Errorf("step %d, relay: %v unicasts/s, %d of %d read, %d held after of %d; want every one read and the step's clients held", i+1, r.Throughput, r.ThroughputDelivered, r.ThroughputAccepted, r.HeldAfter, r.Held)
+		}
+	}
+	// A server stopped at its wall is gone by the time the ramp comes
+	// back down.
+	if s1.Baseline.ThroughputSent != 0 || s1.Ratios.Throughput.Baseline != 0 {
+		t.Errorf("step 1, baseline: %d unicasts sent as fast as taken, ratio %v; want none from a server stopped at its wall", s1.Baseline.ThroughputSent, s1.Ratios.Throughput.Baseline)
 	}
 	checkCapacityFiles(t, res, "Wall: open files per process", "The baseline's wall", "The floor's wall", "| 3 | relay | 250 of 300 |")
 }
