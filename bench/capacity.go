@@ -847,6 +847,13 @@ func (s *rampServer) shrink(ctx context.Context, to int, limit time.Duration) er
 	}
 	deadline := time.Now().Add(limit)
 	for {
+		if s.name == ServerFloor {
+			// The floor never reads, so it never notices a client gone
+			// by itself.
+			if err := s.c.do("floor-prune"); err != nil {
+				return err
+			}
+		}
 		_, open, err := s.counts(ctx)
 		if err != nil {
 			return err

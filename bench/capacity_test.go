@@ -148,23 +148,23 @@ func checkSVG(t *testing.T, svg []byte, lines bool) {
 	}
 }
 
-// TestCapacityTinyRunIsConsistent runs the relay binary, the baseline and
-// the floor with 200 clients each, 3 broadcasts, paced unicasts and
-// unicasts as fast as taken: every frame pushed is read, every figure is
-// there, and the report files are well formed. (The ramp from step to step
-// is the next tests'.)
+// TestCapacityTinyRunIsConsistent ramps the relay binary, the baseline and
+// the floor to 100 and then 200 clients each, with 3 broadcasts and paced
+// unicasts at each step on the way up, and unicasts as fast as taken on
+// the way down: every frame pushed is read, every figure is there, and the
+// report files are well formed.
 func TestCapacityTinyRunIsConsistent(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	opts := tinyCapacity(t, 200)
+	opts := tinyCapacity(t, 100, 200)
 	var seen []int
 	opts.OnStep = func(s CapacityStep) { seen = append(seen, s.Conns) }
 	res, err := RunCapacity(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Steps) != 1 || len(seen) != 1 || res.Wall.ID != WallNone || res.Interrupted || len(res.ServerWalls) != 0 {
-		t.Fatalf("%d steps (OnStep saw %v), wall %+v, server walls %v, interrupted %v; want 1 step and no wall", len(res.Steps), seen, res.Wall, res.ServerWalls, res.Interrupted)
+	if len(res.Steps) != 2 || len(seen) != 2 || res.Wall.ID != WallNone || res.Interrupted || len(res.ServerWalls) != 0 {
+		t.Fatalf("%d steps (OnStep saw %v), wall %+v, server walls %v, interrupted %v; want 2 steps and no wall", len(res.Steps), seen, res.Wall, res.ServerWalls, res.Interrupted)
 	}
 	for i, s := range res.Steps {
 		if s.Baseline == nil || s.Floor == nil || s.Loopback == nil {
@@ -200,7 +200,7 @@ func TestCapacityTinyRunIsConsistent(t *testing.T) {
 			t.Errorf("step %d: broadcast ratio %v, want relay ÷ baseline = %v", i+1, r.Broadcast.Baseline, want)
 		}
 	}
-	checkCapacityFiles(t, res, "| 1 | relay | 200 of 200 |", "| 1 | baseline | 200 of 200 |", "| 1 | floor | 200 of 200 |",
+	checkCapacityFiles(t, res, "| 1 | floor | 100 of 100 |", "| 2 | relay | 200 of 200 |", "| 2 | baseline | 200 of 200 |", "| 2 | floor | 200 of 200 |",
 		"Summary: the relay beside the baseline, 200 clients each", "Wall: none")
 }
 

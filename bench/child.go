@@ -156,6 +156,8 @@ func startChildServer(cfg ChildConfig) (childServer, error) {
 //	floor-sweep SIZE
 //	               one frame, stamped once, to every socket in turn:
 //	               FloorRun (floor only)
+//	floor-prune    closes the sockets whose peer has gone, so that count
+//	               counts the live ones: {"ok":true} (floor only)
 //	send-rate SECONDS SIZE
 //	               stamped SIZE-byte pushes to random clients with Send,
 //	               as fast as one goroutine can with at most
@@ -239,6 +241,14 @@ func RunChild(cfg ChildConfig, in io.Reader, out io.Writer) error {
 			reply = childBroadcast(srv, arg)
 		case "floor-rate", "floor-paced", "floor-sweep":
 			reply = floorCommand(srv, verb, arg)
+		case "floor-prune":
+			f, ok := srv.(*FloorServer)
+			if !ok {
+				reply = okOrError(errors.New("floor-prune needs the floor server"))
+				break
+			}
+			_, err := f.Prune()
+			reply = okOrError(err)
 		case "send-rate", "send-paced":
 			reply = sendCommand(srv, verb, arg)
 		case "quit":
@@ -246,7 +256,7 @@ func RunChild(cfg ChildConfig, in io.Reader, out io.Writer) error {
 			_ = enc.Encode(okOrError(err))
 			return err
 		default:
-			reply = okOrError(fmt.Errorf("unknown command %q (want stats, count, gc, heap, cpu-start, cpu-stop, broadcast, floor-rate, floor-paced, floor-sweep, send-rate, send-paced or quit)", verb))
+			reply = okOrError(fmt.Errorf("unknown command %q (want stats, count, gc, heap, cpu-start, cpu-stop, broadcast, floor-rate, floor-paced, floor-sweep, floor-prune, send-rate, send-paced or quit)", verb))
 		}
 		if err := enc.Encode(reply); err != nil {
 			_ = srv.Close()

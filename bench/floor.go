@@ -124,8 +124,52 @@ func (s *FloorServer) Addr() *net.TCPAddr { return s.addr }
 // Accepted returns how many connections were accepted.
 func (s *FloorServer) Accepted() uint64 { return uint64(s.accepted.Load()) }
 
-// Len returns how many connections are held: every accepted one.
-func (s *FloorServer) Len() int { return int(s.accepted.Load()) }
+// Len returns how many connections are held: every accepted one, less
+// those Prune closed.
+func (s *FloorServer) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.held)
+}
+
+// Prune closes the held sockets whose peer has gone (reset or shut down),
+// so that Len counts the live ones, and returns how many it closed. It
+// never reads: a peer that sent data is not a gone peer. Call it from the
+// goroutine that runs the write methods.
+func (s *FloorServer) Prune() (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kept := make([]int, 0, len(s.held))
+	closed := 0
+	const batch = 4096 // well below RLIMIT_NOFILE, which bounds poll(2)'s count
+	for lo := 0; lo < len(s.held); lo += batch {
+		fds := s.held[lo:min(lo+batch, len(s.held))]
+		pfds := make([]unix.PollFd, len(fds))
+		for i, fd := range fds {
+			pfds[i] = unix.PollFd{Fd: int32(fd), Events: unix.POLLRDHUP}
+		}
+		for {
+			_, err := unix.Poll(pfds, 0)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return closed, fmt.Errorf("bench: floor: poll held sockets: %w", err)
+			}
+			break
+		}
+		for _, p := range pfds {
+			if p.Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0 {
+				unix.Close(int(p.Fd))
+				closed++
+				continue
+			}
+			kept = append(kept, int(p.Fd))
+		}
+	}
+	s.held = kept
+	return closed, nil
+}
 
 // sockets returns the descriptors held now. The slice is shared: read it
 // only.

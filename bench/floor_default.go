@@ -48,6 +48,9 @@ func (s *FloorServer) WritePaced(float64, time.Duration, int) (FloorRun, error) 
 	return FloorRun{}, ErrUnsupported
 }
 
+// Prune reports ErrUnsupported.
+func (s *FloorServer) Prune() (int, error) { return 0, ErrUnsupported }
+
 // Sweep reports ErrUnsupported.
 func (s *FloorServer) Sweep(int) (FloorRun, error) { return FloorRun{}, ErrUnsupported }
 

@@ -85,6 +85,15 @@ func TestChildFloorAndBroadcastCommands(t *testing.T) {
 	if err := c.call("broadcast 32", &br); err != nil || br.Error == "" {
 		t.Errorf("broadcast on the floor: got %v, %+v; want an error reply", err, br)
 	}
+	// The floor never reads: it counts a client gone once pruned.
+	clients[0].conn.Close()
+	waitFor(t, "the floor to prune a closed client", func() bool {
+		st, err := c.count()
+		if err != nil || c.do("floor-prune") != nil {
+			return false
+		}
+		return st.Conns == 2 && st.Accepted == 3
+	})
 
 	b, err := startChild(testChildCommand(t), ServerBaseline, relay.FramingNUL, nil, os.Stderr)
 	if err != nil {

@@ -344,7 +344,7 @@ func runBenchFanout(args []string, stdout, stderr io.Writer) int {
 }
 
 func runBenchChild(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("bench child", "Runs one server and answers a measuring parent's commands (stats, count, gc, heap PATH, cpu-start PATH, cpu-stop, broadcast SIZE, floor-rate SECONDS SIZE, floor-paced RATE SECONDS SIZE, floor-sweep SIZE, send-rate SECONDS SIZE, send-paced RATE SECONDS SIZE, quit), one per line on stdin, one JSON line each on stdout. End of stdin quits.", stderr)
+	fs := newFlagSet("bench child", "Runs one server and answers a measuring parent's commands (stats, count, gc, heap PATH, cpu-start PATH, cpu-stop, broadcast SIZE, floor-rate SECONDS SIZE, floor-paced RATE SECONDS SIZE, floor-sweep SIZE, floor-prune, send-rate SECONDS SIZE, send-paced RATE SECONDS SIZE, quit), one per line on stdin, one JSON line each on stdout. End of stdin quits.", stderr)
 	var server, listen, framing string
 	fs.StringVar(&server, "server", "relay", "The `server` to run: relay (its defaults), baseline (goroutines per connection), accept4 (a bare accept loop) accept4-write (the same, writing each connection a 22-character ID) or floor (accept4 with an ID greeting, writing frames with bare write(2) calls on command).")
 	fs.StringVar(&listen, "listen", "127.0.0.1:0", "The `HOST:PORT` the server listens on; port 0 picks a free port, reported on the first line.")
