@@ -1235,6 +1235,3 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 	}
 	return len(b), nil
 }
-
-// ErrNoSteps is returned when a ramp could not measure a single step.
-var ErrNoSteps = errors.New("bench: capacity: no step completed")
