@@ -37,12 +37,11 @@ test: ## run every test with the race detector (what CI runs)
 test-short: ## run every test without the race detector
 	$(GO) test -timeout 10m ./...
 
-bench: build ## the quick run (70 s on the reference machine): micro-benchmarks, then 5,000 clients: broadcasts and pushes, relay beside baseline and kernel floor
+bench: build ## the quick run (under 2 min here): micro-benchmarks, then 5,000 clients each for relay, baseline and kernel floor: broadcasts and unicasts, ending in a relay-vs-baseline table (bench-results/quick-*/summary.md)
 	$(GO) test -run '^$$' -bench . -benchmem ./relay
-	./$(BIN) bench fanout --sizes 5000 --broadcasts 20
-	./$(BIN) bench ingress --conns 5000 --duration 3s
+	./$(BIN) bench quick --conns 5000
 
-capacity: build ## the ramp to the first wall (or 50,000), then idle cost and the accept storm at scale
+capacity: build ## the ramp to the first wall (or 50,000), relay beside baseline and kernel floor at each step (results and chart.svg in bench-results/capacity-*), then idle cost and the accept storm at scale
 	./$(BIN) bench capacity
 	./$(BIN) bench idle --conns 19000
 	./$(BIN) bench storm --conns 18000

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"math"
+	mrand "math/rand/v2"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +39,7 @@ type Baseline struct {
 	shards   [baselineShards]baselineShard
 	open     atomic.Int64  // connections registered now
 	accepted atomic.Uint64 // connections that got an ID
+	written  atomic.Uint64 // pushed frames written whole (ID frames not counted)
 	closing  atomic.Bool
 	wg       sync.WaitGroup // the accept loop and every pump
 }
@@ -227,6 +231,7 @@ func (bc *baselineConn) writePump() {
 			if !bc.write(f) {
 				return
 			}
+			bc.srv.written.Add(1)
 		case <-bc.die:
 			return
 		}
@@ -329,6 +334,116 @@ func (b *Baseline) Broadcast(payload []byte) (relay.Counts, relay.Status) {
 		}
 	}
 	return c, relay.Queued
+}
+
+// ids returns the IDs of the connections open now.
+func (b *Baseline) ids() []string {
+	var out []string
+	for i := range b.shards {
+		sh := &b.shards[i]
+		sh.mu.RLock()
+		for id := range sh.m {
+			out = append(out, id)
+		}
+		sh.mu.RUnlock()
+	}
+	return out
+}
+
+// errNoClients: a push run with no connection to push to.
+var errNoClients = errors.New("bench: baseline: no connections to push to")
+
+// BaselineInflight bounds the pushes SendRate has queued but its
+// connections' writers have not yet written: the same bound the relay's
+// ingress pushers keep (4 workers × batches of 256, each batch waiting for
+// its ping), so neither server is measured by how deep its queues can grow.
+// With few clients it is lower (a quarter of their queues' room), so random
+// pushes do not fill one client's queue and close it as slow.
+const BaselineInflight = 1024
+
+// SendRate pushes stamped size-byte payloads to connections chosen at
+// random, with Send, from one goroutine as fast as it can for d, keeping at
+// most BaselineInflight of them unwritten. Writes counts the pushes queued,
+// Errors those refused; Seconds runs until the writers had written every
+// push queued (or a second more passed), so Writes ÷ Seconds is pushes
+// written per second; CPUSeconds is the whole process's CPU over the run,
+// its writers' included.
+func (b *Baseline) SendRate(d time.Duration, size int) (FloorRun, error) {
+	ids := b.ids()
+	if len(ids) == 0 {
+		return FloorRun{}, errNoClients
+	}
+	inflight := uint64(min(BaselineInflight, max(1, len(ids)*b.cfg.Queue/4)))
+	rng := mrand.New(mrand.NewPCG(mrand.Uint64(), mrand.Uint64()))
+	payload := make([]byte, 0, size+32)
+	var run FloorRun
+	u0, s0 := cpuTime()
+	w0 := b.written.Load()
+	start := time.Now()
+	end := start.Add(d)
+	now := start
+	var queued uint64
+	for now.Before(end) {
+		for queued-(b.written.Load()-w0) >= inflight && now.Before(end) {
+			runtime.Gosched() // the writers need the CPU more than this loop
+			now = time.Now()
+		}
+		payload = StampedPayload(payload[:0], now, size)
+		if b.Send(ids[rng.IntN(len(ids))], payload) == relay.Queued {
+			queued++
+			run.Writes++
+			run.Bytes += int64(len(payload))
+		} else {
+			run.Errors++
+		}
+		now = time.Now()
+	}
+	// A push queued to a connection closed meanwhile is never written:
+	// wait a second at most.
+	for last := now.Add(time.Second); b.written.Load()-w0 < queued && now.Before(last); now = time.Now() {
+		runtime.Gosched()
+	}
+	run.Seconds = now.Sub(start).Seconds()
+	u1, s1 := cpuTime()
+	run.CPUSeconds = (u1 - u0 + s1 - s0).Seconds()
+	return run, nil
+}
+
+// SendPaced pushes rate stamped size-byte payloads a second for d, each to
+// a connection chosen at random and stamped just before its Send.
+func (b *Baseline) SendPaced(rate float64, d time.Duration, size int) (FloorRun, error) {
+	ids := b.ids()
+	if len(ids) == 0 {
+		return FloorRun{}, errNoClients
+	}
+	if rate <= 0 {
+		return FloorRun{}, fmt.Errorf("bench: baseline: rate %v: want a positive rate", rate)
+	}
+	rng := mrand.New(mrand.NewPCG(mrand.Uint64(), mrand.Uint64()))
+	payload := make([]byte, 0, size+32)
+	var run FloorRun
+	u0, s0 := cpuTime()
+	start := time.Now()
+	last := start
+	n := int64(math.Round(rate * d.Seconds()))
+	for i := range n {
+		due := start.Add(time.Duration(float64(i) * float64(time.Second) / rate))
+		if wait := time.Until(due); wait > 0 {
+			time.Sleep(wait)
+		}
+		last = time.Now()
+		payload = StampedPayload(payload[:0], last, size)
+		if b.Send(ids[rng.IntN(len(ids))], payload) == relay.Queued {
+			run.Writes++
+			run.Bytes += int64(len(payload))
+		} else {
+			run.Errors++
+		}
+	}
+	run.Seconds = last.Sub(start).Seconds()
+	u1, s1 := cpuTime()
+	run.CPUSeconds = (u1 - u0 + s1 - s0).Seconds()
+	return run, nil
 }
 
 // Close stops accepting, closes every connection and waits for every

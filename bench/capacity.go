@@ -2,13 +2,13 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -26,54 +26,55 @@ type CapacityOptions struct {
 	// Target ends the ramp when reached (a wall ends it earlier). Default
 	// 50,000.
 	Target int
-	// Framing of the relay's client listener. Default nul.
+	// Framing of every server's frames. Default nul.
 	Framing relay.Framing
-	// UnicastRate and Unicasts set each step's unicast series: that many
-	// stamped pushes to random clients, paced. Defaults 500/s and 500.
+	// Servers are measured at each step, in order: the relay first (the
+	// ramp is its ramp), then any of the baseline and the floor. Default
+	// relay, baseline, floor.
+	Servers []string
+	// Broadcasts is how many broadcasts each server makes at each step,
+	// each once every client has read the last. Default 3.
+	Broadcasts int
+	// Payload is the size of every pushed payload in bytes, timestamp
+	// included. Default 64.
+	Payload int
+	// UnicastRate and Unicasts set each step's paced unicast series: that
+	// many stamped pushes to random clients, UnicastRate a second, from
+	// each server; and as many bare loopback writes for the latency
+	// probe. Defaults 500/s and 500; negative Unicasts skips both.
 	UnicastRate int
 	Unicasts    int
-	// StepTimeout bounds each step's connecting and each measurement.
-	// Default 60 s.
+	// Throughput is how long each server pushes unicasts to random clients
+	// as fast as it takes them, at each step. Default 1 s; negative skips
+	// the phase.
+	Throughput time.Duration
+	// Settle is how long a step's connections sit before the server's
+	// memory is read. Default 1 s.
+	Settle time.Duration
+	// StepTimeout bounds each server's connecting at a step and each
+	// measurement. Default 60 s.
 	StepTimeout time.Duration
 	// RelayCommand starts the relay; default DefaultRelayCommand().
 	RelayCommand []string
+	// ChildCommand starts the baseline and floor children; default
+	// DefaultChildCommand().
+	ChildCommand []string
 	// LoadgenCommand starts the load generator's workers (it is run with
 	// loadgen.WorkerArg); default this executable's `loadgen`.
 	LoadgenCommand []string
-	// Stderr receives progress lines and the relay's log. Default os.Stderr.
+	// OnStep, if set, is called with each step once it is measured.
+	OnStep func(CapacityStep)
+	// Stderr receives progress lines and the servers' logs. Default
+	// os.Stderr.
 	Stderr io.Writer
-}
-
-// CapacityStep is what one step of the ramp measured.
-type CapacityStep struct {
-	Conns       int              `json:"conns"`       // connections the step holds when complete
-	Established int              `json:"established"` // connections held after the step
-	AcceptTime  time.Duration    `json:"accept_time_ns"`
-	AcceptRate  float64          `json:"accept_rate_per_s"` // of this step's new connections
-	RelayRSS    float64          `json:"relay_rss_per_conn"`
-	RelayHeap   float64          `json:"relay_heap_per_conn"`
-	Kernel      float64          `json:"kernel_per_conn"` // per client connection: both loopback ends
-	Broadcast   time.Duration    `json:"broadcast_time_to_last_ns"`
-	Delivered   int              `json:"broadcast_delivered"`
-	Unicast     loadgen.Summary  `json:"unicast"`
-	LoadgenCPU  time.Duration    `json:"loadgen_cpu_ns"` // during this step
-	Failures    map[string]int64 `json:"failures,omitempty"`
-	Counters    HostCounters     `json:"counters"`
-}
-
-// CapacityResult is a ramp's report.
-type CapacityResult struct {
-	Machine     Machine        `json:"machine"`
-	Options     string         `json:"options"`
-	Steps       []CapacityStep `json:"steps"`
-	Wall        Wall           `json:"wall"`
-	Interrupted bool           `json:"interrupted,omitempty"`
-	Started     time.Time      `json:"started"`
 }
 
 func (o CapacityOptions) withDefaults() (CapacityOptions, error) {
 	if o.Target == 0 {
 		o.Target = 50000
+	}
+	if o.Target < 0 {
+		return o, fmt.Errorf("bench: capacity: target %d: want a positive count", o.Target)
 	}
 	if len(o.Steps) == 0 {
 		for _, n := range []int{1000, 2000, 5000, 10000} {
@@ -93,11 +94,43 @@ func (o CapacityOptions) withDefaults() (CapacityOptions, error) {
 			return o, fmt.Errorf("bench: capacity: steps %v: want increasing positive counts", o.Steps)
 		}
 	}
+	if len(o.Servers) == 0 {
+		o.Servers = []string{ServerRelay, ServerBaseline, ServerFloor}
+	}
+	if o.Servers[0] != ServerRelay {
+		return o, fmt.Errorf("bench: capacity: servers %v: the relay comes first", o.Servers)
+	}
+	for i, s := range o.Servers[1:] {
+		if (s != ServerBaseline && s != ServerFloor) || slices.Contains(o.Servers[1:i+1], s) {
+			return o, fmt.Errorf("bench: capacity: servers %v: after the relay, want %s and %s, each once", o.Servers, ServerBaseline, ServerFloor)
+		}
+	}
+	if o.Broadcasts == 0 {
+		o.Broadcasts = 3
+	}
+	if o.Payload == 0 {
+		o.Payload = 64
+	}
 	if o.UnicastRate == 0 {
 		o.UnicastRate = 500
 	}
 	if o.Unicasts == 0 {
 		o.Unicasts = 500
+	}
+	if o.Broadcasts < 0 || o.UnicastRate < 0 || o.UnicastRate > 1e6 {
+		return o, fmt.Errorf("bench: capacity: broadcasts %d, unicasts %d at %d/s: want positive counts, at most 1,000,000/s", o.Broadcasts, o.Unicasts, o.UnicastRate)
+	}
+	if o.Payload < 0 || o.Payload > relay.DefaultMaxMessage {
+		return o, fmt.Errorf("bench: capacity: payload %d: want 1 to %d bytes", o.Payload, relay.DefaultMaxMessage)
+	}
+	if o.Throughput == 0 {
+		o.Throughput = time.Second
+	}
+	if o.Throughput > 10*time.Minute {
+		return o, fmt.Errorf("bench: capacity: throughput phase %v: want at most 10m", o.Throughput)
+	}
+	if o.Settle == 0 {
+		o.Settle = time.Second
 	}
 	if o.StepTimeout == 0 {
 		o.StepTimeout = 60 * time.Second
@@ -105,14 +138,206 @@ func (o CapacityOptions) withDefaults() (CapacityOptions, error) {
 	if o.Stderr == nil {
 		o.Stderr = os.Stderr
 	}
+	var err error
 	if len(o.RelayCommand) == 0 {
-		cmd, err := DefaultRelayCommand()
-		if err != nil {
+		if o.RelayCommand, err = DefaultRelayCommand(); err != nil {
 			return o, err
 		}
-		o.RelayCommand = cmd
+	}
+	if len(o.ChildCommand) == 0 && len(o.Servers) > 1 {
+		if o.ChildCommand, err = DefaultChildCommand(); err != nil {
+			return o, err
+		}
 	}
 	return o, nil
+}
+
+// ServerStep is what one server measured at one step of the ramp.
+type ServerStep struct {
+	Server string `json:"server"`
+	// Want is how many connections the server was to hold at this step;
+	// Held is how many held an ID once its connects had settled,
+	// HeldAfter how many once its measurements were over.
+	Want      int `json:"want"`
+	Held      int `json:"held"`
+	HeldAfter int `json:"held_after"`
+	// AcceptTime runs from the step's first connect until the server had
+	// accepted (the relay: accepted or refused) every new connection;
+	// AcceptRate is the new connections held over it.
+	AcceptTime time.Duration `json:"accept_time_ns"`
+	AcceptRate float64       `json:"accept_rate_per_s"`
+	// Memory per connection held: the growth of the server process's RSS
+	// and Go heap in use across its connects (read just before and once
+	// they settled), summed over the steps, over the connections it
+	// holds; what the traffic between the connects left behind (buffers,
+	// pools) is not charged to the connections. RSSBytes and HeapBytes
+	// are the process's whole RSS and heap in use at the reading.
+	RSSBytes      int64   `json:"rss_bytes"`
+	HeapBytes     int64   `json:"heap_inuse_bytes"`
+	RSSPerConn    float64 `json:"rss_per_conn"`
+	HeapPerConn   float64 `json:"heap_inuse_per_conn"`
+	KernelPerConn float64 `json:"kernel_per_conn"`
+	// KernelBytes and KernelSockets are the kernel's growth over this
+	// server's connects so far: socket memory, and TCP sockets in use
+	// (sockstat), which its clients alone grow by two per connection.
+	// A connect window in which other processes moved the count of
+	// sockets by more than a tenth of that is left out of both
+	// (KernelLeftOut counts them), and KernelPerConn is 2 × KernelBytes
+	// ÷ KernelSockets over the windows kept: what two sockets cost.
+	KernelBytes   int64 `json:"kernel_bytes"`
+	KernelSockets int64 `json:"kernel_sockets"`
+	KernelLeftOut int   `json:"kernel_windows_left_out,omitempty"`
+	// Broadcasts holds each broadcast's time from its stamp to the last
+	// client's read; BroadcastTTL is their median. Delivered counts the
+	// frames read, Expected is broadcasts × Held.
+	Broadcasts         []time.Duration `json:"broadcast_times_to_last_ns"`
+	BroadcastTTL       time.Duration   `json:"broadcast_time_to_last_ns"`
+	BroadcastDelivered int64           `json:"broadcast_delivered"`
+	BroadcastExpected  int64           `json:"broadcast_expected"`
+	// The paced unicast series: latency from stamp to read (its Count is
+	// the frames read), and the pushes made and taken.
+	Unicast         loadgen.Summary `json:"unicast"`
+	UnicastSent     int64           `json:"unicast_sent"`
+	UnicastAccepted int64           `json:"unicast_accepted"`
+	// Unicasts as fast as the server takes them: pushes written per second,
+	// from the first push until the server had written every push it took
+	// (to the kernel; the relay: or to gnet's buffer when a socket's is
+	// full), and the frames read.
+	Throughput          float64         `json:"unicast_throughput_per_s"`
+	ThroughputSeconds   float64         `json:"throughput_seconds"`
+	ThroughputSent      int64           `json:"throughput_sent"`
+	ThroughputAccepted  int64           `json:"throughput_accepted"`
+	ThroughputDelivered int64           `json:"throughput_delivered"`
+	ThroughputLatency   loadgen.Summary `json:"throughput_latency"`
+	// PushErrors counts pushes the server refused, by reason.
+	PushErrors map[string]int64 `json:"push_errors,omitempty"`
+	// The load generator's CPU and failures over this server's part of
+	// the step.
+	LoadgenCPU time.Duration    `json:"loadgen_cpu_ns"`
+	Failures   map[string]int64 `json:"failures,omitempty"`
+}
+
+// ProcessPerConn is the server process's memory per connection: its RSS
+// growth, or its Go heap's where that grew more. A process's resident
+// memory cannot grow by less than its heap: when its RSS did, the heap
+// reused pages it already held (what a collected burst left free).
+func (s *ServerStep) ProcessPerConn() float64 { return max(s.RSSPerConn, s.HeapPerConn) }
+
+// MemoryPerConn is the connection's whole cost: the process's and the
+// kernel's.
+func (s *ServerStep) MemoryPerConn() float64 { return s.ProcessPerConn() + s.KernelPerConn }
+
+// Delivered returns the frames read over the step's series, and the frames
+// expected: broadcasts × clients, and every push the server took.
+func (s *ServerStep) Delivered() (read, expected int64) {
+	return s.BroadcastDelivered + int64(s.Unicast.Count) + s.ThroughputDelivered,
+		s.BroadcastExpected + s.UnicastAccepted + s.ThroughputAccepted
+}
+
+// CapacityStep is what one step of the ramp measured.
+type CapacityStep struct {
+	Conns    int         `json:"conns"` // the step's count
+	Relay    ServerStep  `json:"relay"`
+	Baseline *ServerStep `json:"baseline,omitempty"`
+	Floor    *ServerStep `json:"floor,omitempty"`
+	// Loopback is the bare loopback write to a waiting reader: the floor
+	// of one message's latency.
+	Loopback *loadgen.Summary `json:"loopback_probe,omitempty"`
+	Ratios   Ratios           `json:"ratios"`
+	Counters HostCounters     `json:"counters"`
+	Elapsed  time.Duration    `json:"elapsed_ns"` // since the ramp began, at the step's end
+}
+
+// RatioPair is a relay figure divided by the baseline's and by the floor's;
+// zero where either was not measured.
+type RatioPair struct {
+	Baseline float64 `json:"vs_baseline,omitempty"`
+	Floor    float64 `json:"vs_floor,omitempty"`
+}
+
+// Ratios set a step's relay figures beside the baseline's and the floor's:
+// relay ÷ other. Below 1 is better for memory, time and latency, above 1
+// for rates.
+type Ratios struct {
+	Memory     RatioPair `json:"memory_per_conn"` // process + kernel
+	RSS        RatioPair `json:"process_per_conn"`
+	Heap       RatioPair `json:"heap_per_conn"`
+	Accept     RatioPair `json:"accept_rate"`
+	Broadcast  RatioPair `json:"broadcast_time_to_last"`
+	Throughput RatioPair `json:"unicast_throughput"`
+	UnicastP50 RatioPair `json:"unicast_p50"`
+	UnicastP99 RatioPair `json:"unicast_p99"`
+	// The relay's paced unicast percentiles ÷ the bare loopback write's.
+	LoopbackP50 float64 `json:"unicast_p50_vs_loopback,omitempty"`
+	LoopbackP99 float64 `json:"unicast_p99_vs_loopback,omitempty"`
+}
+
+// ratio is a ÷ b, zero unless both are positive.
+func ratio(a, b float64) float64 {
+	if a <= 0 || b <= 0 {
+		return 0
+	}
+	return finite(a / b)
+}
+
+func (s *CapacityStep) ratios() Ratios {
+	var r Ratios
+	rl := &s.Relay
+	for _, o := range []struct {
+		st *ServerStep
+		to func(*RatioPair) *float64
+	}{
+		{s.Baseline, func(p *RatioPair) *float64 { return &p.Baseline }},
+		{s.Floor, func(p *RatioPair) *float64 { return &p.Floor }},
+	} {
+		x := o.st
+		if x == nil {
+			continue
+		}
+		if rl.KernelSockets > 0 && x.KernelSockets > 0 {
+			*o.to(&r.Memory) = ratio(rl.MemoryPerConn(), x.MemoryPerConn())
+		}
+		*o.to(&r.Accept) = ratio(rl.AcceptRate, x.AcceptRate)
+		*o.to(&r.Broadcast) = ratio(float64(rl.BroadcastTTL), float64(x.BroadcastTTL))
+		*o.to(&r.Throughput) = ratio(rl.Throughput, x.Throughput)
+		*o.to(&r.UnicastP50) = ratio(float64(rl.Unicast.P50), float64(x.Unicast.P50))
+		*o.to(&r.UnicastP99) = ratio(float64(rl.Unicast.P99), float64(x.Unicast.P99))
+	}
+	if b := s.Baseline; b != nil {
+		// The floor holds a descriptor per connection and next to nothing
+		// else: its RSS and heap are no yardstick, its kernel memory is.
+		r.RSS.Baseline = ratio(rl.ProcessPerConn(), b.ProcessPerConn())
+		r.Heap.Baseline = ratio(rl.HeapPerConn, b.HeapPerConn)
+	}
+	if lb := s.Loopback; lb != nil {
+		r.LoopbackP50 = ratio(float64(rl.Unicast.P50), float64(lb.P50))
+		r.LoopbackP99 = ratio(float64(rl.Unicast.P99), float64(lb.P99))
+	}
+	return r
+}
+
+// CapacityResult is a ramp's report.
+type CapacityResult struct {
+	Machine     Machine  `json:"machine"`
+	Options     string   `json:"options"`
+	Servers     []string `json:"servers"`
+	Broadcasts  int      `json:"broadcasts"`
+	Payload     int      `json:"payload_bytes"`
+	UnicastRate int      `json:"unicast_rate"`
+	Unicasts    int      `json:"unicasts"`
+	Throughput  float64  `json:"throughput_seconds"`
+	// Nofile is each process's RLIMIT_NOFILE, soft and hard: the relay,
+	// the baseline and floor children, and the bench itself (whose
+	// load generator workers inherit it).
+	Nofile map[string][2]uint64 `json:"rlimit_nofile"`
+	Steps  []CapacityStep       `json:"steps"`
+	// Wall is what stopped the relay's ramp; ServerWalls what stopped
+	// another server earlier (the ramp goes on without it).
+	Wall        Wall            `json:"wall"`
+	ServerWalls map[string]Wall `json:"server_walls,omitempty"`
+	Interrupted bool            `json:"interrupted,omitempty"`
+	Started     time.Time       `json:"started"`
+	Notes       []string        `json:"notes"`
 }
 
 // windowCollector merges the latency windows the load generator's runs
@@ -123,6 +348,10 @@ type windowCollector struct {
 	cpu      map[int]time.Duration    // latest CPU per run
 	failedBy map[int]map[string]int64 // latest failures per run
 	progress map[int]loadgen.Progress
+}
+
+func newWindowCollector() *windowCollector {
+	return &windowCollector{cpu: map[int]time.Duration{}, failedBy: map[int]map[string]int64{}, progress: map[int]loadgen.Progress{}}
 }
 
 func (w *windowCollector) callback(run int) func(loadgen.Progress) {
@@ -147,6 +376,40 @@ func (w *windowCollector) take() loadgen.Histogram {
 	return h
 }
 
+func (w *windowCollector) count() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return int64(w.hist.Count())
+}
+
+// awaitQuiet is how long a measurement waits for one more frame before it
+// counts the rest missing: the load generator's workers report twice a
+// second, and their reports reach the collector twice a second.
+const awaitQuiet = 3 * time.Second
+
+// await waits until the window holds want frames, or none arrived for
+// awaitQuiet, or limit passed, or ctx ended; then it returns the window and
+// starts a new one.
+func (w *windowCollector) await(ctx context.Context, want int64, limit time.Duration) loadgen.Histogram {
+	start := time.Now()
+	last, lastGrowth := int64(-1), start
+	for ctx.Err() == nil {
+		n := w.count()
+		if n >= want {
+			break
+		}
+		now := time.Now()
+		if n != last {
+			last, lastGrowth = n, now
+		}
+		if now.Sub(lastGrowth) > awaitQuiet || now.Sub(start) > limit {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return w.take()
+}
+
 func (w *windowCollector) totals() (cpu time.Duration, failed map[string]int64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -169,78 +432,142 @@ func (w *windowCollector) run(run int) (loadgen.Progress, bool) {
 	return p, ok
 }
 
-// RunCapacity ramps connections to a real relay step by step, measuring
-// each step, until the target or the first wall, which it names with its
-// evidence and the doctor's fix. It stops early, with a partial report,
-// when ctx ends. Everything it starts it stops.
-func RunCapacity(ctx context.Context, opts CapacityOptions) (*CapacityResult, error) {
-	opts, err := opts.withDefaults()
-	if err != nil {
-		return nil, err
-	}
-	say := func(format string, args ...any) { fmt.Fprintf(opts.Stderr, "bench capacity: "+format+"\n", args...) }
-	res := &CapacityResult{Machine: readMachine(), Started: time.Now().UTC(),
-		Options: fmt.Sprintf("steps %v, target %d, %s framing, %d unicasts at %d/s per step", opts.Steps, opts.Target, opts.Framing, opts.Unicasts, opts.UnicastRate)}
-	relayLog := &prefixWriter{w: opts.Stderr, prefix: "relay: "}
-	p, err := startRelayProc(append(append([]string(nil), opts.RelayCommand...), "--framing", opts.Framing.String()), nil, relayLog)
-	if err != nil {
-		return nil, err
-	}
-	defer p.stop()
-	base, err := p.settledMetrics(ctx)
-	if err != nil {
-		return nil, err
-	}
-	kernel0, _ := readKernel()
+// clientRun is one load generator run: the clients one step added to a
+// server.
+type clientRun struct {
+	from   int // the connections the server held before it
+	cancel context.CancelFunc
+	done   chan struct{}
+}
 
-	col := &windowCollector{cpu: map[int]time.Duration{}, failedBy: map[int]map[string]int64{}, progress: map[int]loadgen.Progress{}}
-	var runs sync.WaitGroup
-	runCtx, stopRuns := context.WithCancel(context.Background())
-	defer func() {
-		stopRuns()
-		runs.Wait()
-	}()
-	held := 0
-	prevCPU := time.Duration(0)
-	prevFailed := map[string]int64{}
-	prevRejected := base.sum(`pushrelay_connections_rejected_total{reason="max_conns"}`)
-	res.Wall = Wall{ID: WallNone, Name: wallNames[WallNone]}
-	for i, target := range opts.Steps {
-		if ctx.Err() != nil {
-			res.Interrupted = true
-			break
+// rampServer is one server of the ramp and the clients it holds, which the
+// load generator's runs (one per step) keep connected until the end.
+type rampServer struct {
+	name string
+	addr string
+	pid  int
+	rp   *relayProc // the relay
+	c    *child     // the baseline or the floor; one command at a time
+	col  *windowCollector
+
+	ctx    context.Context // the load generator runs'
+	cancel context.CancelFunc
+	runs   []*clientRun // one per step that added clients, in order
+	nruns  int
+
+	held       int           // connections held after the last step
+	kernel     int64         // the kernel's socket memory growth over this server's quiet connect windows, summed
+	sockets    int64         // and its growth in TCP sockets in use
+	leftOut    int           // connect windows left out: other processes' sockets came and went
+	mem        [2]float64    // RSS and Go heap growth over this server's connects, summed
+	prevCPU    time.Duration // the load generator's, at the last step
+	prevFailed map[string]int64
+	stopped    bool // by its own wall; the ramp goes on without it
+}
+
+func startRampServer(ctx context.Context, opts CapacityOptions, name string) (*rampServer, error) {
+	s := &rampServer{name: name, col: newWindowCollector(), prevFailed: map[string]int64{}}
+	if name == ServerRelay {
+		relayLog := &prefixWriter{w: opts.Stderr, prefix: "relay: "}
+		p, err := startRelayProc(append(append([]string(nil), opts.RelayCommand...), "--framing", opts.Framing.String()), nil, relayLog)
+		if err != nil {
+			return nil, err
 		}
-		delta := target - held
-		say("step %d: %d connections (%d new)", i+1, target, delta)
-		before := ReadHostCounters()
-		start := time.Now()
-		runs.Add(1)
-		go func(run int) {
-			defer runs.Done()
-			loadgen.Run(runCtx, loadgen.Options{
-				Target: p.addr, Conns: delta, Framing: opts.Framing,
+		s.rp, s.pid, s.addr = p, p.pid, p.addr
+	} else {
+		c, err := startChild(opts.ChildCommand, name, opts.Framing, nil, opts.Stderr)
+		if err != nil {
+			return nil, err
+		}
+		s.c, s.pid, s.addr = c, c.pid, c.addr.String()
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// counts returns how many connections the server has accepted (the relay:
+// or refused over --max-conns) and how many it holds.
+func (s *rampServer) counts(ctx context.Context) (accepted int64, open int, err error) {
+	if s.rp != nil {
+		m, err := s.rp.metrics(ctx)
+		if err != nil {
+			return 0, 0, err
+		}
+		return int64(m.sum("pushrelay_connections_accepted_total") + m.sum("pushrelay_connections_rejected_total")),
+			int(m.sum("pushrelay_connections_open")), nil
+	}
+	st, err := s.c.count()
+	return int64(st.Accepted), int(st.Conns), err
+}
+
+// memory returns the server process's RSS and Go heap in use. A child
+// collects its garbage and returns free memory to the system first, so
+// what it left from the last measurement's pushes is not read as its
+// connections'; the relay cannot be asked to, and allocates next to
+// nothing as it pushes.
+func (s *rampServer) memory(ctx context.Context) ([2]float64, error) {
+	if s.rp != nil {
+		m, err := s.rp.settledMetrics(ctx)
+		if err != nil {
+			return [2]float64{}, err
+		}
+		return [2]float64{m.sum("pushrelay_process_resident_bytes"), m.sum("pushrelay_go_heap_inuse_bytes")}, nil
+	}
+	if err := s.c.do("gc"); err != nil {
+		return [2]float64{}, err
+	}
+	st, err := s.c.stats()
+	return [2]float64{float64(st.RSSBytes), float64(st.HeapInuse)}, err
+}
+
+// grow connects the server's clients up to want and reads its memory.
+func (s *rampServer) grow(ctx context.Context, opts CapacityOptions, want int) (ServerStep, error) {
+	st := ServerStep{Server: s.name, Want: want}
+	delta := want - s.held
+	// The kernel frees what the last measurement's traffic held a moment
+	// after it: let that happen before the reading this server's growth
+	// is charged against.
+	if err := rest(ctx, opts.Settle); err != nil {
+		return st, err
+	}
+	k0, kerr := readKernel()
+	mem0, err := s.memory(ctx)
+	if err != nil {
+		return st, err
+	}
+	acc0, _, err := s.counts(ctx)
+	if err != nil {
+		return st, err
+	}
+	start := time.Now()
+	acceptedAt := start
+	if delta > 0 {
+		run := s.nruns
+		s.nruns++
+		rctx, cancel := context.WithCancel(s.ctx)
+		cr := &clientRun{from: s.held, cancel: cancel, done: make(chan struct{})}
+		s.runs = append(s.runs, cr)
+		go func() {
+			defer close(cr.done)
+			loadgen.Run(rctx, loadgen.Options{
+				Target: s.addr, Conns: delta, Framing: opts.Framing,
 				Duration: 24 * time.Hour, Deadline: 24 * time.Hour,
 				Executable: opts.LoadgenCommand,
-				Progress:   col.callback(run),
+				Progress:   s.col.callback(run),
 			})
-		}(i)
+		}()
 		// Wait until this step's connects have all settled. The accept
-		// time comes from the relay's own counters, polled every 20 ms:
-		// the load generator reports only twice a second.
-		deadline := time.Now().Add(opts.StepTimeout)
-		acceptedAt := time.Time{}
+		// time comes from the server's own count, polled every 20 ms: the
+		// load generator reports only twice a second.
+		deadline := start.Add(opts.StepTimeout)
+		acceptedAt = time.Time{}
 		for {
 			if acceptedAt.IsZero() {
-				if m, err := p.metrics(ctx); err == nil {
-					done := m.sum("pushrelay_connections_accepted_total") + m.sum("pushrelay_connections_rejected_total") -
-						base.sum("pushrelay_connections_accepted_total") - base.sum("pushrelay_connections_rejected_total")
-					if int(done) >= target {
-						acceptedAt = time.Now()
-					}
+				if acc, _, err := s.counts(ctx); err == nil && acc-acc0 >= int64(delta) {
+					acceptedAt = time.Now()
 				}
 			}
-			pr, ok := col.run(i)
-			if ok && pr.Phase == "holding" {
+			if pr, ok := s.col.run(run); ok && pr.Phase == "holding" {
 				break
 			}
 			if time.Now().After(deadline) || ctx.Err() != nil {
@@ -251,80 +578,315 @@ func RunCapacity(ctx context.Context, opts CapacityOptions) (*CapacityResult, er
 		if acceptedAt.IsZero() {
 			acceptedAt = time.Now()
 		}
-		step := CapacityStep{Conns: target, AcceptTime: acceptedAt.Sub(start)}
-		time.Sleep(time.Second) // settle
-		m, err := p.settledMetrics(ctx)
-		if err != nil {
-			return res, err
-		}
-		open := int(m.sum("pushrelay_connections_open"))
-		step.Established = open
-		if newConns := open - held; newConns > 0 {
-			step.AcceptRate = float64(newConns) / step.AcceptTime.Seconds()
-		}
-		if open > 0 {
-			step.RelayRSS = (m.sum("pushrelay_process_resident_bytes") - base.sum("pushrelay_process_resident_bytes")) / float64(open)
-			step.RelayHeap = (m.sum("pushrelay_go_heap_inuse_bytes") - base.sum("pushrelay_go_heap_inuse_bytes")) / float64(open)
-			if k, err := readKernel(); err == nil {
-				step.Kernel = float64(k.Total()-kernel0.Total()) / float64(open)
-			}
-		}
-		// One broadcast, timed to the last client.
-		col.take()
-		bstart := time.Now()
-		if _, err := p.client.Broadcast(ctx, StampedPayload(nil, time.Now(), 64)); err == nil {
-			for time.Since(bstart) < opts.StepTimeout {
-				time.Sleep(100 * time.Millisecond)
-				col.mu.Lock()
-				n := col.hist.Count()
-				col.mu.Unlock()
-				if int(n) >= open {
-					break
-				}
-			}
-		}
-		bw := col.take()
-		step.Broadcast, step.Delivered = bw.Max(), int(bw.Count())
-		// A paced series of unicasts to random clients.
-		step.Unicast = unicastSeries(ctx, p, opts, col)
-		cpu, failed := col.totals()
-		step.LoadgenCPU = cpu - prevCPU
-		prevCPU = cpu
-		step.Failures = countsSince(prevFailed, failed)
-		prevFailed = failed
-		step.Counters = ReadHostCounters()
-		res.Steps = append(res.Steps, step)
-		say("step %d: %d held, accept %.0f/s, relay %.0f B RSS and %.0f B heap per connection, kernel %.0f B, broadcast to the last client %v, unicast p50 %v p99 %v",
-			i+1, open, step.AcceptRate, step.RelayRSS, step.RelayHeap, step.Kernel, step.Broadcast.Round(time.Microsecond), step.Unicast.P50, step.Unicast.P99)
-
-		rejected := m.sum(`pushrelay_connections_rejected_total{reason="max_conns"}`)
-		ev := WallEvidence{
-			Target: target, Established: open, Failures: step.Failures,
-			RelayRejectedFull: uint64(rejected - prevRejected), RelayMaxConns: int(m.sum("pushrelay_connections_max")),
-			RelayNofile: procNofile(p.pid), Before: before, After: step.Counters,
-		}
-		prevRejected = rejected
-		if w := NameWall(ev); w.ID != WallNone {
-			if h, err := doctor.Read("/"); err == nil {
-				w.AddFix(doctor.Analyze(h, doctor.Options{Target: int64(opts.Target)}))
-			}
-			res.Wall = w
-			say("stopped at %d connections: %s", open, w.Name)
-			break
-		}
-		held = open
 	}
-	return res, nil
+	st.AcceptTime = acceptedAt.Sub(start)
+	if err := rest(ctx, opts.Settle); err != nil {
+		return st, err
+	}
+	_, open, err := s.counts(ctx)
+	if err != nil {
+		return st, err
+	}
+	st.Held, st.HeldAfter = open, open
+	if n := open - s.held; n > 0 && delta > 0 {
+		st.AcceptRate = finite(float64(n) / st.AcceptTime.Seconds())
+	}
+	prev := s.held
+	s.held = open
+	if k1, err := readKernel(); err == nil && kerr == nil && open > prev {
+		sockets, expect := k1.TCPInuse-k0.TCPInuse, 2*int64(open-prev)
+		if abs(sockets-expect)*10 > expect {
+			s.leftOut++
+		} else {
+			s.kernel += k1.Sockets() - k0.Sockets()
+			s.sockets += sockets
+		}
+	}
+	mem, err := s.memory(ctx)
+	if err != nil {
+		if open < want && ctx.Err() == nil {
+			// At its wall a child may not even open /proc/self/status
+			// (EMFILE): the wall is the finding, not the memory.
+			return st, nil
+		}
+		return st, err
+	}
+	st.RSSBytes, st.HeapBytes = int64(mem[0]), int64(mem[1])
+	s.mem[0] += mem[0] - mem0[0]
+	s.mem[1] += mem[1] - mem0[1]
+	if open > 0 {
+		st.RSSPerConn = s.mem[0] / float64(open)
+		st.HeapPerConn = s.mem[1] / float64(open)
+	}
+	st.KernelBytes, st.KernelSockets, st.KernelLeftOut = s.kernel, s.sockets, s.leftOut
+	if s.sockets > 0 {
+		st.KernelPerConn = 2 * float64(s.kernel) / float64(s.sockets)
+	}
+	return st, nil
 }
 
-// unicastSeries pushes opts.Unicasts stamped messages to random clients at
-// opts.UnicastRate and returns their latency.
-func unicastSeries(ctx context.Context, p *relayProc, opts CapacityOptions, col *windowCollector) loadgen.Summary {
+// measure runs the step's series against the server's clients: the
+// broadcasts, the paced unicasts and the unicasts as fast as it takes them.
+func (s *rampServer) measure(ctx context.Context, opts CapacityOptions, st *ServerStep) error {
+	n := int64(st.Held)
+	if n == 0 {
+		return nil
+	}
+	st.PushErrors = map[string]int64{}
+	for range opts.Broadcasts {
+		s.col.take()
+		if err := s.broadcast(ctx, opts); err != nil {
+			return err
+		}
+		h := s.col.await(ctx, n, opts.StepTimeout)
+		st.Broadcasts = append(st.Broadcasts, h.Max())
+		st.BroadcastDelivered += int64(h.Count())
+	}
+	st.BroadcastExpected = int64(opts.Broadcasts) * n
+	st.BroadcastTTL = medianDuration(st.Broadcasts)
+
+	if opts.Unicasts > 0 {
+		s.col.take()
+		t := s.paced(ctx, opts)
+		if t.err != nil {
+			return t.err
+		}
+		st.UnicastSent, st.UnicastAccepted = t.sent, t.accepted
+		addCounts(st.PushErrors, t.errors)
+		h := s.col.await(ctx, t.accepted, opts.StepTimeout)
+		st.Unicast = h.Summarize()
+	}
+	if len(st.PushErrors) == 0 {
+		st.PushErrors = nil
+	}
+	_, open, err := s.counts(ctx)
+	st.HeldAfter = open
+	return err
+}
+
+// measureThroughput pushes unicasts to the server's clients as fast as it
+// takes them, and counts them as they are read.
+func (s *rampServer) measureThroughput(ctx context.Context, opts CapacityOptions, st *ServerStep) error {
+	s.col.take()
+	t := s.throughput(ctx, opts)
+	if t.err != nil {
+		return t.err
+	}
+	st.ThroughputSent, st.ThroughputAccepted, st.ThroughputSeconds = t.sent, t.accepted, t.seconds
+	st.Throughput = finite(float64(t.accepted) / t.seconds)
+	if len(t.errors) > 0 {
+		if st.PushErrors == nil {
+			st.PushErrors = map[string]int64{}
+		}
+		addCounts(st.PushErrors, t.errors)
+	}
+	h := s.col.await(ctx, t.accepted, opts.StepTimeout)
+	st.ThroughputDelivered = int64(h.Count())
+	st.ThroughputLatency = h.Summarize()
+	_, open, err := s.counts(ctx)
+	st.HeldAfter = min(st.HeldAfter, open)
+	return err
+}
+
+// tally fills the load generator's CPU and failures since the last step.
+func (s *rampServer) tally(st *ServerStep) {
+	cpu, failed := s.col.totals()
+	st.LoadgenCPU = cpu - s.prevCPU
+	s.prevCPU = cpu
+	st.Failures = countsSince(s.prevFailed, failed)
+	s.prevFailed = failed
+}
+
+// broadcast pushes one stamped payload to every client: the relay through
+// its ingress, the baseline with its Broadcast, the floor with one write(2)
+// per socket in turn.
+func (s *rampServer) broadcast(ctx context.Context, opts CapacityOptions) error {
+	switch s.name {
+	case ServerRelay:
+		_, err := s.rp.client.Broadcast(ctx, StampedPayload(nil, time.Now(), opts.Payload))
+		return err
+	case ServerBaseline:
+		var r BroadcastReply
+		if err := s.c.call(fmt.Sprintf("broadcast %d", opts.Payload), &r); err != nil {
+			return err
+		}
+		if r.Error != "" {
+			return fmt.Errorf("bench: baseline: %s", r.Error)
+		}
+		return nil
+	}
+	var run FloorRun
+	if err := s.c.callTimeout(fmt.Sprintf("floor-sweep %d", opts.Payload), &run, opts.StepTimeout); err != nil {
+		return err
+	}
+	if run.Error != "" {
+		return fmt.Errorf("bench: floor: %s", run.Error)
+	}
+	return nil
+}
+
+// childPush runs a push command on a child and tallies its FloorRun.
+func (s *rampServer) childPush(command string, limit time.Duration) pushTally {
+	var run FloorRun
+	if err := s.c.callTimeout(command, &run, limit); err != nil {
+		return pushTally{err: err}
+	}
+	if run.Error != "" {
+		return pushTally{err: fmt.Errorf("bench: %s: %s: %s", s.name, command, run.Error)}
+	}
+	t := pushTally{sent: run.Writes + run.Errors, accepted: run.Writes, seconds: run.Seconds}
+	if run.Errors > 0 {
+		t.errors = map[string]int64{"refused": run.Errors}
+	}
+	return t
+}
+
+// paced pushes opts.Unicasts stamped payloads to random clients,
+// opts.UnicastRate a second.
+func (s *rampServer) paced(ctx context.Context, opts CapacityOptions) pushTally {
+	secs := strconv.FormatFloat(float64(opts.Unicasts)/float64(opts.UnicastRate), 'f', -1, 64)
+	limit := time.Duration(float64(opts.Unicasts)/float64(opts.UnicastRate)*float64(time.Second)) + time.Minute
+	switch s.name {
+	case ServerBaseline:
+		return s.childPush(fmt.Sprintf("send-paced %d %s %d", opts.UnicastRate, secs, opts.Payload), limit)
+	case ServerFloor:
+		return s.childPush(fmt.Sprintf("floor-paced %d %s %d", opts.UnicastRate, secs, opts.Payload), limit)
+	}
+	ids, err := relayIDs(ctx, s.rp)
+	if err != nil {
+		return pushTally{err: err}
+	}
+	errs0 := s.rp.errs.snapshot()
+	rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	every := time.Second / time.Duration(opts.UnicastRate)
+	start := time.Now()
+	next := start
+	var (
+		buf []byte
+		t   pushTally
+	)
+	for k := 0; k < opts.Unicasts && ctx.Err() == nil; k++ {
+		time.Sleep(time.Until(next))
+		next = next.Add(every)
+		buf = StampedPayload(buf[:0], time.Now(), opts.Payload)
+		if err := s.rp.client.SendNoReply(ids[rng.IntN(len(ids))], buf); err != nil {
+			return pushTally{err: err}
+		}
+		t.sent++
+	}
+	t.seconds = time.Since(start).Seconds()
+	// Replies come in order: once the ping's is in, every error reply is.
+	if err := s.rp.client.Ping(ctx); err != nil {
+		return pushTally{err: err}
+	}
+	t.errors = countsSince(errs0, s.rp.errs.snapshot())
+	t.accepted = t.sent - sumCounts(t.errors)
+	return t
+}
+
+// throughput pushes stamped payloads to random clients as fast as the
+// server takes them for opts.Throughput.
+func (s *rampServer) throughput(ctx context.Context, opts CapacityOptions) pushTally {
+	secs := strconv.FormatFloat(opts.Throughput.Seconds(), 'f', -1, 64)
+	limit := opts.Throughput + time.Minute
+	switch s.name {
+	case ServerBaseline:
+		return s.childPush(fmt.Sprintf("send-rate %s %d", secs, opts.Payload), limit)
+	case ServerFloor:
+		return s.childPush(fmt.Sprintf("floor-rate %s %d", secs, opts.Payload), limit)
+	}
+	ids, err := relayIDs(ctx, s.rp)
+	if err != nil {
+		return pushTally{err: err}
+	}
+	// The ingress answers a ping once the pushes before it are on their
+	// loops' way, not written: the run lasts until the relay's loops have
+	// written every push it took (to the kernel, or to gnet's buffer when a
+	// socket's is full), as the floor's and the baseline's do.
+	m0, err := s.rp.settledMetrics(ctx)
+	if err != nil {
+		return pushTally{err: err}
+	}
+	const written = "pushrelay_messages_written_total"
+	start := time.Now()
+	t := unixThroughput(ctx, s.rp, ids, IngressOptions{Duration: opts.Throughput, UnixWorkers: 4, Batch: 256, Payload: opts.Payload})
+	if t.err != nil {
+		return t
+	}
+	for deadline := time.Now().Add(opts.StepTimeout); time.Now().Before(deadline) && ctx.Err() == nil; {
+		m, err := s.rp.metrics(ctx)
+		if err != nil {
+			return pushTally{err: err}
+		}
+		if int64(m0.delta(m, written)) >= t.accepted {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.seconds = time.Since(start).Seconds()
+	return t
+}
+
+// stopClients ends the server's load generator runs, which close every
+// client.
+func (s *rampServer) stopClients() {
+	s.cancel()
+	for _, r := range s.runs {
+		<-r.done
+	}
+}
+
+// shrink ends the runs that took the server past to connections, newest
+// first, and waits until it holds no more than to.
+func (s *rampServer) shrink(ctx context.Context, to int, limit time.Duration) error {
+	for len(s.runs) > 0 && s.runs[len(s.runs)-1].from >= to {
+		r := s.runs[len(s.runs)-1]
+		r.cancel()
+		<-r.done
+		s.runs = s.runs[:len(s.runs)-1]
+	}
+	deadline := time.Now().Add(limit)
+	for {
+		if s.name == ServerFloor {
+			// The floor never reads, so it never notices a client gone
+			// by itself.
+			if err := s.c.do("floor-prune"); err != nil {
+				return err
+			}
+		}
+		_, open, err := s.counts(ctx)
+		if err != nil {
+			return err
+		}
+		s.held = open
+		if open <= to {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bench: %s holds %d connections %v after its clients past %d closed", s.name, open, limit, to)
+		}
+		if err := rest(ctx, 20*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// stop ends the clients, then the server.
+func (s *rampServer) stop() error {
+	s.stopClients()
+	if s.rp != nil {
+		return s.rp.stop()
+	}
+	return s.c.quit()
+}
+
+// relayIDs lists the relay's clients through its ingress.
+func relayIDs(ctx context.Context, p *relayProc) ([]string, error) {
 	var ids []string
 	for cursor := ""; ; {
 		page, next, err := p.client.List(ctx, cursor, relay.MaxListPage)
 		if err != nil {
-			return loadgen.Summary{}
+			return nil, fmt.Errorf("bench: relay: list clients: %w", err)
 		}
 		ids = append(ids, page...)
 		if next == "" {
@@ -333,31 +895,309 @@ func unicastSeries(ctx context.Context, p *relayProc, opts CapacityOptions, col 
 		cursor = next
 	}
 	if len(ids) == 0 {
-		return loadgen.Summary{}
+		return nil, errors.New("bench: relay: no clients to push to")
 	}
-	col.take()
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
-	every := time.Second / time.Duration(opts.UnicastRate)
-	next := time.Now()
-	var buf []byte
-	for k := 0; k < opts.Unicasts && ctx.Err() == nil; k++ {
-		time.Sleep(time.Until(next))
-		next = next.Add(every)
-		buf = StampedPayload(buf[:0], time.Now(), 64)
-		p.client.SendNoReply(ids[rng.IntN(len(ids))], buf)
+	return ids, nil
+}
+
+func abs(n int64) int64 {
+	if n < 0 {
+		return -n
 	}
-	deadline := time.Now().Add(opts.StepTimeout)
-	for time.Now().Before(deadline) {
-		col.mu.Lock()
-		n := col.hist.Count()
-		col.mu.Unlock()
-		if int(n) >= opts.Unicasts {
+	return n
+}
+
+func addCounts(dst, src map[string]int64) {
+	for k, v := range src {
+		dst[k] += v
+	}
+}
+
+// medianDuration returns the middle value (the lower of the middle two), 0
+// for none.
+func medianDuration(v []time.Duration) time.Duration {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[(len(s)-1)/2]
+}
+
+// capacityNotes say how the ramp measures, for its report.
+func capacityNotes(opts CapacityOptions) []string {
+	return []string{
+		"Each server runs in a process of its own and keeps its clients from step to step: the relay is the real binary (`pushrelay serve`, every default); the baseline is bench.Baseline (goroutines per connection on Go's net package, same framing and IDs) and the floor is bench.FloorServer (one thread: blocking accept4 and an ID write; bare write(2) calls on command), each in `pushrelay bench child`. Each server's clients are held by load generator worker processes of their own (one run per step, raw sockets on epoll).",
+		"At each step the relay grows first and is measured; then the baseline and the floor grow to the count the relay held and are measured in turn. While one server is measured the others sit idle with their clients connected: no traffic, so no CPU, and every process stays under its own RLIMIT_NOFILE. A server that cannot hold the relay's count stops there, its wall named, and the ramp goes on without it.",
+		"Memory per connection: the growth of the server process's RSS and Go heap in use across its connects (read just before them and once they had settled), summed over the steps, over the connections it holds. What the traffic between connects left behind (the relay's frame pools and write buffers after a burst, say) is thus not charged to the connections; the whole process's RSS and heap at each reading are in results.json. The children collect garbage and return free memory to the system before each reading (two GCs and FreeOSMemory), so the baseline's figures are live memory; the relay cannot be asked to, and allocates next to nothing as it pushes; but after a burst it holds frames in pools that a later collection frees, and its heap then grows into those pages without growing its RSS, so the process's memory per connection is its RSS growth or its heap's, whichever is larger. Kernel: the growth of the slab caches sockets draw on (TCP, sock_inode_cache, dentry, filp, eventpoll; active objects × size; TCP's buffer pages are left out, as idle sockets hold next to none and other processes' traffic moves them by megabytes) over that server's own connects, divided by the growth in TCP sockets in use (sockstat) over the same windows and doubled (both loopback ends), summed over the steps. A connect window in which other processes moved the count of TCP sockets by more than a tenth of the two per new connection is left out, and a figure marked * averages the windows that were not. The memory ratios compare process + kernel per connection.",
+		"The steps go up first, each server's memory, accepts, broadcasts and paced unicasts measured at each; the unicasts as fast as taken run on the way back down, from the last step to the first, each step down closing the clients the step above added: such a burst leaves buffers and pools behind in a server, which would otherwise be read as the next step's memory. A server stopped at its own wall is gone by then and has none.",
+		"Accept rate: the step's new connections over the time from its first connect until the server had accepted them all (the relay's counters, or the child's count, polled every 20 ms).",
+		fmt.Sprintf("Broadcasts: %d per server per step, each once every client had read the last; the relay's through its Unix ingress, the baseline's with its Broadcast (one frame offered to every connection's channel), the floor's one write(2) per socket in turn. Time to last is from the stamp taken just before the push to the read of the last client, median over the broadcasts.", opts.Broadcasts),
+		fmt.Sprintf("Unicasts: %d to random clients at %d/s, latency from the stamp to the client's read; the relay's through its Unix ingress (SendNoReply), the baseline's with its Send and the floor's with one write(2) each, inside their own processes: they pay no ingress hop, the relay does. Throughput: %v as fast as each takes them, the relay from 4 pushers in batches of 256 each awaiting a ping, the baseline from one goroutine with at most 1,024 pushes unwritten, the floor from one thread; the rate is the pushes taken over the time from the first push until the server had written the last of them (the relay's written-messages counter and the baseline's written count, polled), and every one is counted again as it is read.", opts.Unicasts, opts.UnicastRate, opts.Throughput),
+		"The bare loopback write is one loopback TCP connection with a thread blocked in read(2): the latency floor of one message, with no epoll and no other socket on the path.",
+		"This machine's two cores are shared with the load generator, which reads every frame; on a busy host the time figures measured the neighbours too. The ratios, measured seconds apart by the same clients, carry over; the absolute figures do not.",
+	}
+}
+
+// RunCapacity ramps connections to the real relay step by step, and to the
+// goroutine-per-connection baseline and the kernel floor beside it, until
+// the target or the relay's first wall, which it names with its evidence and
+// the doctor's fix. Every step measures each server's memory per
+// connection, accept rate, broadcasts and unicasts, and a bare loopback
+// write; every relay figure is also a ratio to the baseline's and the
+// floor's. It stops early, with a partial report of the steps completed
+// (Interrupted), when ctx ends. Everything it starts it stops.
+func RunCapacity(ctx context.Context, opts CapacityOptions) (res *CapacityResult, err error) {
+	opts, err = opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	began := time.Now()
+	say := func(format string, args ...any) {
+		fmt.Fprintf(opts.Stderr, "bench capacity [%s]: %s\n", time.Since(began).Round(time.Second), fmt.Sprintf(format, args...))
+	}
+	res = &CapacityResult{
+		Machine: readMachine(), Started: began.UTC(), Servers: opts.Servers,
+		Options:    fmt.Sprintf("steps %v, target %d, %s framing, servers %s, %d broadcasts, %d unicasts at %d/s and %v of unicast throughput per server per step, %d-byte payloads", opts.Steps, opts.Target, opts.Framing, strings.Join(opts.Servers, ", "), opts.Broadcasts, opts.Unicasts, opts.UnicastRate, max(0, opts.Throughput), opts.Payload),
+		Broadcasts: opts.Broadcasts, Payload: opts.Payload, UnicastRate: opts.UnicastRate, Unicasts: opts.Unicasts, Throughput: max(0, opts.Throughput.Seconds()),
+		Nofile: map[string][2]uint64{"bench": procNofile(os.Getpid())},
+		Wall:   Wall{ID: WallNone, Name: wallNames[WallNone]},
+		Notes:  capacityNotes(opts),
+	}
+	var servers []*rampServer
+	defer func() {
+		// Clients first, so no server has anything left to write.
+		for _, s := range servers {
+			if !s.stopped {
+				s.stopClients()
+			}
+		}
+		for _, s := range servers {
+			if s.stopped {
+				continue
+			}
+			if serr := s.stop(); serr != nil && err == nil && !res.Interrupted {
+				err = serr
+			}
+		}
+	}()
+	interrupted := func() bool {
+		if ctx.Err() != nil {
+			res.Interrupted = true
+			say("interrupted: the report holds the steps completed (%d)", len(res.Steps))
+			return true
+		}
+		return false
+	}
+	for _, name := range opts.Servers {
+		say("starting %s", name)
+		s, err := startRampServer(ctx, opts, name)
+		if err != nil {
+			if interrupted() {
+				return res, nil
+			}
+			return res, err
+		}
+		servers = append(servers, s)
+		res.Nofile[name] = procNofile(s.pid)
+	}
+	rl := servers[0]
+	m, err := rl.rp.metrics(ctx)
+	if err != nil {
+		if interrupted() {
+			return res, nil
+		}
+		return res, err
+	}
+	prevRejected := m.sum(`pushrelay_connections_rejected_total{reason="max_conns"}`)
+	for i, target := range opts.Steps {
+		if interrupted() {
 			break
 		}
-		time.Sleep(100 * time.Millisecond)
+		say("step %d of %d: %s connections", i+1, len(opts.Steps), fmtInt(int64(target)))
+		step := CapacityStep{Conns: target}
+		before := ReadHostCounters()
+		rs, err := rl.grow(ctx, opts, target)
+		if err == nil {
+			say("relay: %s held; measuring", fmtInt(int64(rs.Held)))
+			err = rl.measure(ctx, opts, &rs)
+		}
+		if interrupted() {
+			break
+		}
+		if err != nil {
+			return res, err
+		}
+		rl.tally(&rs)
+		step.Relay = rs
+		say("relay: %s", serverLine(&rs))
+		m, err := rl.rp.metrics(ctx)
+		if err != nil {
+			if interrupted() {
+				break
+			}
+			return res, err
+		}
+		rejected := m.sum(`pushrelay_connections_rejected_total{reason="max_conns"}`)
+		wall := NameWall(WallEvidence{
+			Target: target, Established: rs.Held, Failures: rs.Failures,
+			RelayRejectedFull: uint64(rejected - prevRejected), RelayMaxConns: int(m.sum("pushrelay_connections_max")),
+			RelayNofile: procNofile(rl.pid), Before: before, After: ReadHostCounters(),
+		})
+		prevRejected = rejected
+
+		for _, s := range servers[1:] {
+			if s.stopped || rs.Held == 0 {
+				continue
+			}
+			b := ReadHostCounters()
+			ss, err := s.grow(ctx, opts, rs.Held)
+			if err == nil && ss.Held < rs.Held {
+				s.tally(&ss)
+				s.hitWall(opts, res, &ss, b, say)
+				continue
+			}
+			if err == nil {
+				say("%s: %s held; measuring", s.name, fmtInt(int64(ss.Held)))
+				err = s.measure(ctx, opts, &ss)
+			}
+			if interrupted() {
+				break
+			}
+			if err != nil {
+				return res, err
+			}
+			s.tally(&ss)
+			say("%s: %s", s.name, serverLine(&ss))
+			if s.name == ServerBaseline {
+				step.Baseline = &ss
+			} else {
+				step.Floor = &ss
+			}
+		}
+		if res.Interrupted {
+			break
+		}
+		if opts.Unicasts > 0 {
+			lb, err := LoopbackProbe(opts.Unicasts, opts.Payload, time.Second/time.Duration(opts.UnicastRate), opts.Framing)
+			if err != nil {
+				return res, err
+			}
+			step.Loopback = &lb
+		}
+		if interrupted() {
+			break
+		}
+		step.Counters = ReadHostCounters()
+		step.Elapsed = time.Since(began)
+		step.Ratios = step.ratios()
+		res.Steps = append(res.Steps, step)
+		say("step %d done: %s", i+1, ratioLine(&step))
+		if opts.OnStep != nil {
+			opts.OnStep(step)
+		}
+		if wall.ID != WallNone {
+			if h, err := doctor.Read("/"); err == nil {
+				wall.AddFix(doctor.Analyze(h, doctor.Options{Target: int64(opts.Target)}))
+			}
+			res.Wall = wall
+			say("the relay stopped at %s connections: %s", fmtInt(int64(rs.Held)), wall.Name)
+			break
+		}
 	}
-	h := col.take()
-	return h.Summarize()
+	if opts.Throughput > 0 && !res.Interrupted {
+		if err := descend(ctx, opts, res, servers, say); err != nil && !interrupted() {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// descend measures unicasts as fast as each server takes them, at each
+// step from the last down: such a burst leaves buffers and pools behind in
+// a server, so it runs once every memory reading is done, and each step
+// down closes the clients the step above added.
+func descend(ctx context.Context, opts CapacityOptions, res *CapacityResult, servers []*rampServer, say func(string, ...any)) error {
+	for i := len(res.Steps) - 1; i >= 0; i-- {
+		step := &res.Steps[i]
+		for _, s := range servers {
+			st := step.server(s.name)
+			if s.stopped || st == nil {
+				continue
+			}
+			if err := s.shrink(ctx, st.Held, opts.StepTimeout); err != nil {
+				return err
+			}
+			if err := s.measureThroughput(ctx, opts, st); err != nil {
+				return err
+			}
+		}
+		step.Ratios = step.ratios()
+		var parts []string
+		for _, x := range step.servers() {
+			parts = append(parts, fmt.Sprintf("%s %s (%s of %s read)", x.Server, fmtRate(x.Throughput), fmtInt(x.ThroughputDelivered), fmtInt(x.ThroughputAccepted)))
+		}
+		say("step %d: unicasts as fast as taken: %s", i+1, strings.Join(parts, ", "))
+	}
+	return nil
+}
+
+// server returns the step's figures for the named server, nil if it was
+// not measured.
+func (s *CapacityStep) server(name string) *ServerStep {
+	switch name {
+	case ServerRelay:
+		return &s.Relay
+	case ServerBaseline:
+		return s.Baseline
+	case ServerFloor:
+		return s.Floor
+	}
+	return nil
+}
+
+// hitWall records that the server could not hold the relay's count, names
+// why, and stops it and its clients; the ramp goes on without it.
+func (s *rampServer) hitWall(opts CapacityOptions, res *CapacityResult, st *ServerStep, before HostCounters, say func(string, ...any)) {
+	nofile := procNofile(s.pid)
+	w := NameWall(WallEvidence{Target: st.Want, Established: st.Held, Failures: st.Failures, Before: before, After: ReadHostCounters()})
+	w.Evidence = append(w.Evidence, fmt.Sprintf("the %s held %d of %d connections; its RLIMIT_NOFILE is soft %d, hard %d", s.name, st.Held, st.Want, nofile[0], nofile[1]))
+	if h, err := doctor.Read("/"); err == nil {
+		w.AddFix(doctor.Analyze(h, doctor.Options{Target: int64(opts.Target)}))
+	}
+	if res.ServerWalls == nil {
+		res.ServerWalls = map[string]Wall{}
+	}
+	res.ServerWalls[s.name] = w
+	say("%s stopped at %s connections (%s); the ramp goes on without it", s.name, fmtInt(int64(st.Held)), w.Name)
+	if err := s.stop(); err != nil {
+		say("%s: %v", s.name, err)
+	}
+	s.stopped = true
+}
+
+// serverLine is a server's step on one progress line.
+func serverLine(s *ServerStep) string {
+	read, want := s.Delivered()
+	return fmt.Sprintf("%s held, accept %s, %s process + %s kernel per connection, broadcast to the last client %s, unicast p50 %s p99 %s, %s of %s frames read",
+		fmtInt(int64(s.Held)), fmtRate(s.AcceptRate), fmtBytes(s.ProcessPerConn()), fmtBytes(s.KernelPerConn), fmtDur(s.BroadcastTTL),
+		fmtDur(s.Unicast.P50), fmtDur(s.Unicast.P99), fmtInt(read), fmtInt(want))
+}
+
+// ratioLine is a step's main ratios on one progress line.
+func ratioLine(s *CapacityStep) string {
+	r := s.Ratios
+	return fmt.Sprintf("relay ÷ baseline: memory %s, broadcast %s, unicast p50 %s; relay ÷ floor: memory %s, broadcast %s, unicast p50 %s",
+		fmtRatio(r.Memory.Baseline), fmtRatio(r.Broadcast.Baseline), fmtRatio(r.UnicastP50.Baseline),
+		fmtRatio(r.Memory.Floor), fmtRatio(r.Broadcast.Floor), fmtRatio(r.UnicastP50.Floor))
+}
+
+// fmtRatio prints a ratio, "—" for one not measured.
+func fmtRatio(v float64) string {
+	if v == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f", v)
 }
 
 // procNofile reads a process's RLIMIT_NOFILE from /proc/PID/limits.
@@ -395,120 +1235,3 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 	}
 	return len(b), nil
 }
-
-// WriteCapacity writes results.json, results.md and chart.svg into dir.
-func WriteCapacity(dir string, res *CapacityResult, command string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	b, err := json.MarshalIndent(res, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(b, '\n'), 0o644); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "results.md"), []byte(CapacityMarkdown(res, command)), 0o644); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, "chart.svg"), []byte(CapacitySVG(res)), 0o644)
-}
-
-// CapacityMarkdown renders the ramp as Markdown tables.
-func CapacityMarkdown(res *CapacityResult, command string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "### Capacity ramp\n\n```sh\n%s\n```\n\nMeasured %s on %s. %s.\n\n", command, res.Started.Format("2006-01-02 15:04 UTC"), res.Machine, res.Options)
-	b.WriteString("| step | held | accept rate | relay RSS/conn | relay heap/conn | kernel/conn | broadcast to last client | delivered | unicast p50 | unicast p99 | load generator CPU | failures |\n")
-	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
-	for i, s := range res.Steps {
-		fmt.Fprintf(&b, "| %d | %d of %d | %.0f/s | %.0f B | %.0f B | %.0f B | %v | %d | %v | %v | %v | %s |\n",
-			i+1, s.Established, s.Conns, s.AcceptRate, s.RelayRSS, s.RelayHeap, s.Kernel,
-			s.Broadcast.Round(time.Microsecond), s.Delivered, s.Unicast.P50.Round(time.Microsecond), s.Unicast.P99.Round(time.Microsecond),
-			s.LoadgenCPU.Round(time.Millisecond), failureList(s.Failures))
-	}
-	fmt.Fprintf(&b, "\n**Wall: %s**", res.Wall.Name)
-	if res.Wall.ID != WallNone {
-		fmt.Fprintf(&b, " at %d connections.\n\n", res.Wall.At)
-		for _, e := range res.Wall.Evidence {
-			fmt.Fprintf(&b, "- %s\n", e)
-		}
-		if len(res.Wall.Fix) > 0 {
-			b.WriteString("\nThe fix (from `pushrelay doctor`):\n\n```\n" + strings.Join(res.Wall.Fix, "\n") + "\n```\n")
-		}
-		if res.Wall.Around != "" {
-			fmt.Fprintf(&b, "\n%s\n", res.Wall.Around)
-		}
-	} else {
-		b.WriteString(".\n")
-	}
-	if res.Interrupted {
-		b.WriteString("\nInterrupted: a partial report.\n")
-	}
-	b.WriteString("\n- Per-connection figures are the relay process's growth since it held no connection, over the connections held; the kernel's is the host's slab and TCP buffer growth over the client connections, both loopback ends included.\n")
-	return b.String()
-}
-
-// CapacitySVG draws connections against memory per connection and against
-// the broadcast's time to the last client: two panels a browser opens.
-func CapacitySVG(res *CapacityResult) string {
-	const w, h, pad = 720, 310, 60
-	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", w, 2*h)
-	maxX := 1
-	for _, s := range res.Steps {
-		maxX = max(maxX, s.Established)
-	}
-	panel := func(top int, title, unit string, series []struct {
-		name  string
-		color string
-		y     func(CapacityStep) float64
-	}) {
-		maxY := 1.0
-		for _, sr := range series {
-			for _, s := range res.Steps {
-				maxY = max(maxY, sr.y(s))
-			}
-		}
-		maxY *= 1.35 // headroom for the legend
-		x0, y0, x1, y1 := pad, top+h-pad/2, w-pad/2, top+pad/2
-		fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="14">%s</text>`+"\n", pad, top+20, title)
-		fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/><line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/>`+"\n", x0, y0, x1, y0, x0, y0, x0, y1)
-		ym := (y0 + y1) / 2
-		fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#ddd"/>`+"\n", x0, ym, x1, ym)
-		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%.0f %s</text><text x="%d" y="%d" text-anchor="end">%.0f</text><text x="%d" y="%d" text-anchor="end">0</text>`+"\n", x0-4, y1+4, maxY, unit, x0-4, ym+4, maxY/2, x0-4, y0)
-		for _, s := range res.Steps {
-			px := float64(x0) + float64(x1-x0)*float64(s.Established)/float64(maxX)
-			fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle" font-size="10">%d</text>`+"\n", px, y0+14, s.Established)
-		}
-		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">client connections held</text>`+"\n", x1, y0+28)
-		for k, sr := range series {
-			var pts []string
-			for _, s := range res.Steps {
-				px := float64(x0) + float64(x1-x0)*float64(s.Established)/float64(maxX)
-				py := float64(y0) - float64(y0-y1)*sr.y(s)/maxY
-				pts = append(pts, fmt.Sprintf("%.1f,%.1f", px, py))
-				fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="3" fill="%s"/>`+"\n", px, py, sr.color)
-			}
-			fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>`+"\n", sr.color, strings.Join(pts, " "))
-			fmt.Fprintf(&b, `<text x="%d" y="%d" fill="%s" text-anchor="end">%s</text>`+"\n", x1, y1+14*(k+1), sr.color, sr.name)
-		}
-	}
-	type series = struct {
-		name  string
-		color string
-		y     func(CapacityStep) float64
-	}
-	panel(0, "Memory per connection", "B", []series{
-		{"relay RSS", "#1f77b4", func(s CapacityStep) float64 { return s.RelayRSS }},
-		{"relay Go heap", "#2ca02c", func(s CapacityStep) float64 { return s.RelayHeap }},
-		{"kernel (both ends)", "#ff7f0e", func(s CapacityStep) float64 { return s.Kernel }},
-	})
-	panel(h, "Broadcast: time to the last client", "ms", []series{
-		{"relay", "#d62728", func(s CapacityStep) float64 { return float64(s.Broadcast) / 1e6 }},
-	})
-	b.WriteString("</svg>\n")
-	return b.String()
-}
-
-// ErrNoSteps is returned when a ramp could not measure a single step.
-var ErrNoSteps = errors.New("bench: capacity: no step completed")

@@ -156,6 +156,15 @@ func startChildServer(cfg ChildConfig) (childServer, error) {
 //	floor-sweep SIZE
 //	               one frame, stamped once, to every socket in turn:
 //	               FloorRun (floor only)
+//	floor-prune    closes the sockets whose peer has gone, so that count
+//	               counts the live ones: {"ok":true} (floor only)
+//	send-rate SECONDS SIZE
+//	               stamped SIZE-byte pushes to random clients with Send,
+//	               as fast as one goroutine can with at most
+//	               BaselineInflight unwritten, for SECONDS: FloorRun
+//	               (baseline only)
+//	send-paced RATE SECONDS SIZE
+//	               the same, RATE pushes a second: FloorRun (baseline only)
 //	quit           stops the server and returns
 //
 // End of input is a quit. A bad command is answered {"error":"..."} and the
@@ -232,12 +241,22 @@ func RunChild(cfg ChildConfig, in io.Reader, out io.Writer) error {
 			reply = childBroadcast(srv, arg)
 		case "floor-rate", "floor-paced", "floor-sweep":
 			reply = floorCommand(srv, verb, arg)
+		case "floor-prune":
+			f, ok := srv.(*FloorServer)
+			if !ok {
+				reply = okOrError(errors.New("floor-prune needs the floor server"))
+				break
+			}
+			_, err := f.Prune()
+			reply = okOrError(err)
+		case "send-rate", "send-paced":
+			reply = sendCommand(srv, verb, arg)
 		case "quit":
 			err := srv.Close()
 			_ = enc.Encode(okOrError(err))
 			return err
 		default:
-			reply = okOrError(fmt.Errorf("unknown command %q (want stats, count, gc, heap, cpu-start, cpu-stop, broadcast, floor-rate, floor-paced, floor-sweep or quit)", verb))
+			reply = okOrError(fmt.Errorf("unknown command %q (want stats, count, gc, heap, cpu-start, cpu-stop, broadcast, floor-rate, floor-paced, floor-sweep, floor-prune, send-rate, send-paced or quit)", verb))
 		}
 		if err := enc.Encode(reply); err != nil {
 			_ = srv.Close()
@@ -310,14 +329,6 @@ func floorCommand(srv childServer, verb, arg string) FloorRun {
 		return FloorRun{Error: verb + " needs the floor server"}
 	}
 	args := strings.Fields(arg)
-	seconds := func(s string) (time.Duration, error) {
-		v, err := strconv.ParseFloat(s, 64)
-		d := time.Duration(v * float64(time.Second))
-		if err != nil || d <= 0 || d > maxFloorRun {
-			return 0, fmt.Errorf("duration %q: want seconds, more than 0 and at most %v", s, maxFloorRun)
-		}
-		return d, nil
-	}
 	var (
 		run FloorRun
 		err error
@@ -326,22 +337,15 @@ func floorCommand(srv childServer, verb, arg string) FloorRun {
 	case verb == "floor-rate" && len(args) == 2:
 		var d time.Duration
 		var size int
-		if d, err = seconds(args[0]); err == nil {
-			if size, err = parseSize(args[1]); err == nil {
-				run, err = f.WriteRate(d, size)
-			}
+		if d, size, err = parseRateArgs(args); err == nil {
+			run, err = f.WriteRate(d, size)
 		}
 	case verb == "floor-paced" && len(args) == 3:
 		var rate float64
 		var d time.Duration
 		var size int
-		rate, err = strconv.ParseFloat(args[0], 64)
-		if err != nil || rate <= 0 || rate > 1e7 {
-			err = fmt.Errorf("rate %q: want frames a second, more than 0", args[0])
-		} else if d, err = seconds(args[1]); err == nil {
-			if size, err = parseSize(args[2]); err == nil {
-				run, err = f.WritePaced(rate, d, size)
-			}
+		if rate, d, size, err = parsePacedArgs(args); err == nil {
+			run, err = f.WritePaced(rate, d, size)
 		}
 	case verb == "floor-sweep" && len(args) == 1:
 		var size int
@@ -350,6 +354,70 @@ func floorCommand(srv childServer, verb, arg string) FloorRun {
 		}
 	default:
 		err = fmt.Errorf("%s %q: wrong arguments (floor-rate SECONDS SIZE, floor-paced RATE SECONDS SIZE, floor-sweep SIZE)", verb, arg)
+	}
+	if err != nil {
+		run.Error = err.Error()
+	}
+	return run
+}
+
+// parseSeconds reads a push run's duration.
+func parseSeconds(s string) (time.Duration, error) {
+	v, err := strconv.ParseFloat(s, 64)
+	d := time.Duration(v * float64(time.Second))
+	if err != nil || d <= 0 || d > maxFloorRun {
+		return 0, fmt.Errorf("duration %q: want seconds, more than 0 and at most %v", s, maxFloorRun)
+	}
+	return d, nil
+}
+
+// parseRateArgs reads SECONDS SIZE.
+func parseRateArgs(args []string) (time.Duration, int, error) {
+	d, err := parseSeconds(args[0])
+	if err != nil {
+		return 0, 0, err
+	}
+	size, err := parseSize(args[1])
+	return d, size, err
+}
+
+// parsePacedArgs reads RATE SECONDS SIZE.
+func parsePacedArgs(args []string) (float64, time.Duration, int, error) {
+	rate, err := strconv.ParseFloat(args[0], 64)
+	if err != nil || rate <= 0 || rate > 1e7 {
+		return 0, 0, 0, fmt.Errorf("rate %q: want pushes a second, more than 0 and at most 10,000,000", args[0])
+	}
+	d, size, err := parseRateArgs(args[1:])
+	return rate, d, size, err
+}
+
+// sendCommand runs send-rate or send-paced on the baseline.
+func sendCommand(srv childServer, verb, arg string) FloorRun {
+	b, ok := srv.(*Baseline)
+	if !ok {
+		return FloorRun{Error: verb + " needs the baseline server"}
+	}
+	args := strings.Fields(arg)
+	var (
+		run FloorRun
+		err error
+	)
+	switch {
+	case verb == "send-rate" && len(args) == 2:
+		var d time.Duration
+		var size int
+		if d, size, err = parseRateArgs(args); err == nil {
+			run, err = b.SendRate(d, size)
+		}
+	case verb == "send-paced" && len(args) == 3:
+		var rate float64
+		var d time.Duration
+		var size int
+		if rate, d, size, err = parsePacedArgs(args); err == nil {
+			run, err = b.SendPaced(rate, d, size)
+		}
+	default:
+		err = fmt.Errorf("%s %q: wrong arguments (send-rate SECONDS SIZE, send-paced RATE SECONDS SIZE)", verb, arg)
 	}
 	if err != nil {
 		run.Error = err.Error()

@@ -17,9 +17,13 @@
 //   - RunFanout broadcasts to 1,000 to 19,000 clients: time to the last
 //     client and CPU per delivery for the relay, Baseline and the floor;
 //     bursts on a topic; unicasts during broadcasts.
-//   - RunCapacity ramps connections to the real relay step by step until a
-//     target or the first wall, which NameWall names with its evidence and
-//     the doctor's fix.
+//   - RunCapacity ramps connections step by step to the real relay, and to
+//     Baseline and the floor beside it, until a target or the relay's
+//     first wall, which NameWall names with its evidence and the doctor's
+//     fix. Each step measures every server's memory per connection, accept
+//     rate, broadcasts and unicasts, plus a bare loopback write
+//     (LoopbackProbe), and sets the relay's figures beside the others' as
+//     ratios. `pushrelay bench quick` is one such step, at 5,000 clients.
 //
 // Each server runs in a child process of its own (`pushrelay bench child`,
 // see RunChild), so its memory figures are its own and not the client's. The

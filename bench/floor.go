@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"runtime"
@@ -16,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pushrelay/pushrelay/loadgen"
 	"github.com/pushrelay/pushrelay/relay"
 )
 
@@ -121,8 +124,52 @@ func (s *FloorServer) Addr() *net.TCPAddr { return s.addr }
 // Accepted returns how many connections were accepted.
 func (s *FloorServer) Accepted() uint64 { return uint64(s.accepted.Load()) }
 
-// Len returns how many connections are held: every accepted one.
-func (s *FloorServer) Len() int { return int(s.accepted.Load()) }
+// Len returns how many connections are held: every accepted one, less
+// those Prune closed.
+func (s *FloorServer) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.held)
+}
+
+// Prune closes the held sockets whose peer has gone (reset or shut down),
+// so that Len counts the live ones, and returns how many it closed. It
+// never reads: a peer that sent data is not a gone peer. Call it from the
+// goroutine that runs the write methods.
+func (s *FloorServer) Prune() (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kept := make([]int, 0, len(s.held))
+	closed := 0
+	const batch = 4096 // well below RLIMIT_NOFILE, which bounds poll(2)'s count
+	for lo := 0; lo < len(s.held); lo += batch {
+		fds := s.held[lo:min(lo+batch, len(s.held))]
+		pfds := make([]unix.PollFd, len(fds))
+		for i, fd := range fds {
+			pfds[i] = unix.PollFd{Fd: int32(fd), Events: unix.POLLRDHUP}
+		}
+		for {
+			_, err := unix.Poll(pfds, 0)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return closed, fmt.Errorf("bench: floor: poll held sockets: %w", err)
+			}
+			break
+		}
+		for _, p := range pfds {
+			if p.Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0 {
+				unix.Close(int(p.Fd))
+				closed++
+				continue
+			}
+			kept = append(kept, int(p.Fd))
+		}
+	}
+	s.held = kept
+	return closed, nil
+}
 
 // sockets returns the descriptors held now. The slice is shared: read it
 // only.
@@ -218,7 +265,7 @@ func (s *FloorServer) WritePaced(rate float64, d time.Duration, size int) (Floor
 	}
 	rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	w := newFloorWriter(s.framing, size)
-	n := int64(rate * d.Seconds())
+	n := int64(math.Round(rate * d.Seconds()))
 	last := w.start
 	for i := range n {
 		due := w.start.Add(time.Duration(float64(i) * float64(time.Second) / rate))
@@ -286,4 +333,121 @@ func threadCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// LoopbackProbe is the kernel's floor for one message's latency: one
+// loopback TCP connection with a thread blocked in read(2) at one end and,
+// at the other, count frames of a size-byte payload stamped just before
+// its write(2), gap apart, each written once the last has been read. It
+// returns the latency from each stamp to the return of the read that
+// completed its frame. Nothing else is on the path: no epoll, no queue, no
+// other socket.
+func LoopbackProbe(count, size int, gap time.Duration, framing relay.Framing) (loadgen.Summary, error) {
+	if count <= 0 {
+		return loadgen.Summary{}, fmt.Errorf("bench: loopback probe: count %d: want at least 1", count)
+	}
+	lfd, addr, err := listenRaw("loopback probe", "127.0.0.1:0")
+	if err != nil {
+		return loadgen.Summary{}, err
+	}
+	defer unix.Close(lfd)
+	wfd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return loadgen.Summary{}, fmt.Errorf("bench: loopback probe: socket: %w", err)
+	}
+	defer closeReset(wfd)
+	// No Nagle: a frame written while the reader's ACK of the last is
+	// still delayed would otherwise wait for it.
+	if err := unix.SetsockoptInt(wfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
+		return loadgen.Summary{}, fmt.Errorf("bench: loopback probe: TCP_NODELAY: %w", err)
+	}
+	if err := unix.Connect(wfd, &unix.SockaddrInet4{Port: addr.Port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		return loadgen.Summary{}, fmt.Errorf("bench: loopback probe: connect: %w", err)
+	}
+	rfd, _, err := unix.Accept4(lfd, unix.SOCK_CLOEXEC)
+	if err != nil {
+		return loadgen.Summary{}, fmt.Errorf("bench: loopback probe: accept: %w", err)
+	}
+	defer closeReset(rfd)
+	tv := unix.NsecToTimeval((10 * time.Second).Nanoseconds())
+	if err := unix.SetsockoptTimeval(rfd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return loadgen.Summary{}, fmt.Errorf("bench: loopback probe: SO_RCVTIMEO: %w", err)
+	}
+	frameLen := len(framing.AppendFrame(nil, StampedPayload(nil, time.Now(), size)))
+	type reading struct {
+		lat time.Duration
+		err error
+	}
+	read := make(chan reading)
+	go func() {
+		// The waiting reader: a thread of its own, blocked in read(2).
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		buf := make([]byte, frameLen)
+		for range count {
+			n := 0
+			for n < frameLen {
+				m, err := unix.Read(rfd, buf[n:])
+				if err == unix.EINTR {
+					continue
+				}
+				if err != nil || m == 0 {
+					read <- reading{err: fmt.Errorf("bench: loopback probe: read after %d of %d bytes: %v", n, frameLen, err)}
+					return
+				}
+				n += m
+			}
+			now := time.Now()
+			fr := relay.NewFrameReader(bytesReader(buf), framing, frameLen)
+			payload, err := fr.Next()
+			if err != nil {
+				read <- reading{err: fmt.Errorf("bench: loopback probe: frame: %w", err)}
+				return
+			}
+			stamp, ok := loadgen.ParseStamp(payload)
+			if !ok {
+				read <- reading{err: fmt.Errorf("bench: loopback probe: frame %q carries no stamp", payload)}
+				return
+			}
+			read <- reading{lat: now.Sub(time.Unix(0, stamp))}
+		}
+	}()
+	var (
+		hist    loadgen.Histogram
+		payload = make([]byte, 0, size+32)
+		frame   = make([]byte, 0, frameLen)
+	)
+	for range count {
+		time.Sleep(gap)
+		payload = StampedPayload(payload[:0], time.Now(), size)
+		frame = framing.AppendFrame(frame[:0], payload)
+		for b := frame; len(b) > 0; {
+			n, err := unix.Write(wfd, b)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				closeReset(rfd) // wakes the reader
+				<-read
+				return hist.Summarize(), fmt.Errorf("bench: loopback probe: write: %w", err)
+			}
+			b = b[n:]
+		}
+		r := <-read
+		if r.err != nil {
+			return hist.Summarize(), r.err
+		}
+		hist.Record(r.lat)
+	}
+	return hist.Summarize(), nil
+}
+
+// bytesReader reads one buffer once.
+type bytesReader []byte
+
+func (b bytesReader) Read(p []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, io.EOF
+	}
+	return copy(p, b), nil
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/pushrelay/pushrelay/loadgen"
 	"github.com/pushrelay/pushrelay/relay"
 )
 
@@ -47,8 +48,16 @@ func (s *FloorServer) WritePaced(float64, time.Duration, int) (FloorRun, error) 
 	return FloorRun{}, ErrUnsupported
 }
 
+// Prune reports ErrUnsupported.
+func (s *FloorServer) Prune() (int, error) { return 0, ErrUnsupported }
+
 // Sweep reports ErrUnsupported.
 func (s *FloorServer) Sweep(int) (FloorRun, error) { return FloorRun{}, ErrUnsupported }
 
 // Close does nothing.
 func (s *FloorServer) Close() error { return nil }
+
+// LoopbackProbe reports ErrUnsupported.
+func LoopbackProbe(int, int, time.Duration, relay.Framing) (loadgen.Summary, error) {
+	return loadgen.Summary{}, ErrUnsupported
+}

@@ -27,8 +27,14 @@ type Machine struct {
 	TCPSyncookies  string `json:"tcp_syncookies"`
 	TCPMaxSynBklog string `json:"tcp_max_syn_backlog"`
 	PortRange      string `json:"ip_local_port_range"`
-	PageSize       int    `json:"page_size"`
-	GoVersion      string `json:"go_version"`
+	// The other limits a host runs into as connections grow.
+	RlimitNofileHard uint64 `json:"rlimit_nofile_hard"`
+	FileMax          string `json:"file_max"` // fs.file-max
+	NrOpen           string `json:"nr_open"`  // fs.nr_open: the ceiling for RLIMIT_NOFILE
+	TCPMem           string `json:"tcp_mem"`  // net.ipv4.tcp_mem, pages: low, pressure, high
+	ConntrackMax     string `json:"nf_conntrack_max,omitempty"`
+	PageSize         int    `json:"page_size"`
+	GoVersion        string `json:"go_version"`
 }
 
 // String is the one-line description used in reports.
@@ -54,6 +60,11 @@ func readMachine() Machine {
 	m.TCPSyncookies = readTrimmed("/proc/sys/net/ipv4/tcp_syncookies")
 	m.TCPMaxSynBklog = readTrimmed("/proc/sys/net/ipv4/tcp_max_syn_backlog")
 	m.PortRange = strings.Join(strings.Fields(readTrimmed("/proc/sys/net/ipv4/ip_local_port_range")), "-")
+	m.RlimitNofileHard = procNofile(os.Getpid())[1]
+	m.FileMax = readTrimmed("/proc/sys/fs/file-max")
+	m.NrOpen = readTrimmed("/proc/sys/fs/nr_open")
+	m.TCPMem = strings.Join(strings.Fields(readTrimmed("/proc/sys/net/ipv4/tcp_mem")), " ")
+	m.ConntrackMax = readTrimmed("/proc/sys/net/netfilter/nf_conntrack_max")
 	return m
 }
 
@@ -239,6 +250,23 @@ type Kernel struct {
 // Total is the kernel memory that counts towards sockets: all slab plus
 // TCP's buffer pages.
 func (k Kernel) Total() int64 { return k.SlabBytes + k.TCPMemBytes }
+
+// Sockets is the kernel memory that idle sockets hold: the slab caches a
+// socket draws from (slabCaches, active objects × object size); Total when
+// /proc/slabinfo could not be read. TCP's buffer pages are left out: an
+// idle socket holds next to none, and other processes' traffic moves them
+// by megabytes. On a shared host it moves much less than Total with what
+// else runs there (a compile grows slab by megabytes of inodes).
+func (k Kernel) Sockets() int64 {
+	if len(k.Caches) == 0 {
+		return k.Total()
+	}
+	var b int64
+	for _, c := range k.Caches {
+		b += c.Bytes
+	}
+	return b
+}
 
 func readKernel() (Kernel, error) {
 	var k Kernel

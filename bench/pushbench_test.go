@@ -85,6 +85,15 @@ func TestChildFloorAndBroadcastCommands(t *testing.T) {
 	if err := c.call("broadcast 32", &br); err != nil || br.Error == "" {
 		t.Errorf("broadcast on the floor: got %v, %+v; want an error reply", err, br)
 	}
+	// The floor never reads: it counts a client gone once pruned.
+	clients[0].conn.Close()
+	waitFor(t, "the floor to prune a closed client", func() bool {
+		st, err := c.count()
+		if err != nil || c.do("floor-prune") != nil {
+			return false
+		}
+		return st.Conns == 2 && st.Accepted == 3
+	})
 
 	b, err := startChild(testChildCommand(t), ServerBaseline, relay.FramingNUL, nil, os.Stderr)
 	if err != nil {
@@ -105,6 +114,36 @@ func TestChildFloorAndBroadcastCommands(t *testing.T) {
 	}
 	if got, err := cl.next(5 * time.Second); err != nil || len(got) != 32 || !strings.HasPrefix(string(got), loadgen.StampPrefix) {
 		t.Errorf("baseline client read %q, %v; want a 32-byte stamped payload", got, err)
+	}
+	// The baseline's unicast runs: every push queued reaches the one
+	// client, stamped, in order of queueing.
+	for _, cmd := range []string{"send-paced 200 0.05 48", "send-rate 0.05 48"} {
+		var run FloorRun
+		if err := b.call(cmd, &run); err != nil || run.Error != "" {
+			t.Fatalf("%s: %v %s", cmd, err, run.Error)
+		}
+		if run.Writes <= 0 || run.Errors != 0 || run.Seconds <= 0 || run.Bytes != 48*run.Writes {
+			t.Errorf("%s: %+v; want 48-byte pushes and no errors", cmd, run)
+		}
+		if cmd == "send-paced 200 0.05 48" && run.Writes != 10 {
+			t.Errorf("%s: %d pushes, want 10", cmd, run.Writes)
+		}
+		for i := range run.Writes {
+			got, err := cl.next(5 * time.Second)
+			if _, ok := loadgen.ParseStamp(got); err != nil || !ok || len(got) != 48 {
+				t.Fatalf("%s: push %d of %d: read %q, %v; want a 48-byte stamped payload", cmd, i+1, run.Writes, got, err)
+			}
+		}
+	}
+	for _, bad := range []string{"send-rate 0 64", "send-paced 0 1 64", "send-paced 10 1", "send-rate 1 99999999"} {
+		var run FloorRun
+		if err := b.call(bad, &run); err != nil || run.Error == "" {
+			t.Errorf("%q: got %v, %+v; want an error reply", bad, err, run)
+		}
+	}
+	run = FloorRun{}
+	if err := c.call("send-rate 0.05 64", &run); err != nil || run.Error == "" {
+		t.Errorf("send-rate on the floor: got %v, %+v; want an error reply", err, run)
 	}
 }
 

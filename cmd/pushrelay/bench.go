@@ -28,9 +28,10 @@ func benchCommands() []command {
 		{"ingress", "measure pushes through the relay's Unix socket and HTTP API: throughput, latency and CPU, against a bare write(2) floor", runBenchIngress},
 		{"fanout", "measure broadcasts to many clients against a goroutine-per-connection baseline and a bare sequential writer; coalescing; unicasts during broadcasts", runBenchFanout},
 		{"web", "measure the browser transports: memory per idle WebSocket and SSE client, broadcast time to last with and without compression, beside raw TCP", runBenchWeb},
-		{"capacity", "ramp connections to the relay step by step until a target or the first wall, and name the wall with its evidence and fix", runBenchCapacity},
+		{"capacity", "ramp connections to the relay, the baseline and the floor step by step until a target or the relay's first wall, and name the wall with its evidence and fix", runBenchCapacity},
+		{"quick", "5,000 clients each against the relay, the baseline and the floor: memory, accepts, broadcasts and unicasts, summed up relay beside baseline", runBenchQuick},
 		{"cluster", "measure a push across relay nodes (NATS) against a push to the node's own clients", runBenchCluster},
-		{"child", "run one server for a measuring parent (used by idle, storm, ingress and fanout)", runBenchChild},
+		{"child", "run one server for a measuring parent (used by idle, storm, ingress, fanout, capacity and quick)", runBenchChild},
 	}
 }
 
@@ -55,7 +56,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 			return c.run(args[1:], stdout, stderr)
 		}
 	}
-	fmt.Fprintf(stderr, "pushrelay bench: unknown command %q (want idle, storm, ingress, fanout or child)\n", args[0])
+	fmt.Fprintf(stderr, "pushrelay bench: unknown command %q (want idle, storm, ingress, fanout, web, capacity, quick, cluster or child)\n", args[0])
 	return 2
 }
 
@@ -345,7 +346,7 @@ func runBenchFanout(args []string, stdout, stderr io.Writer) int {
 }
 
 func runBenchChild(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("bench child", "Runs one server and answers a measuring parent's commands (stats, count, gc, heap PATH, cpu-start PATH, cpu-stop, broadcast SIZE, floor-rate SECONDS SIZE, floor-paced RATE SECONDS SIZE, floor-sweep SIZE, quit), one per line on stdin, one JSON line each on stdout. End of stdin quits.", stderr)
+	fs := newFlagSet("bench child", "Runs one server and answers a measuring parent's commands (stats, count, gc, heap PATH, cpu-start PATH, cpu-stop, broadcast SIZE, floor-rate SECONDS SIZE, floor-paced RATE SECONDS SIZE, floor-sweep SIZE, floor-prune, send-rate SECONDS SIZE, send-paced RATE SECONDS SIZE, quit), one per line on stdin, one JSON line each on stdout. End of stdin quits.", stderr)
 	var server, listen, framing string
 	fs.StringVar(&server, "server", "relay", "The `server` to run: relay (its defaults), baseline (goroutines per connection), accept4 (a bare accept loop) accept4-write (the same, writing each connection a 22-character ID) or floor (accept4 with an ID greeting, writing frames with bare write(2) calls on command).")
 	fs.StringVar(&listen, "listen", "127.0.0.1:0", "The `HOST:PORT` the server listens on; port 0 picks a free port, reported on the first line.")
@@ -373,22 +374,91 @@ func runBenchChild(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// capacityFlags are the flags bench capacity and bench quick share.
+type capacityFlags struct {
+	servers, framing, relayFlags, out string
+	broadcasts, payload, rate, n      int
+	throughput, settle                time.Duration
+}
+
+func (c *capacityFlags) register(fs *flagSet, broadcasts, unicasts, rate int, throughput time.Duration) {
+	fs.StringVar(&c.servers, "servers", "relay,baseline,floor", "The servers to measure at each step, in order, as a comma-separated `list`: relay first, then baseline (goroutines per connection) and floor (bare accept4 and write(2) on one thread), either or both.")
+	fs.StringVar(&c.framing, "framing", "nul", "The `framing` of every server's frames: nul, line or len32.")
+	fs.IntVar(&c.broadcasts, "broadcasts", broadcasts, "How many broadcasts (`N`) each server makes at each step, each once every client has read the last.")
+	fs.IntVar(&c.payload, "payload", 64, "The size of every pushed payload in `bytes`, timestamp included.")
+	fs.IntVar(&c.rate, "unicast-rate", rate, "The pace of the paced unicast series: `N` pushes a second.")
+	fs.IntVar(&c.n, "unicasts", unicasts, "How many paced unicasts (`N`) each server pushes to random clients at each step; as many bare loopback writes time the latency floor.")
+	fs.DurationVar(&c.throughput, "throughput", throughput, "How `long` each server pushes unicasts as fast as it takes them, at each step; 0 skips it.")
+	fs.DurationVar(&c.settle, "settle", time.Second, "How `long` each step's connections sit before memory is read.")
+	fs.StringVar(&c.relayFlags, "relay-flags", "", "Extra `flags` for the relay's serve command, space-separated: for experiments; the defaults are what is measured.")
+}
+
+// options checks the flags and fills opts.
+func (c *capacityFlags) options(opts *bench.CapacityOptions) error {
+	var err error
+	opts.Servers = splitBenchList(c.servers)
+	if opts.Framing, err = relay.ParseFraming(c.framing); err != nil {
+		return fmt.Errorf("--framing: %w", err)
+	}
+	if c.broadcasts <= 0 || c.payload <= 0 || c.rate <= 0 || c.n <= 0 || c.throughput < 0 || c.settle <= 0 {
+		return errors.New("--broadcasts, --payload, --unicast-rate, --unicasts and --settle must be positive, --throughput 0 or more")
+	}
+	opts.Broadcasts, opts.Payload, opts.UnicastRate, opts.Unicasts = c.broadcasts, c.payload, c.rate, c.n
+	opts.Throughput, opts.Settle = c.throughput, c.settle
+	if c.throughput == 0 {
+		opts.Throughput = -1 // bench treats 0 as its default
+	}
+	if opts.RelayCommand, err = bench.DefaultRelayCommand(); err != nil {
+		return err
+	}
+	opts.RelayCommand = append(opts.RelayCommand, strings.Fields(c.relayFlags)...)
+	return nil
+}
+
+// benchCapacityReport runs the ramp and writes its report, partial if it
+// was interrupted. Exit status: 0, 1 on an error, 130 when interrupted.
+func benchCapacityReport(name string, args []string, opts bench.CapacityOptions, out string, stdout, stderr io.Writer,
+	markdown func(*bench.CapacityResult, string) string, write func(string, *bench.CapacityResult, string) error) int {
+	ctx, cancel := benchContext()
+	defer cancel()
+	res, err := bench.RunCapacity(ctx, opts)
+	if err != nil && res == nil {
+		fmt.Fprintf(stderr, "pushrelay bench %s: %v\n", name, err)
+		return 1
+	}
+	command := strings.TrimSpace("pushrelay bench " + name + " " + strings.Join(args, " "))
+	fmt.Fprint(stdout, markdown(res, command))
+	if out == "" {
+		out = bench.DefaultOutDir(name, res.Started)
+	}
+	if werr := write(out, res, command); werr != nil {
+		fmt.Fprintf(stderr, "pushrelay bench %s: %v\n", name, werr)
+		return 1
+	}
+	fmt.Fprintf(stderr, "pushrelay bench %s: results in %s\n", name, out)
+	switch {
+	case err != nil:
+		fmt.Fprintf(stderr, "pushrelay bench %s: %v\n", name, err)
+		return 1
+	case res.Interrupted:
+		fmt.Fprintf(stderr, "pushrelay bench %s: interrupted; the report holds the steps completed (%d)\n", name, len(res.Steps))
+		return 130
+	}
+	return 0
+}
+
 func runBenchCapacity(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("bench capacity", "Starts the relay binary, then holds more and more idle clients (load generator worker processes, as many as the open-file limit needs), measuring at each step memory per connection (relay and kernel), accept rate, one broadcast's time to the last client and a paced unicast series, until --target or the first failure, which it names with its evidence and the fix pushrelay doctor gives. Writes results.json, results.md and chart.svg.", stderr)
+	fs := newFlagSet("bench capacity", "Starts the relay binary, the goroutine-per-connection baseline and the kernel floor, each in a process of its own, then holds more and more idle clients against each (load generator worker processes, as many as the open-file limit needs), measuring at each step every server's memory per connection (process and kernel), accept rate, broadcasts' time to the last client, a paced unicast series and unicasts as fast as taken, plus a bare loopback write; every relay figure is also a ratio to the baseline's and the floor's. The ramp goes on until --target or the relay's first failure, which it names with its evidence and the fix pushrelay doctor gives. Writes results.json, results.md, summary.md and chart.svg; Ctrl-C leaves a partial report.", stderr)
 	var (
-		opts            bench.CapacityOptions
-		steps, out      string
-		framing         string
-		relayFlags      string
-		target, rate, n int
+		opts   bench.CapacityOptions
+		cf     capacityFlags
+		steps  string
+		target int
 	)
 	fs.IntVar(&target, "target", 50000, "The connection count (`N`) that ends the ramp if no wall comes first.")
 	fs.StringVar(&steps, "steps", "", "The connection counts to hold, as a comma-separated `list`; empty means 1000,2000,5000,10000, then every 10,000 up to --target.")
-	fs.StringVar(&framing, "framing", "nul", "The relay's `framing`: nul, line or len32.")
-	fs.IntVar(&rate, "unicast-rate", 500, "The pace of each step's unicast series, in pushes a `second`.")
-	fs.IntVar(&n, "unicasts", 500, "How many unicasts (`N`) each step pushes to random clients.")
-	fs.StringVar(&relayFlags, "relay-flags", "", "Extra `flags` for the relay's serve command, space-separated: for experiments; the defaults are what is measured.")
-	fs.StringVar(&out, "out", "", "The `directory` that receives the results; empty means bench-results/capacity-UTCTIMESTAMP.")
+	cf.register(fs, 3, 500, 500, time.Second)
+	fs.StringVar(&cf.out, "out", "", "The `directory` that receives the results; empty means bench-results/capacity-UTCTIMESTAMP.")
 	if err := fs.parse(args, stdout); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -403,41 +473,43 @@ func runBenchCapacity(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	if opts.Framing, err = relay.ParseFraming(framing); err != nil {
-		fmt.Fprintf(stderr, "pushrelay bench capacity: --framing: %v\n", err)
+	if target <= 0 {
+		fmt.Fprintln(stderr, "pushrelay bench capacity: --target must be positive")
 		return 2
 	}
-	if target <= 0 || rate <= 0 || n <= 0 {
-		fmt.Fprintln(stderr, "pushrelay bench capacity: --target, --unicast-rate and --unicasts must be positive")
+	opts.Target, opts.Stderr = target, stderr
+	if err := cf.options(&opts); err != nil {
+		fmt.Fprintf(stderr, "pushrelay bench capacity: %v\n", err)
 		return 2
 	}
-	opts.Target, opts.UnicastRate, opts.Unicasts, opts.Stderr = target, rate, n, stderr
-	if opts.RelayCommand, err = bench.DefaultRelayCommand(); err != nil {
-		fmt.Fprintf(stderr, "pushrelay bench capacity: %v\n", err)
-		return 1
+	return benchCapacityReport("capacity", args, opts, cf.out, stdout, stderr, bench.CapacityMarkdown, bench.WriteCapacity)
+}
+
+func runBenchQuick(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("bench quick", "The quick side-by-side: holds --conns idle clients against the relay binary, the goroutine-per-connection baseline and the kernel floor in turn (each in a process of its own, all held at once), and measures each server's memory per connection, accept rate, a broadcast series, a paced unicast series and unicasts as fast as taken, plus a bare loopback write; it ends with one table of the relay beside the baseline and the floor. Writes results.json, results.md and summary.md (that table).", stderr)
+	var (
+		opts  bench.CapacityOptions
+		cf    capacityFlags
+		conns int
+	)
+	fs.IntVar(&conns, "conns", 5000, "How many clients (`N`) each server holds. Each server and the load generator's workers hold one descriptor per client.")
+	cf.register(fs, 20, 2000, 1000, 2*time.Second)
+	fs.StringVar(&cf.out, "out", "", "The `directory` that receives the results; empty means bench-results/quick-UTCTIMESTAMP.")
+	if err := fs.parse(args, stdout); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "pushrelay bench quick: %v\n", err)
+		return 2
 	}
-	opts.RelayCommand = append(opts.RelayCommand, strings.Fields(relayFlags)...)
-	ctx, cancel := benchContext()
-	defer cancel()
-	res, err := bench.RunCapacity(ctx, opts)
-	if err != nil && res == nil {
-		fmt.Fprintf(stderr, "pushrelay bench capacity: %v\n", err)
-		return 1
+	if conns <= 0 {
+		fmt.Fprintln(stderr, "pushrelay bench quick: --conns must be positive")
+		return 2
 	}
-	command := "pushrelay bench capacity " + strings.Join(args, " ")
-	md := bench.CapacityMarkdown(res, strings.TrimSpace(command))
-	fmt.Fprint(stdout, md)
-	if out == "" {
-		out = bench.DefaultOutDir("capacity", res.Started)
+	opts.Steps, opts.Target, opts.Stderr = []int{conns}, conns, stderr
+	if err := cf.options(&opts); err != nil {
+		fmt.Fprintf(stderr, "pushrelay bench quick: %v\n", err)
+		return 2
 	}
-	if werr := bench.WriteCapacity(out, res, strings.TrimSpace(command)); werr != nil {
-		fmt.Fprintf(stderr, "pushrelay bench capacity: %v\n", werr)
-		return 1
-	}
-	fmt.Fprintf(stderr, "pushrelay bench capacity: results in %s (chart.svg opens in a browser)\n", out)
-	if err != nil {
-		fmt.Fprintf(stderr, "pushrelay bench capacity: %v\n", err)
-		return 1
-	}
-	return 0
+	return benchCapacityReport("quick", args, opts, cf.out, stdout, stderr, bench.QuickMarkdown, bench.WriteQuick)
 }
