@@ -540,6 +540,10 @@ func (l *loop) closeSession(s *session, why CloseReason) {
 	if why == ReasonSlow || why == ReasonInbound {
 		_ = s.conn.SetLinger(0)
 	}
+	if why == ReasonKicked && (s.transport == transportWS || s.transport == transportWSDeflate) {
+		// A browser sees a clean close (1000, "kicked") rather than 1006.
+		l.wsCloseFrame(s, wsCloseNormal, "kicked")
+	}
 	_ = l.el.Close(s.conn) // runs OnClose before it returns
 }
 

@@ -370,14 +370,22 @@ func (l *loop) wsInbound(s *session, c gnet.Conn) (used, free int, act gnet.Acti
 
 // wsClose writes a close frame with code and closes the connection.
 func (l *loop) wsClose(s *session, code uint16, why CloseReason) gnet.Action {
-	if s.conn.OutboundBuffered() == 0 {
-		var p [2]byte
-		binary.BigEndian.PutUint16(p[:], code)
-		l.webBuf = appendWSFrame(l.webBuf[:0], wsOpClose, false, p[:])
-		_, _ = s.conn.Write(l.webBuf)
-	}
+	l.wsCloseFrame(s, code, "")
 	s.reason = why
 	return gnet.Close
+}
+
+// wsCloseFrame writes a close frame with code and reason, after what the
+// connection already has queued, unless that would pass its outbound cap.
+func (l *loop) wsCloseFrame(s *session, code uint16, reason string) {
+	if s.conn.OutboundBuffered()+4+len(reason) > l.srv.cfg.MaxOutbound {
+		return
+	}
+	var p [2 + 123]byte
+	binary.BigEndian.PutUint16(p[:], code)
+	n := 2 + copy(p[2:], reason)
+	l.webBuf = appendWSFrame(l.webBuf[:0], wsOpClose, false, p[:n])
+	_, _ = s.conn.Write(l.webBuf)
 }
 
 // wsFlags bits.

@@ -576,3 +576,24 @@ func TestWebSocketCompressesOnce(t *testing.T) {
 		t.Fatalf("compressed %d times, want once for all clients", n)
 	}
 }
+
+// TestWebSocketKickSendsClose: a kicked browser gets what was queued for
+// it, then a close frame (1000, "kicked"), not a bare disconnect.
+func TestWebSocketKickSendsClose(t *testing.T) {
+	srv := startWeb(t, Config{})
+	w := dialWS(t, srv)
+	srv.Send(w.id, []byte("last words"))
+	if st := srv.Kick(w.id); st != Queued {
+		t.Fatalf("Kick: %v", st)
+	}
+	if f := w.frame(); string(f.payload) != "last words" {
+		t.Fatalf("before the close: %q", f.payload)
+	}
+	f := w.frame()
+	if f.op != wsOpClose || binary.BigEndian.Uint16(f.payload) != wsCloseNormal || string(f.payload[2:]) != "kicked" {
+		t.Fatalf("got op %d %q, want close 1000 \"kicked\"", f.op, f.payload)
+	}
+	if !w.closed() {
+		t.Fatal("connection still open after a kick")
+	}
+}
