@@ -29,6 +29,7 @@ const (
 	kindSubscribe                   // add sess to topics
 	kindUnsubscribe                 // remove sess from topics
 	kindPublish                     // write frame to the loop's members of topic
+	kindGoodbye                     // shutdown: a close frame to every WebSocket, then reply on probe
 )
 
 // item is one unit of work in a loop's mailbox. Items are values in a
@@ -312,6 +313,14 @@ func (l *loop) apply(it *item) {
 			n++ // work still queued counts as unwritten
 		}
 		it.probe <- n
+	case kindGoodbye:
+		l.flushAll()
+		for _, s := range l.sessions {
+			if s.transport == transportWS || s.transport == transportWSDeflate {
+				l.wsCloseFrame(s, wsCloseGoingAway, "shutting down")
+			}
+		}
+		it.probe <- 0
 	case kindSubscribe, kindUnsubscribe:
 		l.jobs.epoch++ // a queued publish may no longer take later frames
 		l.applyTopicOp(it)

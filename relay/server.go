@@ -247,6 +247,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		dctx, cancel := context.WithTimeout(ctx, s.cfg.DrainTimeout)
 		left := s.drain(dctx)
+		if s.webAddr != nil && left == 0 {
+			s.goodbye(dctx)
+		}
 		cancel()
 		if left > 0 {
 			s.log.Warn("drain timeout: closing connections with bytes unwritten", "bytes", left, "timeout", s.cfg.DrainTimeout.String())
@@ -265,6 +268,28 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.log.Info("relay stopped", "closed_shutdown", s.counters.closed[ReasonShutdown].Load())
 	})
 	return err
+}
+
+// goodbye has every loop write a close frame (1001, "shutting down") to
+// its WebSockets once what was queued is written, so browsers see a clean
+// close, and waits for those frames to leave, within ctx.
+func (s *Server) goodbye(ctx context.Context) {
+	loops := *s.loops.Load()
+	reply := make(chan int, len(loops))
+	sent := 0
+	for _, l := range loops {
+		if l.enqueue(item{kind: kindGoodbye, probe: reply}, 0) == Queued {
+			sent++
+		}
+	}
+	for i := 0; i < sent; i++ {
+		select {
+		case <-reply:
+		case <-ctx.Done():
+			return
+		}
+	}
+	s.drain(ctx)
 }
 
 // drain waits until every mailbox is empty and every connection's buffer

@@ -283,9 +283,10 @@ func (l *loop) clientBytes(s *session, c gnet.Conn) gnet.Action {
 
 // WebSocket close codes (RFC 6455 section 7.4.1).
 const (
-	wsCloseNormal   = 1000
-	wsCloseProtocol = 1002
-	wsCloseTooBig   = 1009
+	wsCloseNormal    = 1000
+	wsCloseGoingAway = 1001
+	wsCloseProtocol  = 1002
+	wsCloseTooBig    = 1009
 )
 
 // wsInbound parses the client's frames in gnet's inbound buffer. Data

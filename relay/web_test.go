@@ -3,6 +3,7 @@ package relay
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha1"
 	"encoding/base64"
 	"encoding/binary"
@@ -595,5 +596,28 @@ func TestWebSocketKickSendsClose(t *testing.T) {
 	}
 	if !w.closed() {
 		t.Fatal("connection still open after a kick")
+	}
+}
+
+// TestWebSocketShutdownSendsGoingAway: at shutdown a browser gets what was
+// queued, then a close frame (1001), then the end of the connection.
+func TestWebSocketShutdownSendsGoingAway(t *testing.T) {
+	srv := startWeb(t, Config{})
+	w := dialWS(t, srv)
+	srv.Send(w.id, []byte("before shutdown"))
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(context.Background()) }()
+	if f := w.frame(); string(f.payload) != "before shutdown" {
+		t.Fatalf("queued message: %q", f.payload)
+	}
+	f := w.frame()
+	if f.op != wsOpClose || binary.BigEndian.Uint16(f.payload) != wsCloseGoingAway {
+		t.Fatalf("got op %d %q, want close 1001", f.op, f.payload)
+	}
+	if !w.closed() {
+		t.Fatal("connection still open after shutdown")
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
