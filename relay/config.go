@@ -280,8 +280,8 @@ func (cfg Config) withDefaults() (Config, error) {
 	switch {
 	case cfg.WebMaxHeader == 0:
 		cfg.WebMaxHeader = DefaultWebMaxHeader
-	case cfg.WebMaxHeader < 256 || cfg.WebMaxHeader > 1<<20:
-		return bad("web-max-header %d: want 256 bytes to 1 MiB", cfg.WebMaxHeader)
+	case cfg.WebMaxHeader < 256 || cfg.WebMaxHeader > 64<<10:
+		return bad("web-max-header %d: want 256 bytes to 64 KiB", cfg.WebMaxHeader)
 	}
 	switch {
 	case cfg.WebHandshakeTimeout == 0:

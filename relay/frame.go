@@ -67,6 +67,10 @@ func staticFrame(b []byte) *Frame {
 	return &Frame{b: b, class: -1}
 }
 
+// size is the bytes the frame holds in all its encodings: what a mailbox
+// item pointing at it keeps in memory.
+func (f *Frame) size() int { return len(f.b) + len(f.ws) + len(f.wsz) + len(f.sse) }
+
 // Bytes returns the encoded frame. The caller must not modify it.
 func (f *Frame) Bytes() []byte { return f.b }
 

@@ -345,9 +345,13 @@ func (l *loop) stage(s *session, f *Frame, heartbeat bool) {
 		return
 	}
 	b := f.bytesFor(s.transport)
-	if b == nil {
-		if !heartbeat {
-			l.tally.drops[DropNotText]++ // SSE, and the payload is not UTF-8
+	if b == nil || s.wsFlags&wsCloseSent != 0 {
+		switch {
+		case heartbeat:
+		case b != nil:
+			l.tally.drops[DropClosed]++ // a WebSocket closing: nothing may follow its close frame
+		default:
+			l.tally.drops[DropNotText]++ // SSE: not UTF-8, or an event over --max-outbound
 		}
 		return
 	}

@@ -58,7 +58,7 @@ const (
 	DropSlow       DropReason = iota // over --max-outbound (either policy)
 	DropClosed                       // the connection closed before the write
 	DropOverloaded                   // the event loop's mailbox was full
-	DropNotText                      // an SSE client cannot carry a payload that is not UTF-8
+	DropNotText                      // an SSE client cannot carry the payload: not UTF-8, or its event over --max-outbound
 	numDropReasons
 )
 

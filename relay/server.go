@@ -247,10 +247,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		dctx, cancel := context.WithTimeout(ctx, s.cfg.DrainTimeout)
 		left := s.drain(dctx)
-		if s.webAddr != nil && left == 0 {
-			s.goodbye(dctx)
-		}
 		cancel()
+		if s.webAddr != nil {
+			// Even when some client's bytes are stuck (left > 0), the
+			// browsers get their close frames, on a short budget of
+			// their own: a close frame is skipped for a connection at
+			// its outbound cap.
+			gctx, gcancel := context.WithTimeout(ctx, goodbyeTimeout)
+			s.goodbye(gctx)
+			gcancel()
+		}
 		if left > 0 {
 			s.log.Warn("drain timeout: closing connections with bytes unwritten", "bytes", left, "timeout", s.cfg.DrainTimeout.String())
 		}
@@ -269,6 +275,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	})
 	return err
 }
+
+// goodbyeTimeout bounds the wait for the WebSockets' close frames at
+// shutdown, after the drain.
+const goodbyeTimeout = 500 * time.Millisecond
 
 // goodbye has every loop write a close frame (1001, "shutting down") to
 // its WebSockets once what was queued is written, so browsers see a clean
@@ -414,7 +424,7 @@ func (s *Server) Send(id string, payload []byte) Status {
 // push queues f (one more reference) for sess.
 func (s *Server) push(sess *session, f *Frame) Status {
 	f.retain(1)
-	st := sess.loop.enqueue(item{kind: kindWrite, sess: sess, frame: f}, len(f.b))
+	st := sess.loop.enqueue(item{kind: kindWrite, sess: sess, frame: f}, f.size())
 	if st != Queued {
 		f.release()
 		if st == Overloaded {
@@ -467,7 +477,7 @@ func (s *Server) Broadcast(payload []byte) (Counts, Status) {
 		return c, Queued
 	}
 	f := s.encode(payload, s.webEncodings())
-	st := s.enqueueAll(item{kind: kindBroadcast, frame: f}, len(f.b))
+	st := s.enqueueAll(item{kind: kindBroadcast, frame: f}, f.size())
 	f.release()
 	switch st {
 	case Queued:

@@ -305,7 +305,7 @@ func (s *Server) Publish(topic string, payload []byte) (Counts, Status) {
 		return c, Queued
 	}
 	f := s.encode(payload, s.webEncodings())
-	st := s.enqueueAll(item{kind: kindPublish, frame: f, topic: key}, len(f.b))
+	st := s.enqueueAll(item{kind: kindPublish, frame: f, topic: key}, f.size())
 	f.release()
 	if st == Overloaded {
 		c.Overloaded = n

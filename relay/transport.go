@@ -49,8 +49,8 @@ const (
 func encodingOf(t transport) encodings { return 1 << t }
 
 // bytesFor returns f's bytes as a session of transport t reads them, or nil
-// when the message cannot go to it (a payload that is not UTF-8 has no SSE
-// encoding). A WebSocket that negotiated compression gets the uncompressed
+// when the message cannot go to it (a payload that is not UTF-8, or whose
+// event would pass --max-outbound, has no SSE encoding). A WebSocket that negotiated compression gets the uncompressed
 // frame when the message was not compressed (below the threshold, or not
 // smaller compressed): RFC 7692 lets each message choose.
 func (f *Frame) bytesFor(t transport) []byte {
@@ -84,7 +84,12 @@ func (s *Server) encode(payload []byte, set encodings) *Frame {
 		wsLen = wsHeaderLen(len(payload)) + len(payload)
 	}
 	if set&encSSE != 0 && text {
-		sseLen = sseEventLen(payload)
+		// Each line costs 7 bytes more as SSE: a payload of newlines grows
+		// sevenfold. An event over --max-outbound could never be written
+		// and would close (or, under --slow=drop, stall) every SSE client.
+		if n := sseEventLen(payload); n <= s.cfg.MaxOutbound {
+			sseLen = n
+		}
 	}
 	f := getFrame(rawLen + wsLen + sseLen)
 	buf := s.cfg.Framing.AppendFrame(f.b[:0], payload)

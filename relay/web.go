@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/panjf2000/gnet/v2"
 )
@@ -62,13 +63,26 @@ func (l *loop) removeHandshake(s *session) {
 func (l *loop) handshake(s *session, c gnet.Conn) gnet.Action {
 	cfg := &l.srv.cfg
 	buf, _ := c.Peek(-1)
+	// A client may send its head a few bytes at a time: look for its end
+	// only in what is new (s.inbound, unused until admission, holds how
+	// far the search got), so a slow sender costs linear work, not
+	// quadratic; the head is parsed once, when whole.
+	if headEndFrom(buf, int(s.inbound)) < 0 {
+		if len(buf) >= cfg.WebMaxHeader {
+			return l.refuse(s, errHeadTooLarge.status, errHeadTooLarge.msg, "")
+		}
+		s.inbound = uint32(len(buf))
+		return gnet.None // wait for the rest; the deadline bounds the wait
+	}
 	var r webRequest
 	n, werr := parseRequest(buf, cfg.WebMaxHeader, &r)
 	switch {
 	case werr != nil:
 		return l.refuse(s, werr.status, werr.msg, "")
 	case n == 0:
-		return gnet.None // wait for the rest; the deadline bounds the wait
+		return gnet.None // cannot happen: the head's end is in buf
+	case r.http11 && !r.host:
+		return l.refuse(s, 400, "missing Host header (HTTP/1.1 requires one)", "")
 	}
 	var act gnet.Action
 	switch string(r.path) {
@@ -239,6 +253,7 @@ func (l *loop) writeHandshake(s *session, b []byte, code int) gnet.Action {
 func (l *loop) admit(s *session, t transport) {
 	l.removeHandshake(s)
 	s.opened = time.Now().UnixNano()
+	s.inbound = 0 // the head's bytes do not count against --max-inbound
 	l.register(s, t)
 }
 
@@ -272,7 +287,7 @@ func (l *loop) clientBytes(s *session, c gnet.Conn) gnet.Action {
 	}
 	l.counters.inbound.Add(uint64(n))
 	s.inbound = uint32(min(int64(s.inbound)+int64(n-free), 1<<32-1)) // saturate
-	if act == gnet.None && int64(s.inbound) > int64(l.srv.cfg.MaxInbound) && !s.closed {
+	if act == gnet.None && n > free && int64(s.inbound) > int64(l.srv.cfg.MaxInbound) && !s.closed {
 		// MaxInbound is Off (-1) when any byte must close.
 		s.reason = ReasonInbound
 		_ = c.SetLinger(0)
@@ -285,6 +300,7 @@ func (l *loop) clientBytes(s *session, c gnet.Conn) gnet.Action {
 const (
 	wsCloseNormal    = 1000
 	wsCloseGoingAway = 1001
+	wsCloseBadData   = 1007
 	wsCloseProtocol  = 1002
 	wsCloseTooBig    = 1009
 )
@@ -342,7 +358,7 @@ func (l *loop) wsInbound(s *session, c gnet.Conn) (used, free int, act gnet.Acti
 		used += hl + int(h.n)
 		switch h.op {
 		case wsOpPing:
-			if s.conn.OutboundBuffered()+len(payload)+2 <= l.srv.cfg.MaxOutbound {
+			if s.wsFlags&wsCloseSent == 0 && s.conn.OutboundBuffered()+len(payload)+2 <= l.srv.cfg.MaxOutbound {
 				l.webBuf = appendWSFrame(l.webBuf[:0], wsOpPong, false, payload)
 				_, _ = c.Write(l.webBuf)
 			}
@@ -352,13 +368,7 @@ func (l *loop) wsInbound(s *session, c gnet.Conn) (used, free int, act gnet.Acti
 				free += hl
 			}
 		case wsOpClose:
-			code := uint16(wsCloseNormal)
-			if h.n >= 2 {
-				code = binary.BigEndian.Uint16(payload)
-			} else if h.n == 1 {
-				code = wsCloseProtocol
-			}
-			act = l.wsClose(s, code, ReasonPeerClosed)
+			act = l.wsClose(s, closeReply(payload), ReasonPeerClosed)
 		}
 		if act != gnet.None {
 			used = len(buf)
@@ -367,6 +377,25 @@ func (l *loop) wsInbound(s *session, c gnet.Conn) (used, free int, act gnet.Acti
 	}
 	_, _ = c.Discard(used)
 	return used, free, act
+}
+
+// closeReply is the code to answer a client's close frame with: its own,
+// when it may be sent (RFC 6455 section 7.4), else 1002; 1000 for a close
+// without a code; 1007 for a reason that is not UTF-8.
+func closeReply(payload []byte) uint16 {
+	switch {
+	case len(payload) == 0:
+		return wsCloseNormal
+	case len(payload) == 1:
+		return wsCloseProtocol
+	case !utf8.Valid(payload[2:]):
+		return wsCloseBadData
+	}
+	switch code := binary.BigEndian.Uint16(payload); {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014, code >= 3000 && code <= 4999:
+		return code
+	}
+	return wsCloseProtocol
 }
 
 // wsClose writes a close frame with code and closes the connection.
@@ -379,9 +408,10 @@ func (l *loop) wsClose(s *session, code uint16, why CloseReason) gnet.Action {
 // wsCloseFrame writes a close frame with code and reason, after what the
 // connection already has queued, unless that would pass its outbound cap.
 func (l *loop) wsCloseFrame(s *session, code uint16, reason string) {
-	if s.conn.OutboundBuffered()+4+len(reason) > l.srv.cfg.MaxOutbound {
+	if s.wsFlags&wsCloseSent != 0 || s.conn.OutboundBuffered()+4+len(reason) > l.srv.cfg.MaxOutbound {
 		return
 	}
+	s.wsFlags |= wsCloseSent
 	var p [2 + 123]byte
 	binary.BigEndian.PutUint16(p[:], code)
 	n := 2 + copy(p[2:], reason)
@@ -391,8 +421,9 @@ func (l *loop) wsCloseFrame(s *session, code uint16, reason string) {
 
 // wsFlags bits.
 const (
-	wsPingOut  = 1 << iota // a heartbeat ping was written; its pong is free
-	wsSkipping             // in a client data frame: loop.wsSkip has what is left
+	wsPingOut   = 1 << iota // a heartbeat ping was written; its pong is free
+	wsSkipping              // in a client data frame: loop.wsSkip has what is left
+	wsCloseSent             // the relay wrote its close frame: nothing may follow it
 )
 
 // wsHeader is a parsed client frame header.

@@ -37,6 +37,13 @@ func FuzzWebRequest(f *testing.F) {
 		if len(r.path) == 0 || r.path[0] != '/' || !isToken(r.method) {
 			t.Fatalf("accepted method %q path %q", r.method, r.path)
 		}
+		// Resuming the search for the head's end where a shorter read left
+		// it finds the same end.
+		for k := 0; k < n; k += 1 + k/4 {
+			if got := headEndFrom(b, k); got != n {
+				t.Fatalf("headEndFrom(b, %d) = %d, want %d", k, got, n)
+			}
+		}
 		// Any prefix of the head is "need more".
 		for k := 0; k < n; k += 1 + k/3 {
 			var r2 webRequest

@@ -90,8 +90,14 @@ func parseRequest(b []byte, max int, r *webRequest) (int, *webError) {
 
 // headEnd returns the length of the head in b, through its empty line, or
 // -1 if b does not hold one yet.
-func headEnd(b []byte) int {
-	for i := 0; ; {
+func headEnd(b []byte) int { return headEndFrom(b, 0) }
+
+// headEndFrom is headEnd for a b whose first from bytes were searched
+// before, as a shorter b, without finding the end. The end's first line
+// feed is at most 3 bytes before the end, so the search resumes 3 bytes
+// back.
+func headEndFrom(b []byte, from int) int {
+	for i := max(0, min(from, len(b))-3); ; {
 		j := bytes.IndexByte(b[i:], '\n')
 		if j < 0 {
 			return -1
