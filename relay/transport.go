@@ -71,16 +71,26 @@ func (f *Frame) bytesFor(t transport) []byte {
 }
 
 // encode frames payload once in each encoding of set, into one pooled
-// buffer (plus one more for the compressed frame), with one reference.
-// The raw encoding is always made: it is the frame's reference size.
+// buffer (plus one more for the compressed frame), with one reference. A
+// unicast asks for its recipient's encoding only, so a push to a browser
+// copies the payload once, as a push to a raw client does.
 func (s *Server) encode(payload []byte, set encodings) *Frame {
 	if set&^encRaw == 0 {
 		return encodeFrame(s.cfg.Framing, payload)
 	}
 	text := utf8.Valid(payload)
-	rawLen := len(payload) + s.cfg.Framing.Overhead()
-	wsLen, sseLen := 0, 0
-	if set&(encWS|encWSDeflate) != 0 {
+	var ext *Frame
+	var wsz []byte
+	if set&encWSDeflate != 0 && s.cfg.WebCompress && len(payload) >= s.cfg.WebCompressMin {
+		ext, wsz = s.deflate(payload, text)
+	}
+	rawLen, wsLen, sseLen := 0, 0, 0
+	if set&encRaw != 0 {
+		rawLen = len(payload) + s.cfg.Framing.Overhead()
+	}
+	// The plain WebSocket frame: for plain clients, and for compressing
+	// ones when the message was not compressed (too short, or no smaller).
+	if set&encWS != 0 || set&encWSDeflate != 0 && wsz == nil {
 		wsLen = wsHeaderLen(len(payload)) + len(payload)
 	}
 	if set&encSSE != 0 && text {
@@ -92,7 +102,11 @@ func (s *Server) encode(payload []byte, set encodings) *Frame {
 		}
 	}
 	f := getFrame(rawLen + wsLen + sseLen)
-	buf := s.cfg.Framing.AppendFrame(f.b[:0], payload)
+	f.ext, f.wsz = ext, wsz
+	buf := f.b[:0]
+	if rawLen > 0 {
+		buf = s.cfg.Framing.AppendFrame(buf, payload)
+	}
 	f.b = buf[:rawLen] // full capacity kept: the pool reuses it
 	if wsLen > 0 {
 		op := byte(wsOpBinary)
@@ -106,9 +120,6 @@ func (s *Server) encode(payload []byte, set encodings) *Frame {
 		start := len(buf)
 		buf = appendSSEEvent(buf, payload)
 		f.sse = buf[start:len(buf):len(buf)]
-	}
-	if set&encWSDeflate != 0 && s.cfg.WebCompress && len(payload) >= s.cfg.WebCompressMin {
-		f.ext, f.wsz = s.deflate(payload, text)
 	}
 	return f
 }
