@@ -687,9 +687,10 @@ func TestHTTPBothListenersShareTheLimit(t *testing.T) {
 	if res.StatusCode != 503 {
 		t.Fatalf("second connection: status %d, want 503", res.StatusCode)
 	}
-	// fasthttp counts the refusal after writing the 503: wait for it.
+	// fasthttp counts the refusal after writing the 503, and the refused
+	// connection leaves the gauge only once closed: wait for both.
 	stats := httpStats(t, tcp)
-	for deadline := time.Now().Add(5 * time.Second); stats["pushrelay_http_refused_total"] != 1 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(5 * time.Second); (stats["pushrelay_http_refused_total"] != 1 || stats["pushrelay_http_connections"] != 1) && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 		stats = httpStats(t, tcp)
 	}
