@@ -60,7 +60,8 @@
 //
 // # Locks
 //
-// calls.mu (pending calls), peers.mu (membership) and eventLog.mu (the
-// cluster event log) each guard one table for one map or ring operation;
-// none is held while another is taken, nor across a NATS call.
+// calls.mu (pending calls), peers.mu (membership) and the cluster event
+// log's own mutex (a relay.EventLog) each guard one table for one map or
+// ring operation; none is held while another is taken, nor across a NATS
+// call.
 package cluster

@@ -132,7 +132,7 @@ type Node struct {
 	subjEvts string // PREFIX.events
 	subjMine string // PREFIX.node.ID
 	peers    *peers
-	events   *eventLog
+	events   *relay.EventLog
 	encoders sync.Pool // *encoder for requests from ingress goroutines
 
 	// Fixed after Start. NATS callbacks may run before Start sets nc:
@@ -173,7 +173,7 @@ func New(cfg Config, local *relay.Server) (*Node, error) {
 		subjEvts: cfg.Prefix + ".events",
 		subjMine: cfg.Prefix + ".node." + strconv.Itoa(int(id)),
 		peers:    newPeers(3*cfg.Hello, cfg.Forget),
-		events:   newEventLog(cfg.Events),
+		events:   relay.NewEventLog(cfg.Events),
 		stop:     make(chan struct{}),
 	}
 	n.encoders.New = func() any { return new(encoder) }
@@ -907,12 +907,12 @@ func mergeSorted(sorted []uint16, v uint16) []uint16 {
 // EventsSince reads the cluster's event log: every node's connects and
 // disconnects, each marked with its node (relay.Event.Node).
 func (n *Node) EventsSince(from uint64, dst []relay.Event, max int) ([]relay.Event, uint64, uint64, <-chan struct{}) {
-	return n.events.since(from, dst, max)
+	return n.events.Since(from, dst, max)
 }
 
 // LastEventSeq returns the sequence number of the cluster log's latest
 // event.
-func (n *Node) LastEventSeq() uint64 { return n.events.last() }
+func (n *Node) LastEventSeq() uint64 { return n.events.Last() }
 
 // Instance returns the local relay's instance: the cluster event log is
 // this process's, and starts over when it restarts.
@@ -939,7 +939,7 @@ func (n *Node) pumpEvents() {
 		}
 		from = next
 		if len(evs) > 0 {
-			n.events.append(evs)
+			n.events.Append(evs...)
 			if n.nc.IsConnected() {
 				e.begin(opEvents, n.id)
 				e.u64(evs[0].Seq)
@@ -977,7 +977,7 @@ func (n *Node) onEvents(m *nats.Msg) {
 		return
 	}
 	n.counters.received(opEvents, len(m.Data))
-	n.events.append(env.events)
+	n.events.Append(env.events...)
 }
 
 // serve answers other nodes' requests, in the order they arrive, until

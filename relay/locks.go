@@ -9,6 +9,6 @@ package relay
 //
 // Never held together with anything else: registry shard locks
 // (registryShard.mu), topic index shard locks (topicShard.mu), the event
-// log (eventLog.mu), Server.loopsMu, policyServer.mu. The event loops take
+// log (EventLog.mu), Server.loopsMu, policyServer.mu. The event loops take
 // none of the mailbox locks while they drain, except briefly to swap the
 // mailbox out.

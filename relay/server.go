@@ -34,7 +34,7 @@ type Server struct {
 
 	reg      registry
 	topics   topicIndex
-	events   *eventLog
+	events   *EventLog
 	instance string // random per process: lets watchers notice a restart
 	counters counters
 	open     atomic.Int64 // client connections open now
@@ -66,7 +66,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:       cfg,
 		log:       cfg.Logger,
 		heartbeat: heartbeatFrame(cfg.Framing),
-		events:    newEventLog(cfg.EventLog),
+		events:    newServerEventLog(cfg),
 		instance:  newInstanceID(),
 		booted:    make(chan struct{}),
 		done:      make(chan struct{}),
