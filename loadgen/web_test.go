@@ -1,12 +1,15 @@
 package loadgen
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/flate"
 
 	"github.com/pushrelay/pushrelay/relay"
 )
@@ -98,5 +101,25 @@ func TestPoolRefusesAWrongAnswer(t *testing.T) {
 	kinds, _, _, phase := p.Stats.Failures()
 	if kinds["BAD_HANDSHAKE"] != 3 || phase != "connect" {
 		t.Fatalf("failures %v in phase %q, want 3 BAD_HANDSHAKE while connecting", kinds, phase)
+	}
+}
+
+// TestPoolInflateRefusesGarbage: a compressed frame that does not inflate
+// fails that connection as BAD_FRAME, and the next good one still works.
+func TestPoolInflateRefusesGarbage(t *testing.T) {
+	p := &Pool{opts: PoolOptions{Web: WebWSDeflate, MaxFrame: 1 << 20}}
+	if _, err := p.inflate([]byte{0xff, 0xff, 0xff, 0x07, 0x01}); ErrnoName(err) != "BAD_FRAME" {
+		t.Fatalf("garbage: %v, want BAD_FRAME", err)
+	}
+	// "hello" compressed as the relay does, without the sync-flush tail
+	// (RFC 7692 7.2.1).
+	var z bytes.Buffer
+	fw, _ := flate.NewWriter(&z, 6)
+	fw.Write([]byte("hello"))
+	fw.Flush()
+	good := bytes.TrimSuffix(z.Bytes(), []byte{0, 0, 0xff, 0xff})
+	got, err := p.inflate(good)
+	if err != nil || string(got) != "hello" {
+		t.Fatalf("after garbage: %q, %v", got, err)
 	}
 }

@@ -779,9 +779,8 @@ func TestWebHeadSentByteByByte(t *testing.T) {
 // BenchmarkWebHeadDribble: the CPU a head costs the loop when it arrives
 // one 5-byte header line per read. The search for its end is linear; each
 // read also copies the bytes buffered so far (as gnet's Peek does when a
-// head spans reads), which is what remains quadratic: 1.3 ms at the 8 KiB
-// default, 56 ms at the 64 KiB maximum, against 9 ms and about 0.6 s when
-// every read parsed the whole head.
+// head spans reads), which is what remains quadratic in the head's size;
+// figures in docs/benchmarks.md.
 func BenchmarkWebHeadDribble(b *testing.B) {
 	for _, size := range []int{8 << 10, 64 << 10} {
 		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
@@ -800,5 +799,24 @@ func BenchmarkWebHeadDribble(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestWebSocketIncompressibleGoesPlain: a message that compression would
+// not shrink goes to a compressing client as a plain frame, byte for byte.
+func TestWebSocketIncompressibleGoesPlain(t *testing.T) {
+	srv := startWeb(t, Config{WebCompress: true, Framing: FramingLen32})
+	w := dialWS(t, srv, "Sec-WebSocket-Extensions: permessage-deflate")
+	payload := make([]byte, 2048)
+	for i := range payload {
+		payload[i] = byte(i*131 + i*i*7 + i>>3) // no repeats deflate can use
+	}
+	srv.Send(w.id, payload)
+	f := w.frame()
+	if f.rsv != 0 || f.op != wsOpBinary || !bytes.Equal(f.payload, payload) {
+		t.Fatalf("rsv %x op %d, %d bytes; want a plain binary frame of the payload", f.rsv, f.op, len(f.payload))
+	}
+	if n := srv.Stats().Compressed; n != 0 {
+		t.Fatalf("%d compressions counted for a message sent plain", n)
 	}
 }
