@@ -123,6 +123,11 @@ type Config struct {
 	// SO_REUSEPORT. Default false: an address already bound by anyone is an
 	// error at start.
 	ReusePort bool
+	// NoDirectWrites sends every unicast through its event loop's
+	// mailbox. Default false: a producer that finds the loop idle writes
+	// the frame to the client's socket itself, which spares a thread
+	// wake-up per push (direct.go).
+	NoDirectWrites bool
 	// MailboxItems and MailboxBytes bound each event loop's queue of
 	// pending work; a push that does not fit is refused (Overloaded).
 	// Defaults 65,536 items and 64 MiB.

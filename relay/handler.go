@@ -48,6 +48,7 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		s.log.Error("cannot serve connections on this event loop", "err", err)
 		return nil, gnet.Close
 	}
+	defer l.release(l.acquire())
 	sess := &session{
 		conn:   c,
 		loop:   l,
@@ -95,12 +96,14 @@ func (l *loop) register(s *session, t transport) {
 func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 	switch x := c.Context().(type) {
 	case *session:
+		defer x.loop.release(x.loop.acquire())
 		if x.transport == transportHandshake {
 			return x.loop.handshake(x, c)
 		}
 		return x.loop.clientBytes(x, c)
 	case *loop:
 		_, _ = c.Discard(-1)
+		defer x.release(x.acquire())
 		x.drain()
 	default:
 		_, _ = c.Discard(-1)
@@ -113,6 +116,7 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 	if !ok {
 		return gnet.None // rejected before admission, or a doorbell at shutdown
 	}
+	defer sess.loop.release(sess.loop.acquire())
 	s := h.srv
 	if sess.transport == transportHandshake {
 		// Never a client: no ID, no registry entry, no event.

@@ -37,6 +37,7 @@ const (
 type item struct {
 	kind   itemKind
 	reason CloseReason
+	off    uint32 // kindWrite: bytes of the frame already written (direct.go)
 	sess   *session
 	frame  *Frame
 	probe  chan<- int // kindProbe: receives the loop's unwritten byte count
@@ -69,6 +70,13 @@ type loop struct {
 	el    gnet.EventLoop
 	bellW int // write end of the doorbell; producers write one byte to it
 
+	// own is held by whoever acts as the loop: the loop's goroutine for
+	// the length of each gnet callback, or a producer writing a unicast
+	// to an idle loop's client itself (direct.go). Everything below
+	// marked "owned by the event loop" is touched only by its holder.
+	// Lock order: own, then mu.
+	own sync.Mutex
+
 	// Guarded by mu: the mailbox.
 	mu         sync.Mutex
 	queue      []item
@@ -82,7 +90,10 @@ type loop struct {
 
 	backlogLen atomic.Int64 // items taken from the mailbox, not yet applied
 
-	// Owned by the event loop; touch only on it.
+	// Written only by the loop's goroutine: it holds own (entered).
+	inCallback bool
+
+	// Owned by the event loop; touch only while holding own.
 	spare      []item // the other half of the mailbox's double buffer
 	backlog    []item // taken from the mailbox, not yet applied (FIFO)
 	jobs       jobRing
@@ -185,6 +196,8 @@ func (l *loop) appendLocked(it item, size int) {
 // stop refuses further work and closes the doorbell's write end. Called
 // once the engine has stopped (gnet closed the read end with the loop).
 func (l *loop) stop() {
+	l.own.Lock() // no direct write is under way, or starts
+	defer l.own.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.stopped {
@@ -298,7 +311,7 @@ func (l *loop) apply(it *item) {
 	switch it.kind {
 	case kindWrite:
 		l.deliverPending(it.sess)
-		l.stage(it.sess, it.frame, false)
+		l.stageFrom(it.sess, it.frame, int(it.off), false)
 	case kindClose:
 		// Writes queued before the close go out first.
 		l.deliverPending(it.sess)
@@ -338,6 +351,12 @@ func (l *loop) apply(it *item) {
 // stage links frame f, as s's transport reads it, onto s's list of frames
 // to write in this drain.
 func (l *loop) stage(s *session, f *Frame, heartbeat bool) {
+	l.stageFrom(s, f, 0, heartbeat)
+}
+
+// stageFrom stages f from byte off on: the rest of a frame a direct write
+// began (direct.go).
+func (l *loop) stageFrom(s *session, f *Frame, off int, heartbeat bool) {
 	if s.closed {
 		if !heartbeat {
 			l.tally.drops[DropClosed]++
@@ -358,6 +377,7 @@ func (l *loop) stage(s *session, f *Frame, heartbeat bool) {
 	if heartbeat && s.transport != transportRaw && s.transport != transportSSE {
 		s.wsFlags |= wsPingOut // the pong it asks for is free of --max-inbound
 	}
+	b = b[off:]
 	idx := int32(len(l.pend))
 	l.pend = append(l.pend, pendFrame{b: b, next: -1, heartbeat: heartbeat})
 	if s.tail < 0 {
@@ -481,6 +501,9 @@ func (l *loop) write(s *session, iov [][]byte) {
 		l.gnetWrite(s, iov)
 		return
 	}
+	// gnet holds nothing of s, and keeps holding nothing unless this
+	// write comes up short: producers may write to s directly again.
+	s.direct = true
 	fd := uintptr(s.conn.Fd())
 	for len(iov) > 0 {
 		chunk := iov[:min(len(iov), iovMax)]
@@ -531,6 +554,7 @@ func (l *loop) write(s *session, iov [][]byte) {
 // empty and copies what is left. gnet closes the connection itself on a
 // hard error (OnClose runs inside the call).
 func (l *loop) gnetWrite(s *session, iov [][]byte) {
+	s.direct = false // gnet's buffer goes first, written when epoll says
 	for len(iov) > 0 && !s.closed {
 		chunk := iov[:min(len(iov), iovMax)]
 		if len(chunk) == 1 {

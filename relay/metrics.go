@@ -118,6 +118,8 @@ type Stats struct {
 	Drops           [numDropReasons]uint64   // by DropReason, per recipient
 	InboundBytes    uint64                   // bytes clients sent (discarded)
 	Writes          uint64                   // write/writev calls made for messages and heartbeats
+	DirectWrites    uint64                   // unicasts their producer wrote to the socket itself (direct.go)
+	DirectShort     uint64                   // of those, the ones the socket took only part of, or refused: the loop finished them
 	Loops           int                      // event loops that have held a connection
 	MaxConns        int                      // the admission limit in force
 
@@ -161,12 +163,14 @@ type counters struct {
 // loopCounters are one event loop's per-message counters. Only that loop
 // writes them, once per drain; anyone may read them.
 type loopCounters struct {
-	written    atomic.Uint64
-	bytes      atomic.Uint64
-	heartbeats atomic.Uint64
-	writes     atomic.Uint64
-	inbound    atomic.Uint64
-	drops      [numDropReasons]atomic.Uint64
+	written     atomic.Uint64
+	bytes       atomic.Uint64
+	heartbeats  atomic.Uint64
+	writes      atomic.Uint64
+	inbound     atomic.Uint64
+	direct      atomic.Uint64
+	directShort atomic.Uint64
+	drops       [numDropReasons]atomic.Uint64
 
 	fanouts, fanoutRecipients, fanoutNanos atomic.Uint64
 	fanoutMaxNanos, fanoutMaxSize          atomic.Uint64
@@ -176,6 +180,7 @@ type loopCounters struct {
 // touches no shared cache line; publish adds them to loopCounters once.
 type loopTally struct {
 	written, bytes, heartbeats, writes uint64
+	direct, directShort                uint64
 	drops                              [numDropReasons]uint64
 	fanouts, fanoutRecipients          uint64
 	fanoutNanos                        uint64
@@ -192,6 +197,12 @@ func (t *loopTally) publish(c *loopCounters) {
 	}
 	if t.writes != 0 {
 		c.writes.Add(t.writes)
+	}
+	if t.direct != 0 {
+		c.direct.Add(t.direct)
+		if t.directShort != 0 {
+			c.directShort.Add(t.directShort)
+		}
 	}
 	for i, n := range t.drops {
 		if n != 0 {
@@ -243,6 +254,8 @@ func (s *Server) Metrics() []Metric {
 		Metric{Name: "pushrelay_bytes_written_total", Type: "counter", Help: "Bytes of message frames written.", Value: float64(st.BytesWritten)},
 		Metric{Name: "pushrelay_heartbeats_total", Type: "counter", Help: "Heartbeat frames written.", Value: float64(st.Heartbeats)},
 		Metric{Name: "pushrelay_writes_total", Type: "counter", Help: "write and writev calls for messages and heartbeats.", Value: float64(st.Writes)},
+		Metric{Name: "pushrelay_direct_writes_total", Type: "counter", Help: "Unicasts written to the socket by the goroutine that pushed them, the event loop being idle (--direct-writes).", Value: float64(st.DirectWrites)},
+		Metric{Name: "pushrelay_direct_writes_short_total", Type: "counter", Help: "Direct writes the socket took only part of, or refused; the event loop wrote the rest.", Value: float64(st.DirectShort)},
 	)
 	for i, n := range st.Drops {
 		ms = append(ms, Metric{Name: "pushrelay_drops_total", Labels: `reason="` + DropReason(i).String() + `"`, Type: "counter", Help: "Messages not delivered to a recipient, by reason.", Value: float64(n)})

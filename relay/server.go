@@ -416,7 +416,10 @@ func (s *Server) Send(id string, payload []byte) Status {
 		return DroppedSlow
 	}
 	f := s.encode(payload, encodingOf(sess.transport))
-	st := s.push(sess, f)
+	st := Queued
+	if !sess.loop.writeDirect(sess, f) {
+		st = s.push(sess, f)
+	}
 	f.release()
 	return st
 }
@@ -613,6 +616,8 @@ func (s *Server) Stats() Stats {
 		st.BytesWritten += c.bytes.Load()
 		st.Heartbeats += c.heartbeats.Load()
 		st.Writes += c.writes.Load()
+		st.DirectWrites += c.direct.Load()
+		st.DirectShort += c.directShort.Load()
 		st.InboundBytes += c.inbound.Load()
 		st.Fanouts += c.fanouts.Load()
 		st.FanoutRecipients += c.fanoutRecipients.Load()

@@ -34,6 +34,7 @@ type session struct {
 	timeoutSet bool          // TCP_USER_TIMEOUT set (before the first write after the ID)
 	transport  transport     // how the client reads frames; transportHandshake until admitted
 	wsFlags    uint8         // WebSocket: wsPingOut, wsSkipping
+	direct     bool          // gnet holds no bytes of it: a producer may write to it (direct.go)
 	idx        int32         // position in loop.sessions
 	head, tail int32         // frames staged in loop.pend this drain, -1 if none
 	inbound    uint32        // bytes received and discarded so far (saturating)

@@ -242,6 +242,7 @@ func (l *loop) refuse(s *session, code int, msg, extra string) gnet.Action {
 func (l *loop) writeHandshake(s *session, b []byte, code int) gnet.Action {
 	l.webBuf = b[:0]
 	l.srv.counters.web[webStatusIndex(code)].Add(1)
+	s.direct = false // gnet may keep part of it
 	if _, err := s.conn.Write(b); err != nil {
 		return gnet.Close
 	}
@@ -360,6 +361,7 @@ func (l *loop) wsInbound(s *session, c gnet.Conn) (used, free int, act gnet.Acti
 		case wsOpPing:
 			if s.wsFlags&wsCloseSent == 0 && s.conn.OutboundBuffered()+len(payload)+2 <= l.srv.cfg.MaxOutbound {
 				l.webBuf = appendWSFrame(l.webBuf[:0], wsOpPong, false, payload)
+				s.direct = false // gnet may keep part of it
 				_, _ = c.Write(l.webBuf)
 			}
 		case wsOpPong:
@@ -416,6 +418,7 @@ func (l *loop) wsCloseFrame(s *session, code uint16, reason string) {
 	binary.BigEndian.PutUint16(p[:], code)
 	n := 2 + copy(p[2:], reason)
 	l.webBuf = appendWSFrame(l.webBuf[:0], wsOpClose, false, p[:n])
+	s.direct = false // gnet may keep part of it
 	_, _ = s.conn.Write(l.webBuf)
 }
 

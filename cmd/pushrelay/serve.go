@@ -50,6 +50,7 @@ type serveFlags struct {
 	webCompressMin      byteSize
 
 	reusePort              bool
+	directWrites           bool
 	natsURL, clusterPrefix string
 	node                   int
 	clusterTimeout         time.Duration
@@ -97,6 +98,7 @@ func (f *serveFlags) register(fs *flagSet) {
 	fs.IntVar(&f.maxTopicsPerConn, "max-topics-per-conn", relay.DefaultMaxTopicsPerConn, "The most topics one client may be subscribed to (`N`).")
 	fs.IntVar(&f.maxSubs, "max-subscribers", 0, "The most subscribers one topic may have (`N`); 0 means no cap.")
 	fs.IntVar(&f.maxTopics, "max-topics", relay.DefaultMaxTopics, "The most topics that may exist at once (`N`); a topic exists while it has a subscriber.")
+	fs.BoolVar(&f.directWrites, "direct-writes", true, "Let the goroutine that takes a push to one client write it to the client's socket itself when that client's event loop is idle, sparing a thread wake-up (lower latency at low push rates); false sends every push through the event loop.")
 	fs.BoolVar(&f.reusePort, "reuse-port", false, "Share the client port with other relay processes (SO_REUSEPORT): the kernel spreads new connections over every process listening. Without it a port already bound is an error at start.")
 	fs.StringVar(&f.natsURL, "nats", "", "Join a relay cluster through the NATS server at this `URL` (several: comma-separated); needs --node. Empty: a standalone relay (docs/cluster.md).")
 	fs.IntVar(&f.node, "node", 0, "This relay's node `ID` in the cluster, 1 to 65535, unique among the relays on one NATS: it is written into every client ID, so any node can route a push to this one.")
@@ -132,6 +134,7 @@ func (f *serveFlags) config(logger *slog.Logger) (relay.Config, error) {
 		MaxSubscribers:      f.maxSubs,
 		MaxTopics:           f.maxTopics,
 		ReusePort:           f.reusePort,
+		NoDirectWrites:      !f.directWrites,
 		Logger:              logger,
 	}
 	switch {
