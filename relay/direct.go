@@ -33,7 +33,12 @@ import (
 //     a descriptor number the kernel has since given to someone else.
 //   - The producer makes one raw write(2) and nothing else of gnet's. What
 //     the socket does not take, and any error, go to the front of the
-//     loop's backlog for the loop to finish, and the doorbell rings.
+//     loop's backlog for the loop to finish, and the doorbell rings. Until
+//     then the rest of the frame is in neither gnet's buffer nor the
+//     socket, so nothing else may be written to that client first: a
+//     client's OnTraffic (which may answer a ping or a close) works
+//     through the backlog before anything else, and everything else the
+//     loop writes comes from the backlog or after it.
 
 // writeDirect writes f to s now if the loop is idle and nothing queued
 // for s could be owed before f. It reports whether it took f (Queued);
@@ -93,6 +98,7 @@ func (l *loop) writeDirect(s *session, f *Frame) bool {
 		l.handBack(item{kind: kindWrite, sess: s, frame: f})
 	default:
 		l.tally.directShort++
+		l.tally.drops[DropClosed]++ // as if the loop had found it closed
 		l.handBack(item{kind: kindClose, sess: s, reason: classify(errno)})
 	}
 	l.tally.publish(&l.counters)

@@ -97,6 +97,16 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 	switch x := c.Context().(type) {
 	case *session:
 		defer x.loop.release(x.loop.acquire())
+		if len(x.loop.backlog) > 0 {
+			// The rest of a short direct write may wait there for this
+			// session, and it must reach the socket before anything this
+			// callback writes to it (a pong, a close frame): work
+			// through the backlog first.
+			x.loop.drain()
+			if x.closed {
+				return gnet.Close
+			}
+		}
 		if x.transport == transportHandshake {
 			return x.loop.handshake(x, c)
 		}
