@@ -490,6 +490,15 @@ func (n *Node) unreached(node uint16, out outcome) relay.Status {
 	return relay.Unreachable
 }
 
+// SendPipelined is Send for a caller with more pushes right behind: a
+// client of this node gets it through relay.Server.SendPipelined.
+func (n *Node) SendPipelined(id string, payload []byte) relay.Status {
+	if node, ok := relay.NodeOf(id); !ok || node == n.id {
+		return n.local.SendPipelined(id, payload)
+	}
+	return n.Send(id, payload)
+}
+
 // Send pushes to one client, on whichever node holds it. A client of
 // another node costs one NATS round trip: the call returns the owner's
 // answer, or Unreachable within Config.Timeout.

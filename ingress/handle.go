@@ -78,7 +78,12 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 		if !validID(id) {
 			return
 		}
-		st := rel.Send(borrow(id), payload)
+		var st relay.Status
+		if c.br.Buffered() > 0 {
+			st = rel.SendPipelined(borrow(id), payload) // more requests wait: batch
+		} else {
+			st = rel.Send(borrow(id), payload)
+		}
 		if c.pushFailed(op, req, st, payload) {
 			return
 		}

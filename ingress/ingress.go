@@ -18,6 +18,11 @@ import (
 // every method is safe for concurrent use.
 type Relay interface {
 	Send(id string, payload []byte) relay.Status
+	// SendPipelined is Send when more requests are already read behind
+	// this one: the relay queues it for its event loop rather than write
+	// it on the caller's goroutine, so a pipelined batch is written in
+	// batches (relay.Server.SendPipelined).
+	SendPipelined(id string, payload []byte) relay.Status
 	SendMany(ids []string, payload []byte) (relay.Counts, relay.Status)
 	Publish(topic string, payload []byte) (relay.Counts, relay.Status)
 	Broadcast(payload []byte) (relay.Counts, relay.Status)

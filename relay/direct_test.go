@@ -23,10 +23,12 @@ func TestIdlePushesAreWrittenDirectly(t *testing.T) {
 				if st := srv.Send(c.id, []byte(msg)); st != Queued {
 					t.Fatalf("Send %d: %v", i, st)
 				}
-				c.expect(msg) // the loop is idle again before the next push
+				c.expect(msg)
+				// A loop that wrote the push is still finishing its drain
+				// when the client reads; it publishes its counts at the
+				// end. Push again once it has, as an idle loop.
+				waitFor(t, 5*time.Second, "the push counted", func() bool { return srv.Stats().MessagesWritten == uint64(i+1) })
 			}
-			// The loop publishes its counts after its writes.
-			waitFor(t, 5*time.Second, "every message counted", func() bool { return srv.Stats().MessagesWritten == n })
 			st := srv.Stats()
 			if off {
 				if st.DirectWrites != 0 {
@@ -41,6 +43,34 @@ func TestIdlePushesAreWrittenDirectly(t *testing.T) {
 				t.Fatalf("DirectWrites = %d (short %d) of %d pushes to an idle loop, want at least %d and none short", st.DirectWrites, st.DirectShort, n, n*9/10)
 			}
 		})
+	}
+}
+
+// TestPipelinedPushesWaitForTheLoop: SendPipelined never writes directly,
+// so a burst is written by the loop, several frames per write.
+func TestPipelinedPushesWaitForTheLoop(t *testing.T) {
+	srv := startServer(t, Config{Loops: 1})
+	c := dial(t, srv)
+	srv.Send(c.id, []byte("first"))
+	c.expect("first") // the loop wrote it: the client may now take direct writes
+	waitFor(t, 5*time.Second, "the first push counted", func() bool { return srv.Stats().MessagesWritten == 1 })
+	before := srv.Stats()
+	const n = 1000
+	for i := 0; i < n; i++ {
+		if st := srv.SendPipelined(c.id, []byte(fmt.Sprintf("burst %d", i))); st != Queued {
+			t.Fatalf("SendPipelined %d: %v", i, st)
+		}
+	}
+	for i := 0; i < n; i++ {
+		c.expect(fmt.Sprintf("burst %d", i))
+	}
+	waitFor(t, 5*time.Second, "every message counted", func() bool { return srv.Stats().MessagesWritten-before.MessagesWritten == n })
+	st := srv.Stats()
+	if d := st.DirectWrites - before.DirectWrites; d != 0 {
+		t.Fatalf("%d of %d pipelined pushes written directly, want none", d, n)
+	}
+	if w := st.Writes - before.Writes; w >= n {
+		t.Fatalf("%d writes for %d pipelined pushes to one client: nothing coalesced", w, n)
 	}
 }
 
@@ -61,6 +91,7 @@ func TestShortDirectWriteIsFinishedByTheLoop(t *testing.T) {
 		t.Fatalf("Send hello: %v", st)
 	}
 	c.expect("hello")
+	waitFor(t, 5*time.Second, "the loop done with hello", func() bool { return srv.Stats().MessagesWritten == 1 })
 	n := 0
 	for ; n < 2000 && srv.Stats().DirectShort == 0; n++ {
 		if st := srv.Send(c.id, payload(n)); st != Queued {
@@ -80,13 +111,17 @@ func TestShortDirectWriteIsFinishedByTheLoop(t *testing.T) {
 		c.expect(string(payload(i)))
 	}
 	before := srv.Stats().DirectWrites
-	for i := 0; i < 5; i++ {
+	for i := 0; i < 20 && srv.Stats().DirectWrites == before; i++ {
 		msg := fmt.Sprintf("after %d", i)
+		written := srv.Stats().MessagesWritten
 		srv.Send(c.id, []byte(msg))
 		c.expect(msg)
+		// Push again once the loop has finished the drain that wrote it
+		// (it publishes its counts at the end).
+		waitFor(t, 5*time.Second, "the push counted", func() bool { return srv.Stats().MessagesWritten > written })
 	}
-	if got := srv.Stats().DirectWrites - before; got == 0 {
-		t.Fatal("no direct write after the client caught up")
+	if srv.Stats().DirectWrites == before {
+		t.Fatal("no direct write in 20 pushes after the client caught up")
 	}
 	if st := srv.Stats(); st.Closed[ReasonSlow] != 0 || st.Drops[DropSlow] != 0 {
 		t.Fatalf("slow closes %d, slow drops %d: want none under a 32 MiB cap", st.Closed[ReasonSlow], st.Drops[DropSlow])

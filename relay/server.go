@@ -403,7 +403,24 @@ func (s *Server) CheckPayload(payload []byte) error {
 // Send queues payload for the connection with that ID. The payload is
 // copied (framed) before Send returns; the caller may reuse it. Safe for
 // concurrent use; pushes from one goroutine reach a client in call order.
+// When the client's event loop is idle, Send writes the frame to the
+// socket itself (direct.go) rather than wake the loop.
 func (s *Server) Send(id string, payload []byte) Status {
+	return s.send(id, payload, true)
+}
+
+// SendPipelined is Send for a producer that has more pushes right behind
+// this one, such as an ingress connection with further requests already
+// read. It never writes directly: the push waits in the loop's mailbox, so
+// the loop wakes once for the lot and writes each client's frames with one
+// writev, where direct writes would cost the producer one system call per
+// push. Pushes through Send and SendPipelined from one goroutine keep
+// their order.
+func (s *Server) SendPipelined(id string, payload []byte) Status {
+	return s.send(id, payload, false)
+}
+
+func (s *Server) send(id string, payload []byte, direct bool) Status {
 	if st := s.check(payload); st != Queued {
 		return st
 	}
@@ -417,7 +434,7 @@ func (s *Server) Send(id string, payload []byte) Status {
 	}
 	f := s.encode(payload, encodingOf(sess.transport))
 	st := Queued
-	if !sess.loop.writeDirect(sess, f) {
+	if !direct || !sess.loop.writeDirect(sess, f) {
 		st = s.push(sess, f)
 	}
 	f.release()
