@@ -65,12 +65,7 @@ func (l *loop) writeDirect(s *session, f *Frame) bool {
 		// which have no order with this one.
 		return false
 	}
-	if !s.timeoutSet {
-		s.timeoutSet = true
-		if to := l.srv.cfg.WriteTimeout; to > 0 {
-			_ = setUserTimeout(s.conn.Fd(), to)
-		}
-	}
+	l.armTimeout(s)
 	var n uintptr
 	var errno unix.Errno
 	for {

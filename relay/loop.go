@@ -455,17 +455,7 @@ func (l *loop) flush(s *session) {
 		}
 	}
 	if len(iov) > 0 {
-		if !s.timeoutSet {
-			// TCP_USER_TIMEOUT bounds how long written data may stay
-			// unacknowledged, so it matters from the first write on.
-			// Setting it here rather than at accept keeps a system call
-			// off the accept path, which a reconnect storm is made of;
-			// gnet offers no hook to set it on its listeners.
-			s.timeoutSet = true
-			if to := l.srv.cfg.WriteTimeout; to > 0 {
-				_ = setUserTimeout(s.conn.Fd(), to)
-			}
-		}
+		l.armTimeout(s)
 		l.write(s, iov)
 	}
 	clear(iov)
@@ -473,6 +463,20 @@ func (l *loop) flush(s *session) {
 	l.tally.written += msgs
 	l.tally.bytes += bytes
 	l.tally.heartbeats += beats
+}
+
+// armTimeout sets TCP_USER_TIMEOUT on s before its first write after the
+// ID. It bounds how long written data may stay unacknowledged, so it
+// matters from the first write on; setting it here rather than at accept
+// keeps a system call off the accept path, which a reconnect storm is made
+// of (gnet offers no hook to set it on its listeners).
+func (l *loop) armTimeout(s *session) {
+	if !s.timeoutSet {
+		s.timeoutSet = true
+		if to := l.srv.cfg.WriteTimeout; to > 0 {
+			_ = setUserTimeout(s.conn.Fd(), to)
+		}
+	}
 }
 
 // dropStaged counts every non-heartbeat frame from head on as dropped.
