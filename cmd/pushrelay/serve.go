@@ -38,6 +38,7 @@ type serveFlags struct {
 	ingressMaxConns, ingressMaxIDs       int
 	ingressMaxTopics                     int
 	ingressMaxRequest                    byteSize
+	ingressFrameTimeout                  time.Duration
 	maxTopicsPerConn, maxSubs, maxTopics int
 
 	httpAddr, httpUnix, httpToken string
@@ -83,6 +84,7 @@ func (f *serveFlags) register(fs *flagSet) {
 	fs.Var(&f.ingressMaxRequest, "ingress-max-request", "The largest ingress request frame, in `bytes`; it must hold --max-message and its fields.")
 	fs.IntVar(&f.ingressMaxIDs, "ingress-max-ids", wire.DefaultMaxIDs, "The most client IDs in one send-to-many request (`N`, at most 65535).")
 	fs.IntVar(&f.ingressMaxTopics, "ingress-max-topics", wire.DefaultMaxTopics, "The most topics in one subscribe or unsubscribe request (`N`, at most 65535).")
+	fs.DurationVar(&f.ingressFrameTimeout, "ingress-frame-timeout", ingress.DefaultFrameTimeout, "How long one ingress request frame may take to arrive once it has begun (`DURATION`); a connection whose frame is still partial then gets an error and is closed. Idle connections between frames are kept.")
 	fs.StringVar(&f.httpAddr, "http", ingress.DefaultHTTPAddr, "The `HOST:PORT` of the HTTP API (docs/http.md); empty turns it off. A non-loopback address needs --http-token.")
 	fs.StringVar(&f.httpUnix, "http-unix", "", "Also serve the HTTP API on this Unix socket `PATH` (mode 0660); empty: no.")
 	fs.StringVar(&f.httpToken, "http-token", "", "Require `Authorization: Bearer TOKEN` on every HTTP route but /healthz. Prefer the environment variable: command lines are visible in ps.")
@@ -213,6 +215,11 @@ func (f *serveFlags) ingressConfig(logger *slog.Logger) (ingress.Config, error) 
 		MaxIDs:     f.ingressMaxIDs,
 		MaxTopics:  f.ingressMaxTopics,
 		Logger:     logger,
+
+		FrameTimeout: f.ingressFrameTimeout,
+	}
+	if f.ingressFrameTimeout <= 0 {
+		return cfg, fmt.Errorf("--ingress-frame-timeout %v: want a positive duration, such as 5s", f.ingressFrameTimeout)
 	}
 	mode, err := strconv.ParseUint(f.ingressMode, 8, 32)
 	if err != nil || mode == 0 || mode > 0o777 {
