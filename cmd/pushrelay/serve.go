@@ -43,6 +43,7 @@ type serveFlags struct {
 
 	httpAddr, httpUnix, httpToken string
 	httpMaxConns                  int
+	httpHosts, httpOrigins        string
 
 	web, webOrigins     string
 	webMaxHeader        byteSize
@@ -89,6 +90,8 @@ func (f *serveFlags) register(fs *flagSet) {
 	fs.StringVar(&f.httpUnix, "http-unix", "", "Also serve the HTTP API on this Unix socket `PATH` (mode 0660); empty: no.")
 	fs.StringVar(&f.httpToken, "http-token", "", "Require `Authorization: Bearer TOKEN` on every HTTP route but /healthz. Prefer the environment variable: command lines are visible in ps.")
 	fs.IntVar(&f.httpMaxConns, "http-max-conns", ingress.DefaultHTTPMaxConns, "The most HTTP connections open at once (`N`), both listeners together.")
+	fs.StringVar(&f.httpHosts, "http-hosts", "", "Comma-separated DNS `NAMES` the HTTP API answers to in the Host header, besides IP addresses and localhost (against DNS rebinding; docs/http.md); * allows any.")
+	fs.StringVar(&f.httpOrigins, "http-origins", "", "Comma-separated browser `ORIGINS`, such as https://app.example.com, whose requests the HTTP API serves (with CORS headers); others that send an Origin header are refused; * allows any.")
 	fs.StringVar(&f.web, "web", ":8845", "The `HOST:PORT` browsers connect to: WebSocket at /ws, Server-Sent Events at /sse, a demo page at / (docs/web.md); empty turns it off.")
 	f.webMaxHeader = relay.DefaultWebMaxHeader
 	fs.Var(&f.webMaxHeader, "web-max-header", "The largest request head (request line and headers) a browser may send, in `bytes`; more is answered 431.")
@@ -334,7 +337,8 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	var httpSrv *ingress.HTTPServer
 	if f.httpAddr != "" || f.httpUnix != "" {
-		hcfg := ingress.HTTPConfig{Addr: f.httpAddr, UnixPath: f.httpUnix, Token: f.httpToken, MaxConns: f.httpMaxConns, MaxIDs: f.ingressMaxIDs, MaxTopics: f.ingressMaxTopics, Logger: logger}
+		hcfg := ingress.HTTPConfig{Addr: f.httpAddr, UnixPath: f.httpUnix, Token: f.httpToken, MaxConns: f.httpMaxConns, MaxIDs: f.ingressMaxIDs, MaxTopics: f.ingressMaxTopics, Logger: logger,
+			Hosts: splitList(f.httpHosts), Origins: splitList(f.httpOrigins)}
 		if unix != nil {
 			hcfg.Extra = unix.Metrics
 		}
@@ -417,4 +421,15 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		srv.Shutdown(context.Background())
 		return 1
 	}
+}
+
+// splitList splits a comma-separated flag value, dropping blanks.
+func splitList(v string) []string {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
