@@ -752,13 +752,16 @@ func (s *HTTPServer) hostAllowed(host []byte) bool {
 	name := h
 	if strings.HasPrefix(h, "[") {
 		i := strings.IndexByte(h, ']')
-		if i < 0 || (i+1 < len(h) && h[i+1] != ':') {
+		if i < 0 || (i+1 < len(h) && (h[i+1] != ':' || !isPort(h[i+2:]))) {
 			return false
 		}
 		a, err := netip.ParseAddr(h[1:i])
 		return err == nil && a.Is6()
 	}
 	if i := strings.LastIndexByte(h, ':'); i >= 0 {
+		if !isPort(h[i+1:]) {
+			return false
+		}
 		name = h[:i]
 	}
 	name = strings.TrimSuffix(name, ".")
@@ -775,6 +778,19 @@ func (s *HTTPServer) hostAllowed(host []byte) bool {
 	}
 	a, err := netip.ParseAddr(name)
 	return err == nil && a.Is4()
+}
+
+// isPort reports whether p is a port number as a Host header carries one.
+func isPort(p string) bool {
+	if len(p) == 0 || len(p) > 5 {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] < '0' || p[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // originAllowed reports whether Origins lists origin.
