@@ -807,12 +807,12 @@ func (s *HTTPServer) originAllowed(origin []byte) bool {
 }
 
 // allowOrigin adds the CORS header that lets an allowed origin's page read
-// the response. Only allowed origins reach a handler.
+// the response.
 func (s *HTTPServer) allowOrigin(ctx *fasthttp.RequestCtx) {
 	if len(s.cfg.Origins) == 0 {
 		return
 	}
-	if origin := ctx.Request.Header.Peek(fasthttp.HeaderOrigin); len(origin) > 0 {
+	if origin := ctx.Request.Header.Peek(fasthttp.HeaderOrigin); len(origin) > 0 && s.originAllowed(origin) {
 		ctx.Response.Header.SetBytesV(fasthttp.HeaderAccessControlAllowOrigin, origin)
 		ctx.Response.Header.Set(fasthttp.HeaderVary, "Origin")
 	}

@@ -124,7 +124,11 @@ func TestHTTPAllowedHostsAndOrigins(t *testing.T) {
 	if m, hd := r.header.Get("Access-Control-Allow-Methods"), r.header.Get("Access-Control-Allow-Headers"); m != "POST" || !strings.Contains(hd, "Content-Type") || !strings.Contains(hd, "Authorization") {
 		t.Errorf("preflight: methods %q, headers %q", m, hd)
 	}
-	a.do("POST", "/v1/broadcast", []byte("x"), "Origin", "https://evil.example").wantError(t, 403, "forbidden_origin", "evil.example")
+	r = a.do("POST", "/v1/broadcast", []byte("x"), "Origin", "https://evil.example")
+	r.wantError(t, 403, "forbidden_origin", "evil.example")
+	if got := r.header.Get("Access-Control-Allow-Origin"); got != "" {
+		t.Errorf("a refused origin got Access-Control-Allow-Origin %q; want none", got)
+	}
 	c.expectSilence(50 * time.Millisecond)
 
 	for _, cfg := range []HTTPConfig{{Hosts: []string{"relay:8844"}}, {Hosts: []string{"http://relay"}}, {Origins: []string{"app.example.com"}}, {Origins: []string{"https://app.example.com/"}}} {
