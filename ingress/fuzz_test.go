@@ -7,7 +7,9 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,6 +126,42 @@ func FuzzWireReader(f *testing.F) {
 		}
 		if len(b) >= wire.HeaderLen {
 			wire.ParseHeader(b, 1<<20)
+		}
+	})
+}
+
+// FuzzHostAllowed: no Host header makes the check panic; with no names
+// configured it accepts only what names the relay itself (an IP address
+// literal or localhost, with any port), and every IP address, written as a
+// Host header, is accepted.
+func FuzzHostAllowed(f *testing.F) {
+	s, err := ListenHTTP(HTTPConfig{Addr: "127.0.0.1:0", Logger: quietLogger()}, nil, 1024)
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer s.Close()
+	for _, h := range []string{"127.0.0.1:8844", "[::1]:8844", "localhost", "localhost.", "evil.example:8844", "[::1", "[::1]x", "[fe80::1%25eth0]:1", "1.2.3.4.5", ":8844", "", "[127.0.0.1]"} {
+		f.Add([]byte(h))
+	}
+	f.Fuzz(func(t *testing.T, host []byte) {
+		ok := s.hostAllowed(host)
+		if ok {
+			h := string(host)
+			if hp, _, err := net.SplitHostPort(h); err == nil {
+				h = hp
+			} else if strings.HasPrefix(h, "[") {
+				h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+			}
+			h = strings.TrimSuffix(h, ".")
+			if _, err := netip.ParseAddr(h); err != nil && !strings.EqualFold(h, "localhost") {
+				t.Fatalf("Host %q accepted: it is neither an IP address nor localhost", host)
+			}
+		}
+		if a, ok := netip.AddrFromSlice(host); ok && !a.Is4In6() {
+			literal := netip.AddrPortFrom(a, 8844).String()
+			if !s.hostAllowed([]byte(literal)) {
+				t.Fatalf("Host %q, an IP address, refused", literal)
+			}
 		}
 	})
 }

@@ -30,23 +30,42 @@ package ingress
 //
 //	400 bad_request         malformed JSON or HTTP, invalid ID or topic, a payload the framing cannot carry
 //	401 unauthorized        missing or wrong bearer token (WWW-Authenticate: Bearer)
+//	403 forbidden_host      the Host header does not name this relay (DNS rebinding)
+//	403 forbidden_origin    a browser's cross-site request (an Origin not in Origins)
 //	404 unknown_id          no client with that ID is connected
 //	404 not_found           no such route
 //	405 method_not_allowed  wrong method for the route (Allow lists the right ones)
 //	408 timeout             the request was not received in time
 //	413 too_large           payload over --max-message, or body over MaxBody
+//	415 unsupported_media_type  a JSON route without Content-Type: application/json
 //	422 limit               too many IDs or topics in one request, or a topic limit reached
 //	503 overloaded          the relay's queues are full; nothing was queued (Retry-After: 1)
 //	503 shutting_down       the relay is draining and accepts no pushes
 //
 // # Connections
 //
-// fasthttp serves each connection on one goroutine from its worker pool,
-// at most MaxConns at once across the TCP and Unix listeners; a connection
-// over the limit gets a plain-text 503 and is closed.
+// fasthttp serves each connection on one goroutine from its worker pool.
+// The acceptor admits at most MaxConns at once across the TCP and Unix
+// listeners. A connection is untrusted until it has sent a request that
+// passed the Host, Origin and token checks; at the limit, a new connection
+// takes the place of the oldest untrusted one (closed, counted as evicted),
+// and only when every connection is trusted is it refused with a
+// plain-text 503. A request must arrive whole within httpReadTimeout of the
+// connection opening (or of its first byte, on a keep-alive connection), so
+// silent connections cannot keep token holders out.
+//
+// # Cross-site requests
+//
+// A page in a browser on the relay's host can send requests to loopback. A
+// request with an Origin header is refused unless its origin is listed in
+// Origins, so pages cannot push (text/plain needs no preflight). A request
+// on TCP whose Host is not an IP address literal, localhost or a name in
+// Hosts is refused, so a page cannot read the API through DNS rebinding.
+// JSON routes require Content-Type: application/json.
 
 import (
 	"bytes"
+	"container/list"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -57,6 +76,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -94,6 +114,15 @@ type HTTPConfig struct {
 	MaxIDs int
 	// MaxTopics caps the topics in one subscriptions request. Default 100.
 	MaxTopics int
+	// Hosts are the names, besides IP address literals and localhost,
+	// that a request's Host header may carry on the TCP listener (the port
+	// is not checked); "*" allows any. Default none.
+	Hosts []string
+	// Origins are the browser origins, such as https://app.example.com,
+	// whose requests (which carry an Origin header) are served, with CORS
+	// headers; "*" allows any. Default none: every request with an Origin
+	// header is refused.
+	Origins []string
 	// Logger for lifecycle and errors. Default slog.Default().
 	Logger *slog.Logger
 	// Extra, if set, returns more metrics for /metrics and /v1/stats,
@@ -113,8 +142,15 @@ const (
 // Timeouts of HTTP connections. A keep-alive connection may idle longer
 // than common clients keep one (Go's http.Transport: 90 s), so the client
 // closes first and never sends into a connection the relay is closing.
+// fasthttp sets the read deadline httpReadTimeout ahead when a connection
+// opens and again at the first byte of each later request; it covers the
+// headers and the body, so a connection may not stay silent or trickle a
+// request for longer. An authorized request whose body is over
+// httpLongBody gets httpBodyTimeout from the end of its headers instead.
 const (
-	httpReadTimeout  = 30 * time.Second // headers and body of one request
+	httpReadTimeout  = 5 * time.Second  // a request, headers and body, from the connection's opening or its first byte
+	httpBodyTimeout  = 30 * time.Second // the body of an authorized request over httpLongBody
+	httpLongBody     = 64 << 10
 	httpWriteTimeout = 30 * time.Second // one response
 	httpIdleTimeout  = 2 * time.Minute  // between requests on a keep-alive connection
 	httpCloseTimeout = 5 * time.Second  // Close waits this long for requests in flight
@@ -160,6 +196,19 @@ func (cfg HTTPConfig) withDefaults(maxMessage int) (HTTPConfig, error) {
 	if cfg.MaxConns < 0 || cfg.MaxIDs < 0 || cfg.MaxTopics < 0 {
 		return bad("limits must be positive (conns %d, ids %d, topics %d)", cfg.MaxConns, cfg.MaxIDs, cfg.MaxTopics)
 	}
+	hosts := make([]string, 0, len(cfg.Hosts))
+	for _, h := range cfg.Hosts {
+		if h == "" || strings.ContainsAny(h, ":/[] ") && h != "*" {
+			return bad("host %q (--http-hosts): want a DNS name such as relay.internal, without a port or scheme (IP addresses and localhost are always allowed)", h)
+		}
+		hosts = append(hosts, strings.TrimSuffix(h, "."))
+	}
+	cfg.Hosts = hosts
+	for _, o := range cfg.Origins {
+		if o != "*" && !(strings.HasPrefix(o, "http://") || strings.HasPrefix(o, "https://")) || strings.HasSuffix(o, "/") {
+			return bad("origin %q (--http-origins): want scheme://host[:port] as a browser sends it, such as https://app.example.com, or *", o)
+		}
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -178,6 +227,8 @@ type HTTPServer struct {
 	tcpAddr    string   // "" without a TCP listener
 	tokenHash  [32]byte // SHA-256 of cfg.Token, compared in constant time
 	hasToken   bool
+	anyHost    bool // cfg.Hosts holds "*"
+	anyOrigin  bool // cfg.Origins holds "*"
 
 	mu      sync.Mutex
 	serving bool                  // guarded by mu
@@ -210,6 +261,12 @@ func ListenHTTP(cfg HTTPConfig, r Relay, maxMessage int) (*HTTPServer, error) {
 		s.tokenHash = sha256.Sum256([]byte(cfg.Token))
 		s.hasToken = true
 	}
+	for _, h := range cfg.Hosts {
+		s.anyHost = s.anyHost || h == "*"
+	}
+	for _, o := range cfg.Origins {
+		s.anyOrigin = s.anyOrigin || o == "*"
+	}
 	var lns []net.Listener
 	closeAll := func() {
 		for _, ln := range lns {
@@ -239,14 +296,18 @@ func ListenHTTP(cfg HTTPConfig, r Relay, maxMessage int) (*HTTPServer, error) {
 		}
 		lns = append(lns, ln)
 	}
-	s.ln = newAcceptor(lns, s.log)
+	s.ln = newAcceptor(lns, cfg.MaxConns, s.log)
 	s.srv = &fasthttp.Server{
-		Handler:                      s.handle,
-		ErrorHandler:                 s.handleError,
-		ExpectHandler:                s.expect,
-		ConnState:                    s.connState,
-		Logger:                       fasthttpLogger{s},
-		Concurrency:                  cfg.MaxConns,
+		Handler:        s.handle,
+		ErrorHandler:   s.handleError,
+		ExpectHandler:  s.expect,
+		HeaderReceived: s.headerReceived,
+		ConnState:      s.connState,
+		Logger:         fasthttpLogger{s},
+		// The acceptor enforces MaxConns. fasthttp's own count drops a
+		// little after a connection closes, and an evicted connection
+		// stays in it until its goroutine notices: leave it room.
+		Concurrency:                  2 * cfg.MaxConns,
 		MaxRequestBodySize:           cfg.MaxBody,
 		ReadTimeout:                  httpReadTimeout,
 		WriteTimeout:                 httpWriteTimeout,
@@ -280,7 +341,7 @@ func (s *HTTPServer) Serve() error {
 	s.serving = true
 	s.mu.Unlock()
 	s.log.Info("http listening", "addr", s.tcpAddr, "socket", s.cfg.UnixPath, "token", s.hasToken,
-		"max_conns", s.cfg.MaxConns, "max_body", s.cfg.MaxBody)
+		"max_conns", s.cfg.MaxConns, "max_body", s.cfg.MaxBody, "hosts", s.cfg.Hosts, "origins", s.cfg.Origins)
 	err := s.srv.Serve(s.ln)
 	s.mu.Lock()
 	closed := s.closed
@@ -458,11 +519,14 @@ type httpError uint8
 const (
 	errBadRequest httpError = iota
 	errUnauthorized
+	errForbiddenHost
+	errForbiddenOrigin
 	errNotFound
 	errUnknownID
 	errMethod
 	errTimeout
 	errTooLarge
+	errMediaType
 	errHeadersTooLarge
 	errLimit
 	errOverloaded
@@ -477,11 +541,14 @@ var httpErrors = [numHTTPErrors]struct {
 }{
 	errBadRequest:      {fasthttp.StatusBadRequest, "bad_request"},
 	errUnauthorized:    {fasthttp.StatusUnauthorized, "unauthorized"},
+	errForbiddenHost:   {fasthttp.StatusForbidden, "forbidden_host"},
+	errForbiddenOrigin: {fasthttp.StatusForbidden, "forbidden_origin"},
 	errNotFound:        {fasthttp.StatusNotFound, "not_found"},
 	errUnknownID:       {fasthttp.StatusNotFound, "unknown_id"},
 	errMethod:          {fasthttp.StatusMethodNotAllowed, "method_not_allowed"},
 	errTimeout:         {fasthttp.StatusRequestTimeout, "timeout"},
 	errTooLarge:        {fasthttp.StatusRequestEntityTooLarge, "too_large"},
+	errMediaType:       {fasthttp.StatusUnsupportedMediaType, "unsupported_media_type"},
 	errHeadersTooLarge: {fasthttp.StatusRequestHeaderFieldsTooLarge, "headers_too_large"},
 	errLimit:           {fasthttp.StatusUnprocessableEntity, "limit"},
 	errOverloaded:      {fasthttp.StatusServiceUnavailable, "overloaded"},
@@ -554,12 +621,19 @@ func replyJSON(ctx *fasthttp.RequestCtx, b []byte) {
 func (s *HTTPServer) handle(ctx *fasthttp.RequestCtx) {
 	rt, arg := resolveRoute(ctx.URI().PathOriginal())
 	s.serveRoute(ctx, rt, arg)
+	s.allowOrigin(ctx)
 	s.count(rt, ctx.Response.StatusCode())
 }
 
 func (s *HTTPServer) serveRoute(ctx *fasthttp.RequestCtx, rt route, arg []byte) {
 	method := borrow(ctx.Method())
-	if rt != routeHealthz && !s.authorized(ctx) {
+	if !s.sameSite(ctx) || s.preflight(ctx, rt) {
+		return
+	}
+	switch {
+	case s.authorized(ctx):
+		trust(ctx)
+	case rt != routeHealthz:
 		s.unauthorized(ctx)
 		return
 	}
@@ -576,6 +650,12 @@ func (s *HTTPServer) serveRoute(ctx *fasthttp.RequestCtx, rt route, arg []byte) 
 	case routeSendID, routePublish, routeBroadcast, routeSendMany, routeSubscriptions:
 		if enc := ctx.Request.Header.ContentEncoding(); len(enc) > 0 && !strings.EqualFold(borrow(enc), "identity") {
 			s.fail(ctx, errBadRequest, fmt.Sprintf("Content-Encoding %q is not supported: send the body as is", enc))
+			return
+		}
+	}
+	switch rt {
+	case routeSendMany, routeSubscriptions:
+		if !s.jsonContent(ctx, rt) {
 			return
 		}
 	}
@@ -618,7 +698,12 @@ func (s *HTTPServer) authorized(ctx *fasthttp.RequestCtx) bool {
 	if !s.hasToken {
 		return true
 	}
-	h := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)
+	return s.tokenMatches(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization))
+}
+
+// tokenMatches reports whether an Authorization header's value carries the
+// token, in constant time.
+func (s *HTTPServer) tokenMatches(h []byte) bool {
 	const scheme = "bearer "
 	if len(h) <= len(scheme) || !strings.EqualFold(borrow(h[:len(scheme)]), scheme) {
 		return false
@@ -633,6 +718,157 @@ func (s *HTTPServer) unauthorized(ctx *fasthttp.RequestCtx) {
 		msg = "the Authorization header does not carry this relay's token (want Authorization: Bearer <token>)"
 	}
 	s.fail(ctx, errUnauthorized, msg)
+	ctx.SetConnectionClose() // an untrusted connection does not stay
+}
+
+// sameSite refuses, answering 403, a request a browser page may have sent
+// on its own: one with an Origin header not in Origins (a cross-site push
+// needs no preflight with text/plain), or one on TCP whose Host does not
+// name this relay (a page reading the API through DNS rebinding). The Unix
+// socket is out of a browser's reach: Host is not checked there.
+func (s *HTTPServer) sameSite(ctx *fasthttp.RequestCtx) bool {
+	if origin := ctx.Request.Header.Peek(fasthttp.HeaderOrigin); len(origin) > 0 && !s.originAllowed(origin) {
+		s.fail(ctx, errForbiddenOrigin, fmt.Sprintf("requests from browser pages are refused: Origin %s is not allowed (list it in --http-origins to serve it)", trimForMessage(origin)))
+		ctx.SetConnectionClose()
+		return false
+	}
+	if _, unix := ctx.LocalAddr().(*net.UnixAddr); !unix && !s.hostAllowed(ctx.Request.Header.Host()) {
+		s.fail(ctx, errForbiddenHost, fmt.Sprintf("Host %s does not name this relay: use an IP address or localhost, such as 127.0.0.1:8844, or list the name in --http-hosts", trimForMessage(ctx.Request.Header.Host())))
+		ctx.SetConnectionClose()
+		return false
+	}
+	return true
+}
+
+// hostAllowed reports whether a Host header names this relay: an IP
+// address literal (which a page cannot rebind to another address),
+// localhost, or a name in Hosts. The port is not checked, so port
+// mappings and proxies work.
+func (s *HTTPServer) hostAllowed(host []byte) bool {
+	if s.anyHost {
+		return true
+	}
+	h := borrow(host)
+	name := h
+	if strings.HasPrefix(h, "[") {
+		i := strings.IndexByte(h, ']')
+		if i < 0 || (i+1 < len(h) && (h[i+1] != ':' || !isPort(h[i+2:]))) {
+			return false
+		}
+		a, err := netip.ParseAddr(h[1:i])
+		return err == nil && a.Is6()
+	}
+	if i := strings.LastIndexByte(h, ':'); i >= 0 {
+		if !isPort(h[i+1:]) {
+			return false
+		}
+		name = h[:i]
+	}
+	name = strings.TrimSuffix(name, ".")
+	if name == "" {
+		return false
+	}
+	if strings.EqualFold(name, "localhost") {
+		return true
+	}
+	for _, n := range s.cfg.Hosts {
+		if strings.EqualFold(name, n) {
+			return true
+		}
+	}
+	a, err := netip.ParseAddr(name)
+	return err == nil && a.Is4()
+}
+
+// isPort reports whether p is a port number as a Host header carries one.
+func isPort(p string) bool {
+	if len(p) == 0 || len(p) > 5 {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] < '0' || p[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// originAllowed reports whether Origins lists origin.
+func (s *HTTPServer) originAllowed(origin []byte) bool {
+	if s.anyOrigin {
+		return true
+	}
+	for _, o := range s.cfg.Origins {
+		if strings.EqualFold(borrow(origin), o) {
+			return true
+		}
+	}
+	return false
+}
+
+// allowOrigin adds the CORS header that lets an allowed origin's page read
+// the response.
+func (s *HTTPServer) allowOrigin(ctx *fasthttp.RequestCtx) {
+	if len(s.cfg.Origins) == 0 {
+		return
+	}
+	if origin := ctx.Request.Header.Peek(fasthttp.HeaderOrigin); len(origin) > 0 && s.originAllowed(origin) {
+		ctx.Response.Header.SetBytesV(fasthttp.HeaderAccessControlAllowOrigin, origin)
+		ctx.Response.Header.Set(fasthttp.HeaderVary, "Origin")
+	}
+}
+
+// preflight answers a CORS preflight from an allowed origin (sameSite has
+// refused the others) and reports whether it did.
+func (s *HTTPServer) preflight(ctx *fasthttp.RequestCtx, rt route) bool {
+	if !ctx.IsOptions() || len(ctx.Request.Header.Peek(fasthttp.HeaderOrigin)) == 0 ||
+		len(ctx.Request.Header.Peek(fasthttp.HeaderAccessControlRequestMethod)) == 0 || rt == routeOther {
+		return false
+	}
+	ctx.SetStatusCode(fasthttp.StatusNoContent)
+	ctx.Response.Header.Set(fasthttp.HeaderAccessControlAllowMethods, routeInfo[rt].allow)
+	ctx.Response.Header.Set(fasthttp.HeaderAccessControlAllowHeaders, "Authorization, Content-Type")
+	ctx.Response.Header.Set(fasthttp.HeaderAccessControlMaxAge, "600")
+	return true
+}
+
+// jsonContent refuses, answering 415, a JSON route's request that does not
+// say its body is JSON: a browser sends a cross-site form or text/plain
+// body without asking first, but never application/json.
+func (s *HTTPServer) jsonContent(ctx *fasthttp.RequestCtx, rt route) bool {
+	ct := borrow(ctx.Request.Header.ContentType())
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	if strings.EqualFold(strings.TrimSpace(ct), contentJSON) {
+		return true
+	}
+	got := "no Content-Type"
+	if ct != "" {
+		got = "Content-Type " + strconv.Quote(ct)
+	}
+	s.fail(ctx, errMediaType, fmt.Sprintf("%s %s takes a JSON body and the request has %s: send Content-Type: application/json (curl: -H 'Content-Type: application/json')", ctx.Method(), routeInfo[rt].pattern, got))
+	return false
+}
+
+// trust marks the request's connection as one that has sent an authorized
+// request: it is no longer evicted for newcomers.
+func trust(ctx *fasthttp.RequestCtx) {
+	if c, ok := ctx.Conn().(*httpConn); ok && !c.trusted.Load() {
+		c.a.trust(c)
+	}
+}
+
+// headerReceived gives an authorized request with a long body more time
+// than httpReadTimeout to send it.
+func (s *HTTPServer) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	if h.ContentLength() <= httpLongBody {
+		return fasthttp.RequestConfig{}
+	}
+	if s.hasToken && !s.tokenMatches(h.Peek(fasthttp.HeaderAuthorization)) {
+		return fasthttp.RequestConfig{}
+	}
+	return fasthttp.RequestConfig{ReadTimeout: httpBodyTimeout}
 }
 
 // pathArg percent-decodes a path argument. Without a '%' it returns the
@@ -992,7 +1228,7 @@ func (s *HTTPServer) allMetrics() []relay.Metric {
 // Metrics returns the HTTP server's own counters. Safe for concurrent use.
 func (s *HTTPServer) Metrics() []relay.Metric {
 	c := &s.counters
-	ms := make([]relay.Metric, 0, int(numRoutes)*numClasses+int(numHTTPErrors)+2)
+	ms := make([]relay.Metric, 0, int(numRoutes)*numClasses+int(numHTTPErrors)+3)
 	for rt := range numRoutes {
 		for cl := range numClasses {
 			ms = append(ms, relay.Metric{
@@ -1009,13 +1245,14 @@ func (s *HTTPServer) Metrics() []relay.Metric {
 			Type: "counter", Help: "HTTP error replies, by status.", Value: float64(c.errors[k].Load()),
 		})
 	}
-	var refused uint32
+	refused := s.ln.refused.Load()
 	if s.srv != nil {
-		refused = s.srv.GetRejectedConnectionsCount()
+		refused += uint64(s.srv.GetRejectedConnectionsCount())
 	}
 	return append(ms,
 		relay.Metric{Name: "pushrelay_http_connections", Type: "gauge", Help: "HTTP connections open.", Value: float64(c.conns.Load())},
-		relay.Metric{Name: "pushrelay_http_refused_total", Type: "counter", Help: "HTTP connections refused over the connection limit.", Value: float64(refused)},
+		relay.Metric{Name: "pushrelay_http_refused_total", Type: "counter", Help: "HTTP connections refused over the connection limit, every open one having sent an authorized request.", Value: float64(refused)},
+		relay.Metric{Name: "pushrelay_http_evicted_total", Type: "counter", Help: "HTTP connections closed, before they sent an authorized request, to make room for a new one at the connection limit.", Value: float64(s.ln.evicted.Load())},
 	)
 }
 
@@ -1056,6 +1293,7 @@ func trimForMessage(b []byte) string {
 func (s *HTTPServer) expect(ctx *fasthttp.RequestCtx) int {
 	rt, _ := resolveRoute(ctx.URI().PathOriginal())
 	switch {
+	case !s.sameSite(ctx):
 	case rt != routeHealthz && !s.authorized(ctx):
 		s.unauthorized(ctx)
 	case ctx.Request.Header.ContentLength() > s.cfg.MaxBody:
@@ -1081,8 +1319,10 @@ func (s *HTTPServer) handleError(ctx *fasthttp.RequestCtx, err error) {
 		lingerBody(ctx.Conn())
 	case errors.As(err, &small):
 		s.fail(ctx, errHeadersTooLarge, "the request's headers are too large")
+	case errors.Is(err, net.ErrClosed):
+		return // evicted for a newcomer, or the server is closing: nobody to answer
 	case errors.As(err, &ne) && ne.Timeout():
-		s.fail(ctx, errTimeout, fmt.Sprintf("the request was not received within %v", httpReadTimeout))
+		s.fail(ctx, errTimeout, fmt.Sprintf("the request was not received within %v of the connection opening (or of its first byte)", httpReadTimeout))
 	default:
 		s.fail(ctx, errBadRequest, fmt.Sprintf("malformed HTTP request: %v", err))
 	}
@@ -1129,10 +1369,14 @@ func (l fasthttpLogger) Printf(format string, args ...any) {
 }
 
 // acceptor merges the HTTP listeners into the one net.Listener fasthttp
-// serves, so its connection limit covers both, and rides out accept errors
-// such as EMFILE that fasthttp would take as fatal.
+// serves, so its connection limit covers both; rides out accept errors
+// such as EMFILE that fasthttp would take as fatal; and admits at most max
+// connections, making room for a newcomer by closing the oldest untrusted
+// one (see the package comment, Connections).
 type acceptor struct {
+	// Fixed after newAcceptor.
 	lns   []net.Listener
+	max   int
 	log   *slog.Logger
 	conns chan net.Conn
 	errs  chan error
@@ -1140,17 +1384,98 @@ type acceptor struct {
 	start sync.Once
 	stop  sync.Once
 	wg    sync.WaitGroup
+
+	mu        sync.Mutex
+	open      int       // guarded by mu: admitted and not yet closed
+	untrusted list.List // guarded by mu: *httpConn not yet trusted, oldest first
+
+	refused atomic.Uint64 // over max with every connection trusted
+	evicted atomic.Uint64 // untrusted connections closed for a newcomer
 }
 
-func newAcceptor(lns []net.Listener, log *slog.Logger) *acceptor {
-	return &acceptor{lns: lns, log: log, conns: make(chan net.Conn), errs: make(chan error, len(lns)), done: make(chan struct{})}
+func newAcceptor(lns []net.Listener, max int, log *slog.Logger) *acceptor {
+	return &acceptor{lns: lns, max: max, log: log, conns: make(chan net.Conn), errs: make(chan error, len(lns)), done: make(chan struct{})}
+}
+
+// httpConn is an admitted connection. fasthttp closes it when done with it.
+type httpConn struct {
+	net.Conn
+	a       *acceptor
+	trusted atomic.Bool   // set once, by trust
+	elem    *list.Element // guarded by a.mu: in a.untrusted, or nil
+	closed  bool          // guarded by a.mu
+}
+
+// Close releases the connection's place and closes it. Safe to call more
+// than once, from any goroutine.
+func (c *httpConn) Close() error {
+	a := c.a
+	a.mu.Lock()
+	if !c.closed {
+		c.closed = true
+		a.open--
+		if c.elem != nil {
+			a.untrusted.Remove(c.elem)
+			c.elem = nil
+		}
+	}
+	a.mu.Unlock()
+	return c.Conn.Close()
+}
+
+// trust takes c off the untrusted list: it has sent an authorized request.
+func (a *acceptor) trust(c *httpConn) {
+	c.trusted.Store(true)
+	a.mu.Lock()
+	if c.elem != nil {
+		a.untrusted.Remove(c.elem)
+		c.elem = nil
+	}
+	a.mu.Unlock()
+}
+
+// admit wraps nc for serving, closing the oldest untrusted connection if
+// the limit is reached, or returns nil if every place is held by a trusted
+// connection.
+func (a *acceptor) admit(nc net.Conn) *httpConn {
+	var victim *httpConn
+	a.mu.Lock()
+	if a.open >= a.max {
+		front := a.untrusted.Front()
+		if front == nil {
+			a.mu.Unlock()
+			return nil
+		}
+		victim = front.Value.(*httpConn)
+		a.untrusted.Remove(front)
+		victim.elem = nil
+		victim.closed = true
+		a.open--
+	}
+	c := &httpConn{Conn: nc, a: a}
+	c.elem = a.untrusted.PushBack(c)
+	a.open++
+	a.mu.Unlock()
+	if victim != nil {
+		a.evicted.Add(1)
+		victim.Conn.Close() // its fasthttp goroutine sees the read fail and ends
+	}
+	return c
+}
+
+// refuse tells a connection over the limit why, then closes it.
+func (a *acceptor) refuse(nc net.Conn) {
+	msg := fmt.Sprintf("too many HTTP connections: %d are open, each has sent an authorized request, and that is the most allowed (--http-max-conns); retry later\n", a.max)
+	nc.SetDeadline(time.Now().Add(time.Second))
+	fmt.Fprintf(nc, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\nRetry-After: 1\r\n\r\n%s", len(msg), msg)
+	nc.Close()
 }
 
 func (a *acceptor) run(ln net.Listener) {
 	defer a.wg.Done()
 	var delay time.Duration
 	for {
-		c, err := ln.Accept()
+		nc, err := ln.Accept()
 		if err != nil {
 			select {
 			case <-a.done:
@@ -1168,6 +1493,12 @@ func (a *acceptor) run(ln net.Listener) {
 			return
 		}
 		delay = 0
+		c := a.admit(nc)
+		if c == nil {
+			a.refused.Add(1)
+			go a.refuse(nc)
+			continue
+		}
 		select {
 		case a.conns <- c:
 		case <-a.done:

@@ -192,6 +192,9 @@ func (a *httpAPI) do(method, path string, body []byte, headers ...string) httpRe
 	if a.token != "" {
 		req.Header.Set("Authorization", "Bearer "+a.token)
 	}
+	if path == "/v1/send" || path == "/v1/subscriptions" {
+		req.Header.Set("Content-Type", "application/json") // as a web app would; headers may override it
+	}
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
@@ -504,8 +507,8 @@ func TestHTTPMalformedRequests(t *testing.T) {
 	_, a := relayWithHTTP(t, relay.Config{}, HTTPConfig{})
 	addr := strings.TrimPrefix(a.base, "http://")
 	for _, tc := range []struct{ name, req, want string }{
-		{"bad escape in topic", "POST /v1/publish/%zz HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx", "400"},
-		{"bad escape in ID", "POST /v1/send/%zz HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx", "400"},
+		{"bad escape in topic", "POST /v1/publish/%zz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1\r\n\r\nx", "400"},
+		{"bad escape in ID", "POST /v1/send/%zz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1\r\n\r\nx", "400"},
 		{"garbage", "HELLO\r\n\r\n", "400"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -947,6 +950,7 @@ func httpHandlerCtx(method, uri string, body []byte) *fasthttp.RequestCtx {
 	var req fasthttp.Request
 	req.Header.SetMethod(method)
 	req.SetRequestURI(uri)
+	req.Header.SetHost("127.0.0.1:8844")
 	req.SetBody(body)
 	var ctx fasthttp.RequestCtx
 	ctx.Init(&req, nil, nil)

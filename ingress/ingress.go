@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/pushrelay/pushrelay/ingress/wire"
 	"github.com/pushrelay/pushrelay/relay"
@@ -59,6 +60,12 @@ type Config struct {
 	MaxConns int
 	// MaxWatches caps watch streams on one connection. Default 4.
 	MaxWatches int
+	// FrameTimeout is how long a request frame may take to arrive once
+	// the relay starts reading it (its first byte is in); a connection
+	// whose frame is still partial then gets an error reply and is
+	// closed. Connections may idle between frames without limit.
+	// Default 5 s.
+	FrameTimeout time.Duration
 	// Logger for lifecycle and errors. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -68,6 +75,8 @@ const (
 	DefaultMode       = 0o660
 	DefaultMaxConns   = 64
 	DefaultMaxWatches = 4
+	// DefaultFrameTimeout is Config.FrameTimeout's default.
+	DefaultFrameTimeout = 5 * time.Second
 )
 
 // ErrBadConfig: a configuration value is out of range.
@@ -109,6 +118,12 @@ func (cfg Config) withDefaults(maxMessage int) (Config, error) {
 	}
 	if cfg.MaxIDs < 0 || cfg.MaxIDs > 65535 || cfg.MaxTopics < 0 || cfg.MaxTopics > 65535 || cfg.MaxConns < 0 || cfg.MaxWatches < 0 {
 		return bad("limits out of range (ids %d, topics %d: 1 to 65535; conns %d, watches %d: positive)", cfg.MaxIDs, cfg.MaxTopics, cfg.MaxConns, cfg.MaxWatches)
+	}
+	if cfg.FrameTimeout == 0 {
+		cfg.FrameTimeout = DefaultFrameTimeout
+	}
+	if cfg.FrameTimeout < 0 {
+		return bad("frame timeout %v: want a positive duration, such as 5s", cfg.FrameTimeout)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -3,6 +3,7 @@ package ingress
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -19,7 +20,10 @@ import (
 // UnixServer serves the ingress protocol on a Unix socket. Each connection
 // is served by one goroutine that reads requests, calls the relay and
 // appends replies; replies are flushed when no further request is already
-// buffered, so a pipelining client gets them in batches.
+// buffered, so a pipelining client gets them in batches, or once
+// maxPendingReplies bytes of them wait: the flush blocks while the client
+// does not read, so the relay stops reading requests and the client's
+// writes block, whatever the client's write boundaries.
 type UnixServer struct {
 	// Fixed after ListenUnix.
 	cfg   Config
@@ -42,6 +46,9 @@ type Counters struct {
 	Conns     atomic.Int64  // ingress connections open
 	Refused   atomic.Uint64 // connections refused over MaxConns
 	BadFrames atomic.Uint64 // connections closed for untrustworthy framing
+	// FrameTimeouts counts connections closed because a frame was not
+	// completed within Config.FrameTimeout.
+	FrameTimeouts atomic.Uint64
 }
 
 // ListenUnix creates the socket (replacing a stale file, refusing a live
@@ -67,7 +74,7 @@ func (s *UnixServer) Counters() *Counters { return &s.counters }
 
 // Serve accepts connections until Close. It returns nil after Close.
 func (s *UnixServer) Serve() error {
-	s.log.Info("ingress listening", "socket", s.cfg.Path, "mode", fmt.Sprintf("%#o", s.cfg.Mode), "max_conns", s.cfg.MaxConns, "max_request", s.cfg.MaxRequest)
+	s.log.Info("ingress listening", "socket", s.cfg.Path, "mode", fmt.Sprintf("%#o", s.cfg.Mode), "max_conns", s.cfg.MaxConns, "max_request", s.cfg.MaxRequest, "frame_timeout", s.cfg.FrameTimeout.String())
 	var delay time.Duration
 	for {
 		nc, err := s.ln.AcceptUnix()
@@ -157,11 +164,12 @@ type ingressConn struct {
 	br  *bufio.Reader
 
 	// Owned by the serving goroutine.
-	hdr     [wire.HeaderLen]byte
-	body    []byte
-	ids     []string
-	topics  []string
-	watches int
+	hdr      [wire.HeaderLen]byte
+	body     []byte
+	ids      []string
+	topics   []string
+	watches  int
+	deadline bool // a read deadline is set on nc (a frame is being read)
 
 	// wmu serialises flushes (the serving goroutine's and watches').
 	wmu sync.Mutex
@@ -170,6 +178,9 @@ type ingressConn struct {
 	out     []byte
 	spare   []byte
 	writeEr error
+	// pending is len(out), stored under mu and read by the serving
+	// goroutine without it, to decide when to flush.
+	pending atomic.Int64
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -204,16 +215,17 @@ func (c *ingressConn) serve() {
 		c.nc.Close()
 	}()
 	for {
+		if !c.startFrame() {
+			return
+		}
 		if _, err := io.ReadFull(c.br, c.hdr[:4]); err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				c.srv.log.Debug("ingress connection ended", "err", err)
-			}
+			c.readFailed(err, "inside a header")
 			return
 		}
 		err := wire.CheckLen(c.hdr[:4], c.srv.cfg.MaxRequest)
 		if err == nil {
 			if _, err := io.ReadFull(c.br, c.hdr[4:]); err != nil {
-				c.srv.log.Debug("ingress connection ended inside a header", "err", err)
+				c.readFailed(err, "inside a header")
 				return
 			}
 		}
@@ -235,16 +247,75 @@ func (c *ingressConn) serve() {
 		}
 		c.body = c.body[:n]
 		if _, err := io.ReadFull(c.br, c.body); err != nil {
-			c.srv.log.Debug("ingress connection ended inside a frame", "err", err)
+			c.readFailed(err, "inside a frame")
 			return
 		}
 		c.srv.counters.Requests.Add(1)
 		c.handle(h, c.body)
-		if c.br.Buffered() == 0 {
+		// Flush when no request waits, or when the replies pass the bound
+		// whatever waits: a client that writes without reading then
+		// blocks this goroutine in the write, which stops it reading.
+		if c.br.Buffered() == 0 || c.pending.Load() >= maxPendingReplies {
 			if err := c.flush(); err != nil {
 				return
 			}
 		}
+	}
+}
+
+// maxPendingReplies is how many bytes of replies may wait while requests
+// are already read behind them: past it the connection writes them before
+// it reads on. docs/protocol.md states it.
+const maxPendingReplies = 64 << 10
+
+// startFrame waits for the first byte of the next frame, with no deadline:
+// a connection may idle between frames for as long as it likes (web apps
+// keep pools). Once the frame has begun and is not already read whole, it
+// sets a read deadline FrameTimeout ahead, so a partial frame cannot hold
+// the connection. The deadline is set after any flush, so a client that is
+// slow to read replies does not eat into it. It reports false when the
+// connection ended.
+func (c *ingressConn) startFrame() bool {
+	if c.br.Buffered() == 0 {
+		if c.deadline {
+			c.nc.SetReadDeadline(time.Time{})
+			c.deadline = false
+		}
+		if _, err := c.br.Peek(1); err != nil {
+			c.readFailed(err, "")
+			return false
+		}
+	}
+	if c.frameBuffered() {
+		return true // no read will wait: no deadline needed
+	}
+	c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.FrameTimeout))
+	c.deadline = true
+	return true
+}
+
+// frameBuffered reports whether the whole next frame is already read.
+func (c *ingressConn) frameBuffered() bool {
+	n := c.br.Buffered()
+	if n < 4 {
+		return false
+	}
+	b, _ := c.br.Peek(4)
+	return uint64(n) >= uint64(binary.BigEndian.Uint32(b))+4
+}
+
+// readFailed ends a connection whose read failed: the peer closed, the
+// server closed it, or a frame's deadline passed, which it tells the
+// client before hanging up.
+func (c *ingressConn) readFailed(err error, where string) {
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.srv.counters.FrameTimeouts.Add(1)
+		c.fail(0, 0, wire.StatusBadRequest, fmt.Sprintf("a request frame was not completed within %v (--ingress-frame-timeout); closing the connection: write each request whole", c.srv.cfg.FrameTimeout))
+		c.hangUp()
+	case where == "" && (errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)):
+	default:
+		c.srv.log.Debug("ingress connection ended "+where, "err", err)
 	}
 }
 
@@ -255,6 +326,7 @@ func (c *ingressConn) reply(kind, flags uint8, request uint32, fn func([]byte) [
 	b = fn(b)
 	wire.PatchLen(b, start)
 	c.out = b
+	c.pending.Store(int64(len(b)))
 	c.mu.Unlock()
 }
 
@@ -266,6 +338,7 @@ func (c *ingressConn) fail(op wire.Op, request uint32, st wire.Status, msg strin
 	b = wire.AppendStr16(b, msg)
 	wire.PatchLen(b, start)
 	c.out = b
+	c.pending.Store(int64(len(b)))
 	c.mu.Unlock()
 }
 
@@ -297,6 +370,7 @@ func (c *ingressConn) flush() error {
 	}
 	out := c.out
 	c.out = c.spare[:0]
+	c.pending.Store(0)
 	c.mu.Unlock()
 	// A client that stops reading would block this goroutine forever.
 	c.nc.SetWriteDeadline(time.Now().Add(replyWriteTimeout))

@@ -72,6 +72,7 @@ func (s *UnixServer) metrics() []relay.Metric {
 		{Name: "pushrelay_ingress_connections", Type: "gauge", Help: "Unix-socket ingress connections open.", Value: float64(c.Conns.Load())},
 		{Name: "pushrelay_ingress_refused_total", Type: "counter", Help: "Unix-socket connections refused over the connection limit.", Value: float64(c.Refused.Load())},
 		{Name: "pushrelay_ingress_bad_frames_total", Type: "counter", Help: "Unix-socket connections closed because a frame's length could not be trusted.", Value: float64(c.BadFrames.Load())},
+		{Name: "pushrelay_ingress_frame_timeouts_total", Type: "counter", Help: "Unix-socket connections closed because a request frame was not completed within --ingress-frame-timeout.", Value: float64(c.FrameTimeouts.Load())},
 	}
 }
 

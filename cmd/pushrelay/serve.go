@@ -38,10 +38,12 @@ type serveFlags struct {
 	ingressMaxConns, ingressMaxIDs       int
 	ingressMaxTopics                     int
 	ingressMaxRequest                    byteSize
+	ingressFrameTimeout                  time.Duration
 	maxTopicsPerConn, maxSubs, maxTopics int
 
 	httpAddr, httpUnix, httpToken string
 	httpMaxConns                  int
+	httpHosts, httpOrigins        string
 
 	web, webOrigins     string
 	webMaxHeader        byteSize
@@ -83,10 +85,13 @@ func (f *serveFlags) register(fs *flagSet) {
 	fs.Var(&f.ingressMaxRequest, "ingress-max-request", "The largest ingress request frame, in `bytes`; it must hold --max-message and its fields.")
 	fs.IntVar(&f.ingressMaxIDs, "ingress-max-ids", wire.DefaultMaxIDs, "The most client IDs in one send-to-many request (`N`, at most 65535).")
 	fs.IntVar(&f.ingressMaxTopics, "ingress-max-topics", wire.DefaultMaxTopics, "The most topics in one subscribe or unsubscribe request (`N`, at most 65535).")
+	fs.DurationVar(&f.ingressFrameTimeout, "ingress-frame-timeout", ingress.DefaultFrameTimeout, "How long one ingress request frame may take to arrive once it has begun (`DURATION`); a connection whose frame is still partial then gets an error and is closed. Idle connections between frames are kept.")
 	fs.StringVar(&f.httpAddr, "http", ingress.DefaultHTTPAddr, "The `HOST:PORT` of the HTTP API (docs/http.md); empty turns it off. A non-loopback address needs --http-token.")
 	fs.StringVar(&f.httpUnix, "http-unix", "", "Also serve the HTTP API on this Unix socket `PATH` (mode 0660); empty: no.")
 	fs.StringVar(&f.httpToken, "http-token", "", "Require `Authorization: Bearer TOKEN` on every HTTP route but /healthz. Prefer the environment variable: command lines are visible in ps.")
 	fs.IntVar(&f.httpMaxConns, "http-max-conns", ingress.DefaultHTTPMaxConns, "The most HTTP connections open at once (`N`), both listeners together.")
+	fs.StringVar(&f.httpHosts, "http-hosts", "", "Comma-separated DNS `NAMES` the HTTP API answers to in the Host header, besides IP addresses and localhost (against DNS rebinding; docs/http.md); * allows any.")
+	fs.StringVar(&f.httpOrigins, "http-origins", "", "Comma-separated browser `ORIGINS`, such as https://app.example.com, whose requests the HTTP API serves (with CORS headers); others that send an Origin header are refused; * allows any.")
 	fs.StringVar(&f.web, "web", ":8845", "The `HOST:PORT` browsers connect to: WebSocket at /ws, Server-Sent Events at /sse, a demo page at / (docs/web.md); empty turns it off.")
 	f.webMaxHeader = relay.DefaultWebMaxHeader
 	fs.Var(&f.webMaxHeader, "web-max-header", "The largest request head (request line and headers) a browser may send, in `bytes`; more is answered 431.")
@@ -213,6 +218,11 @@ func (f *serveFlags) ingressConfig(logger *slog.Logger) (ingress.Config, error) 
 		MaxIDs:     f.ingressMaxIDs,
 		MaxTopics:  f.ingressMaxTopics,
 		Logger:     logger,
+
+		FrameTimeout: f.ingressFrameTimeout,
+	}
+	if f.ingressFrameTimeout <= 0 {
+		return cfg, fmt.Errorf("--ingress-frame-timeout %v: want a positive duration, such as 5s", f.ingressFrameTimeout)
 	}
 	mode, err := strconv.ParseUint(f.ingressMode, 8, 32)
 	if err != nil || mode == 0 || mode > 0o777 {
@@ -327,7 +337,8 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	var httpSrv *ingress.HTTPServer
 	if f.httpAddr != "" || f.httpUnix != "" {
-		hcfg := ingress.HTTPConfig{Addr: f.httpAddr, UnixPath: f.httpUnix, Token: f.httpToken, MaxConns: f.httpMaxConns, MaxIDs: f.ingressMaxIDs, MaxTopics: f.ingressMaxTopics, Logger: logger}
+		hcfg := ingress.HTTPConfig{Addr: f.httpAddr, UnixPath: f.httpUnix, Token: f.httpToken, MaxConns: f.httpMaxConns, MaxIDs: f.ingressMaxIDs, MaxTopics: f.ingressMaxTopics, Logger: logger,
+			Hosts: splitList(f.httpHosts), Origins: splitList(f.httpOrigins)}
 		if unix != nil {
 			hcfg.Extra = unix.Metrics
 		}
@@ -410,4 +421,15 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		srv.Shutdown(context.Background())
 		return 1
 	}
+}
+
+// splitList splits a comma-separated flag value, dropping blanks.
+func splitList(v string) []string {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
