@@ -152,3 +152,31 @@ func TestMaxOutboundMustHoldOneFrame(t *testing.T) {
 	}
 	_ = srv
 }
+
+// TestSSEEventOverTheHoldIsDropped: an SSE event longer than a connection
+// may hold unsent, but within --max-outbound, is dropped for SSE clients
+// and counted, as one over --max-outbound is; it must not close them as
+// slow (it never fits, whatever they read).
+func TestSSEEventOverTheHoldIsDropped(t *testing.T) {
+	srv := startWeb(t, Config{}) // 256 KiB outbound cap: 209,712 bytes held
+	sse := dialSSE(t, srv)
+	ws := dialWS(t, srv)
+	payload := bytes.Repeat([]byte("\n"), 32000) // a 224 KB event
+	if n := sseEventLen(payload); n <= outboundHold(srv.cfg.MaxOutbound) || n > srv.cfg.MaxOutbound {
+		t.Fatalf("event of %d bytes: want one between the hold and --max-outbound", n)
+	}
+	if _, st := srv.Broadcast(payload); st != Queued {
+		t.Fatalf("Broadcast: %v", st)
+	}
+	if f := ws.frame(); len(f.payload) != len(payload) {
+		t.Fatalf("ws got %d bytes", len(f.payload))
+	}
+	srv.Send(sse.id, []byte("after"))
+	if got := sse.event(); got != "after" {
+		t.Fatalf("SSE event %q, want the next one", got)
+	}
+	waitFor(t, 5*time.Second, "the drop to be counted", func() bool { return srv.Stats().Drops[DropNotText] == 1 })
+	if n := srv.Stats().Closed[ReasonSlow]; n != 0 {
+		t.Fatalf("%d clients closed as slow", n)
+	}
+}
