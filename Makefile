@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 FUZZTIME ?= 30s
 
-.PHONY: help build build-nats run run-cluster test test-short bench capacity fuzz lint clean doctor tuning-diff
+.PHONY: help build build-nats run run-cluster test test-short bench capacity hostile fuzz lint clean doctor tuning-diff
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -45,6 +45,9 @@ capacity: build ## the ramp to the first wall (or 50,000), relay beside baseline
 	./$(BIN) bench capacity
 	./$(BIN) bench idle --conns 19000
 	./$(BIN) bench storm --conns 18000
+
+hostile: ## hostile inputs against the real binary (floods, storms, slowloris, stalled readers; about 10 s): the table of docs/hardening.md
+	$(GO) test -count=1 ./bench -run '^TestHostile$$' -hostile -v
 
 fuzz: ## fuzz every parser for FUZZTIME each (default 30s)
 	$(GO) test ./relay -run '^$$' -fuzz '^FuzzFrameReader$$' -fuzztime $(FUZZTIME)

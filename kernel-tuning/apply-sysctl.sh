@@ -14,6 +14,11 @@
 # This applies the values until the next boot; to keep them, install FILE
 # in /etc/sysctl.d/ (see its header).
 #
+# No sysctl here bounds what one client that stops reading pins in the
+# kernel: autotuning grows its send buffer to tcp_wmem's maximum, and a
+# thousand such clients can pass tcp_mem's pressure value for everyone.
+# The relay's --sndbuf bounds it; `pushrelay doctor --target N` names it.
+#
 # PUSHRELAY_SYSCTL_ROOT (default /proc/sys) is where the values are read and
 # written; the tests point it at a copy so that they never touch the kernel.
 # Exit status: 0 done (or nothing to do), 1 a write failed, 2 usage or not

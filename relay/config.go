@@ -87,7 +87,10 @@ type Config struct {
 	// MaxInbound is how many bytes a client may send in total before it is
 	// disconnected. Default 1 KiB; Off closes a client on its first byte.
 	MaxInbound int
-	// MaxOutbound caps each connection's unsent bytes. Default 256 KiB.
+	// MaxOutbound caps the relay memory each connection's unsent bytes
+	// may take. Default 256 KiB. The unsent bytes themselves are capped
+	// at 4/5 of the largest power of two within it (204.8 KiB of the
+	// default): gnet's buffer grows past what it holds (outboundHold).
 	MaxOutbound int
 	// Slow is what happens when a message would pass MaxOutbound.
 	Slow SlowPolicy
@@ -211,8 +214,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	case cfg.MaxOutbound < 0:
 		return bad("max-outbound %d: want a positive byte count", cfg.MaxOutbound)
 	}
-	if cfg.MaxOutbound < cfg.MaxMessage+cfg.Framing.Overhead() {
-		return bad("max-outbound %d is smaller than one frame of max-message %d: no message could ever be written", cfg.MaxOutbound, cfg.MaxMessage)
+	if frame := cfg.MaxMessage + cfg.Framing.Overhead(); outboundHold(cfg.MaxOutbound) < frame {
+		return bad("max-outbound %d keeps at most %d bytes unsent (4/5 of the largest power of two within it, so that gnet's buffer stays within it), smaller than one frame of max-message %d (%d bytes): no message could ever be written; raise --max-outbound to %d or lower --max-message",
+			cfg.MaxOutbound, outboundHold(cfg.MaxOutbound), cfg.MaxMessage, frame, minMaxOutbound(frame))
 	}
 	if cfg.SendBuffer < 0 {
 		return bad("send buffer %d: want a byte count, or 0 for the kernel's autotuning", cfg.SendBuffer)
@@ -305,8 +309,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	case cfg.WebCompressMin < 0:
 		return bad("web-compress-min %d: want a byte count", cfg.WebCompressMin)
 	}
-	if cfg.Web != "" && cfg.MaxOutbound < cfg.MaxMessage+wsHeaderLen(cfg.MaxMessage) {
-		return bad("max-outbound %d is smaller than one WebSocket frame of max-message %d", cfg.MaxOutbound, cfg.MaxMessage)
+	if frame := cfg.MaxMessage + wsHeaderLen(cfg.MaxMessage); cfg.Web != "" && outboundHold(cfg.MaxOutbound) < frame {
+		return bad("max-outbound %d keeps at most %d bytes unsent, smaller than one WebSocket frame of max-message %d (%d bytes): raise --max-outbound to %d or lower --max-message",
+			cfg.MaxOutbound, outboundHold(cfg.MaxOutbound), cfg.MaxMessage, frame, minMaxOutbound(frame))
 	}
 	if cfg.FlashPolicyListen != "" {
 		if _, _, err := net.SplitHostPort(cfg.FlashPolicyListen); err != nil {

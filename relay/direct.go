@@ -53,7 +53,7 @@ func (l *loop) writeDirect(s *session, f *Frame) bool {
 		return false
 	}
 	b := f.bytesFor(s.transport)
-	if b == nil || s.wsFlags&wsCloseSent != 0 || len(b) > l.srv.cfg.MaxOutbound {
+	if b == nil || s.wsFlags&wsCloseSent != 0 || len(b) > l.hold {
 		return false // the loop counts the drop, or applies the slow policy
 	}
 	l.mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"net"
 	"os"
 	"sync"
@@ -69,6 +70,7 @@ type loop struct {
 	srv   *Server
 	el    gnet.EventLoop
 	bellW int // write end of the doorbell; producers write one byte to it
+	hold  int // unsent bytes a connection may have in gnet: outboundHold(MaxOutbound)
 
 	// own is held by whoever acts as the loop: the loop's goroutine for
 	// the length of each gnet callback, or a producer writing a unicast
@@ -136,6 +138,7 @@ func newLoop(srv *Server, el gnet.EventLoop) (*loop, error) {
 		spare:    make([]item, 0, 64),
 		lastBeat: time.Now(),
 		ids:      idSource{node: srv.cfg.NodeID},
+		hold:     outboundHold(srv.cfg.MaxOutbound),
 	}
 	f := os.NewFile(uintptr(fds[1]), "pushrelay-doorbell")
 	nc, err := net.FileConn(f) // dups the fd
@@ -364,13 +367,16 @@ func (l *loop) stageFrom(s *session, f *Frame, off int, heartbeat bool) {
 		return
 	}
 	b := f.bytesFor(s.transport)
-	if b == nil || s.wsFlags&wsCloseSent != 0 {
+	if b == nil || s.wsFlags&wsCloseSent != 0 || len(b) > l.hold {
 		switch {
 		case heartbeat:
-		case b != nil:
+		case b != nil && s.wsFlags&wsCloseSent != 0:
 			l.tally.drops[DropClosed]++ // a WebSocket closing: nothing may follow its close frame
 		default:
-			l.tally.drops[DropNotText]++ // SSE: not UTF-8, or an event over --max-outbound
+			// SSE: not UTF-8, or an event longer than a connection may
+			// hold unsent (newlines grow it sevenfold), which would
+			// otherwise close or stall every SSE client.
+			l.tally.drops[DropNotText]++
 		}
 		return
 	}
@@ -406,7 +412,8 @@ func (l *loop) flushAll() {
 	l.done = l.done[:0]
 }
 
-// flush writes s's staged frames, enforcing MaxOutbound: under SlowClose a
+// flush writes s's staged frames, enforcing l.hold (what MaxOutbound
+// allows gnet to hold, see outboundHold): under SlowClose a
 // batch that would pass the cap closes the connection; under SlowDrop each
 // frame that would pass it is skipped and the session marked congested.
 func (l *loop) flush(s *session) {
@@ -419,7 +426,7 @@ func (l *loop) flush(s *session) {
 		l.dropStaged(head, DropClosed)
 		return
 	}
-	room := l.srv.cfg.MaxOutbound - s.conn.OutboundBuffered()
+	room := l.hold - s.conn.OutboundBuffered()
 	if l.srv.cfg.Slow == SlowClose {
 		total := 0
 		for i := head; i >= 0; i = l.pend[i].next {
@@ -463,6 +470,35 @@ func (l *loop) flush(s *session) {
 	l.tally.written += msgs
 	l.tally.bytes += bytes
 	l.tally.heartbeats += beats
+}
+
+// outboundHold is how many unsent bytes of one connection the relay lets
+// gnet hold, so that gnet's buffer for them stays within maxOutbound bytes
+// of memory. gnet keeps a connection's unsent bytes in a ring that grows,
+// past 4 KiB, by a quarter at a time until it holds what is asked, and
+// takes each new array from a pool of powers of two: a ring asked to hold
+// b bytes can grow to just under 1.25 b and sit in an array of the next
+// power of two. Asked for the whole 256 KiB default, it grew to 284,214
+// bytes in a 512 KiB array, and a stalled client held 512 KiB
+// (TestStalledClientMemoryWithinMaxOutbound). Holding at most 4/5 of the
+// largest power of two p within maxOutbound keeps the ring's array at p
+// or less, and keeps the bytes out of gnet's linked list (which starts
+// past gnet's write buffer cap, a power of two at least p, and allocates
+// per write). The arithmetic holds for p of 8 KiB and more; below, gnet's
+// doubling of rings under 4 KiB can reach 8 KiB.
+func outboundHold(maxOutbound int) int {
+	p := 1 << (bits.Len(uint(maxOutbound)) - 1)
+	return p / 5 * 4
+}
+
+// minMaxOutbound is the smallest MaxOutbound whose hold takes a frame of
+// n bytes.
+func minMaxOutbound(n int) int {
+	p := 1
+	for outboundHold(p) < n {
+		p <<= 1
+	}
+	return p
 }
 
 // armTimeout sets TCP_USER_TIMEOUT on s before its first write after the
@@ -606,7 +642,7 @@ func (l *loop) tick() {
 	for _, s := range l.congested {
 		switch {
 		case s.closed:
-		case s.conn.OutboundBuffered() <= l.srv.cfg.MaxOutbound/2:
+		case s.conn.OutboundBuffered() <= l.hold/2:
 			s.congested.Store(false)
 		default:
 			kept = append(kept, s)

@@ -25,7 +25,7 @@ type session struct {
 	remotePort uint16
 
 	// Atomic: written by the loop, read by producers.
-	congested atomic.Bool // over MaxOutbound under SlowDrop; cleared at half
+	congested atomic.Bool // over loop.hold (outboundHold) under SlowDrop; cleared at half
 
 	// Owned by the event loop; touch only in its callbacks and drains.
 	closed     bool          // OnClose ran: conn may be a reused fd, never touch it

@@ -359,7 +359,7 @@ func (l *loop) wsInbound(s *session, c gnet.Conn) (used, free int, act gnet.Acti
 		used += hl + int(h.n)
 		switch h.op {
 		case wsOpPing:
-			if s.wsFlags&wsCloseSent == 0 && s.conn.OutboundBuffered()+len(payload)+2 <= l.srv.cfg.MaxOutbound {
+			if s.wsFlags&wsCloseSent == 0 && s.conn.OutboundBuffered()+len(payload)+2 <= l.hold {
 				l.webBuf = appendWSFrame(l.webBuf[:0], wsOpPong, false, payload)
 				s.direct = false // gnet may keep part of it
 				_, _ = c.Write(l.webBuf)
@@ -410,7 +410,7 @@ func (l *loop) wsClose(s *session, code uint16, why CloseReason) gnet.Action {
 // wsCloseFrame writes a close frame with code and reason, after what the
 // connection already has queued, unless that would pass its outbound cap.
 func (l *loop) wsCloseFrame(s *session, code uint16, reason string) {
-	if s.wsFlags&wsCloseSent != 0 || s.conn.OutboundBuffered()+4+len(reason) > l.srv.cfg.MaxOutbound {
+	if s.wsFlags&wsCloseSent != 0 || s.conn.OutboundBuffered()+4+len(reason) > l.hold {
 		return
 	}
 	s.wsFlags |= wsCloseSent

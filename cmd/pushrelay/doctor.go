@@ -19,10 +19,12 @@ func runDoctor(args []string, stdout, stderr io.Writer) int {
 		loadgen bool
 		asJSON  bool
 		root    string
+		stalled int64
 	)
 	fs.Int64Var(&target, "target", doctor.DefaultTarget, "How many client connections (`N`) to plan for, on top of what the host uses now.")
 	fs.BoolVar(&loadgen, "loadgen", false, "Count a load generator on this host too: its sockets, files and ephemeral ports.")
 	fs.BoolVar(&asJSON, "json", false, "Print the report as JSON for machines instead of text for people.")
+	fs.Int64Var(&stalled, "stalled", 0, "How many clients (`N`) to plan for that stop reading at once, for the --sndbuf the doctor recommends; 0 means 1% of --target, at least 1,000.")
 	fs.StringVar(&root, "root", "/", "Read /proc and /sys under this `directory` instead of the running host's, such as a snapshot recorded from another host.")
 	if err := fs.parse(args, stdout); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -35,12 +37,16 @@ func runDoctor(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pushrelay doctor: --target %d: want a positive number of connections\n", target)
 		return 2
 	}
+	if stalled < 0 {
+		fmt.Fprintf(stderr, "pushrelay doctor: --stalled %d: want a number of connections, or 0 for 1%% of --target (at least 1,000)\n", stalled)
+		return 2
+	}
 	host, err := doctor.Read(root)
 	if err != nil {
 		fmt.Fprintf(stderr, "pushrelay doctor: --root: %v\n", err)
 		return 2
 	}
-	report := doctor.Analyze(host, doctor.Options{Target: target, Loadgen: loadgen})
+	report := doctor.Analyze(host, doctor.Options{Target: target, Loadgen: loadgen, Stalled: stalled})
 	if asJSON {
 		err = report.WriteJSON(stdout)
 	} else {

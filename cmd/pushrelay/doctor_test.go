@@ -99,6 +99,7 @@ func TestDoctorUsage(t *testing.T) {
 	}{
 		{[]string{"--target", "0"}, 2, "--target 0"},
 		{[]string{"--target", "lots"}, 2, "invalid value"},
+		{[]string{"--stalled", "-1"}, 2, "--stalled -1"},
 		{[]string{"--bogus"}, 2, "bogus"},
 		{[]string{"extra"}, 2, "unexpected argument"},
 		{[]string{"--root", "/nonexistent-root"}, 2, "holds no proc directory"},
@@ -112,9 +113,30 @@ func TestDoctorUsage(t *testing.T) {
 	}
 	var out bytes.Buffer
 	run([]string{"doctor", "--help"}, &out, &out)
-	for _, flag := range []string{"--target", "--loadgen", "--json", "--root", "PUSHRELAY_TARGET"} {
+	for _, flag := range []string{"--target", "--loadgen", "--json", "--root", "--stalled", "PUSHRELAY_TARGET"} {
 		if !strings.Contains(out.String(), flag) {
 			t.Errorf("--help: want %s in it:\n%s", flag, out.String())
+		}
+	}
+}
+
+// TestDoctorSendBuffer: the doctor names the --sndbuf that keeps the
+// planned stalled clients under tcp_mem's pressure value, for the target
+// and the --stalled count given.
+func TestDoctorSendBuffer(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		// 1,000 stalled of 15,000 on the default host: 368 pages each.
+		{[]string{"--target", "15000"}, "pushrelay serve --sndbuf 736KiB"},
+		{[]string{"--target", "15000", "--stalled", "2000"}, "pushrelay serve --sndbuf 368KiB"},
+		{[]string{"--target", "15000", "--stalled", "100"}, "the relay needs no --sndbuf"},
+	} {
+		var out, errb bytes.Buffer
+		run(append([]string{"doctor", "--root", snapshotRoot("default")}, tt.args...), &out, &errb)
+		if !strings.Contains(out.String(), tt.want) {
+			t.Errorf("%v: want %q in the report:\n%s%s", tt.args, tt.want, out.String(), errb.String())
 		}
 	}
 }

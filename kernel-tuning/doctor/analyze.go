@@ -43,6 +43,17 @@ type Options struct {
 	Loadgen bool
 	// Model is the memory model; the zero value means DefaultModel.
 	Model Model
+	// Stalled is how many clients to plan for that stop reading at once;
+	// zero means DefaultStalled(Target).
+	Stalled int64
+}
+
+// DefaultStalled is how many clients the doctor plans to stop reading at
+// once: 1% of the target, and at least a thousand (or the whole target
+// when smaller), since a thousand connections that never read cost an
+// attacker nothing.
+func DefaultStalled(target int64) int64 {
+	return min(target, max(1000, target/100))
 }
 
 // Limit is one host limit and how many client connections it allows.
@@ -100,6 +111,46 @@ type Memory struct {
 	Source    string `json:"source"`
 }
 
+// SlowClients is what clients that stop reading cost the kernel's TCP
+// memory, and the send buffer (--sndbuf) that keeps them under tcp_mem's
+// pressure value. Each stalled socket holds what it was written up to its
+// send buffer; with the kernel's autotuning that buffer can grow to
+// tcp_wmem's maximum. Past the pressure value the kernel shrinks every
+// socket's buffers, healthy clients' included, and the relay then finds
+// healthy clients over --max-outbound too (measured: 1,000 stalled clients
+// with autotuned buffers passed the default pressure value, and healthy
+// clients were reset as slow consumers).
+type SlowClients struct {
+	// Stalled is the number of clients planned to stop reading at once.
+	Stalled int64 `json:"stalled"`
+	// PressurePages is tcp_mem's pressure value planned with: the
+	// doctor's raised value when its tcp_mem step applies.
+	PressurePages int64 `json:"tcp_mem_pressure_pages"`
+	// RoomPages is what is left under it beside a small broadcast in
+	// flight to every client of the target; PagesPerClient its share per
+	// stalled client.
+	RoomPages      int64 `json:"room_pages"`
+	PagesPerClient int64 `json:"pages_per_client"`
+	// AutotunePages is what one stalled client can hold with autotuning:
+	// tcp_wmem's maximum, in pages.
+	AutotunePages int64 `json:"autotune_pages_per_client"`
+	// AutotuneFits: autotuning keeps Stalled clients under the pressure
+	// value, and SendBuffer is 0.
+	AutotuneFits bool `json:"autotune_fits"`
+	// SendBuffer is the --sndbuf to run the relay with, in bytes: the
+	// kernel doubles it, and charges what the socket holds up to that.
+	SendBuffer int64 `json:"sndbuf,omitempty"`
+	// TCPMem, when even the smallest send buffer does not fit, is the
+	// tcp_mem the stalled clients need beside the broadcast.
+	TCPMem string `json:"tcp_mem,omitempty"`
+	// RelayBytes is what they hold in the relay: --max-outbound each.
+	RelayBytes int64 `json:"relay_bytes"`
+}
+
+// minSendBuffer is the smallest --sndbuf the doctor recommends: one page,
+// about the kernel's own floor (SOCK_MIN_SNDBUF).
+const minSendBuffer = 4096
+
 // Ports is the ephemeral-port arithmetic for a load generator on this host.
 type Ports struct {
 	Range string `json:"range"`
@@ -152,6 +203,9 @@ type Report struct {
 	Processes      int64  `json:"processes"`
 	Memory         Memory `json:"memory"`
 	Ports          *Ports `json:"ports,omitempty"`
+	// Slow is the arithmetic for clients that stop reading; nil when
+	// tcp_mem or tcp_wmem could not be read.
+	Slow *SlowClients `json:"slow_clients,omitempty"`
 	// SysctlsWritable and NofileRaisable say what this host lets be
 	// changed at all.
 	SysctlsWritable bool      `json:"sysctls_writable"`
@@ -170,7 +224,10 @@ func Analyze(h *Host, opts Options) *Report {
 	if opts.Model == (Model{}) {
 		opts.Model = DefaultModel
 	}
-	a := &analysis{h: h, n: opts.Target, lg: opts.Loadgen, m: opts.Model}
+	if opts.Stalled <= 0 {
+		opts.Stalled = DefaultStalled(opts.Target)
+	}
+	a := &analysis{h: h, n: opts.Target, lg: opts.Loadgen, m: opts.Model, stalled: opts.Stalled}
 	r := &Report{
 		Target:          a.n,
 		Loadgen:         a.lg,
@@ -199,6 +256,7 @@ func Analyze(h *Host, opts Options) *Report {
 	r.Memory = a.memoryReport()
 	r.Ports = a.portsReport()
 	a.plan(r)
+	r.Slow = a.slowClients(r)
 	r.Warnings = append(r.Warnings, a.warnings()...)
 	r.Notes = append(r.Notes, a.notes()...)
 	if !r.FitsNow && h.UID != 0 && (r.SysctlsWritable || r.NofileRaisable) {
@@ -209,10 +267,11 @@ func Analyze(h *Host, opts Options) *Report {
 
 // analysis carries the inputs through the per-limit functions.
 type analysis struct {
-	h  *Host
-	n  int64
-	lg bool
-	m  Model
+	h       *Host
+	n       int64
+	lg      bool
+	m       Model
+	stalled int64
 }
 
 // perConn is how many of a per-connection resource the host spends for
@@ -596,6 +655,49 @@ func (a *analysis) memoryReport() Memory {
 	}
 }
 
+// slowClients works out the send buffer that keeps a.stalled clients that
+// stop reading under tcp_mem's pressure value, beside a small broadcast in
+// flight to the whole target. It runs after plan: when the plan raises
+// tcp_mem, the raised value is the one to fit under.
+func (a *analysis) slowClients(r *Report) *SlowClients {
+	h := a.h
+	if h.TCPMem[1] == Unknown || h.TCPWmem[2] == Unknown {
+		return nil
+	}
+	page := h.PageSize
+	inUse := max(h.TCPMemPages, 0)
+	peak := inUse + a.n*a.m.PagesInFlight*a.perConn()
+	sc := &SlowClients{
+		Stalled:       a.stalled,
+		PressurePages: h.TCPMem[1],
+		AutotunePages: ceilDiv(h.TCPWmem[2], page),
+		RelayBytes:    a.stalled * relay.DefaultMaxOutbound,
+	}
+	if l := r.limit(LimitTCPMem); l.Binds && l.Fix != nil && l.Fix.Raisable {
+		sc.PressurePages = recommendTCPMem(h.TCPMem, peak)[1]
+	}
+	sc.RoomPages = max(sc.PressurePages-peak, 0)
+	sc.PagesPerClient = sc.RoomPages / a.stalled
+	if sc.PagesPerClient >= sc.AutotunePages {
+		sc.AutotuneFits = true
+		return sc
+	}
+	// The kernel doubles SO_SNDBUF (capped at net.core.wmem_max) and lets a
+	// socket's queued bytes, with their overhead, reach that: half the
+	// share, rounded down to whole KiB.
+	b := sc.PagesPerClient * page / 2 / 1024 * 1024
+	if h.WmemMax != Unknown {
+		b = min(b, h.WmemMax)
+	}
+	if b < minSendBuffer {
+		b = minSendBuffer
+		need := recommendTCPMem(h.TCPMem, peak+a.stalled*ceilDiv(2*b, page))
+		sc.TCPMem = fmt.Sprintf("sysctl -w net.ipv4.tcp_mem=\"%d %d %d\"", need[0], need[1], need[2])
+	}
+	sc.SendBuffer = b
+	return sc
+}
+
 func (a *analysis) portsReport() *Ports {
 	h := a.h
 	if !a.lg || h.PortLow == Unknown || h.PortHigh == Unknown {
@@ -682,10 +784,6 @@ func (a *analysis) notes() []string {
 	h := a.h
 	var n []string
 	n = append(n, "Capacities count connections on top of what the host uses now (open files, conntrack entries, TCP memory, available memory); a relay already running here has its clients counted as usage.")
-	if h.TCPWmem[1] != Unknown {
-		n = append(n, fmt.Sprintf("A client that stops reading holds up to tcp_wmem's default %s in the kernel and --max-outbound (default %s) in the relay before --slow applies; 1%% of %s clients stalled at once is %s.",
-			bytesIEC(h.TCPWmem[1]), bytesIEC(relay.DefaultMaxOutbound), count(a.n), bytesIEC(a.n/100*(h.TCPWmem[1]+relay.DefaultMaxOutbound))))
-	}
 	if a.lg {
 		n = append(n, "With --loadgen the load generator's sockets, files and epoll watches are counted here as well; its own process memory is not (measure it with its own bench).")
 	}

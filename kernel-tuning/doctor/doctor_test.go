@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -493,5 +494,81 @@ func TestLiveHost(t *testing.T) {
 	snap.readLimits(&reader{root: "/"})
 	if snap.NofileSoft != soft || snap.NofileHard != hard {
 		t.Errorf("RLIMIT_NOFILE: getrlimit says %d/%d, /proc/self/limits %d/%d", soft, hard, snap.NofileSoft, snap.NofileHard)
+	}
+}
+
+// TestSlowClientsSendBuffer checks the --sndbuf the doctor recommends for
+// clients that stop reading: their send buffers, doubled by the kernel,
+// must fit under tcp_mem's pressure value (raised by the plan when it
+// raises it) beside a small broadcast to the whole target. Autotuning lets
+// each grow to tcp_wmem's maximum, 4 MiB (1,024 pages) in the snapshots.
+func TestSlowClientsSendBuffer(t *testing.T) {
+	tests := []struct {
+		snap    string
+		target  int64
+		loadgen bool
+		stalled int64 // 0: the default
+		// want
+		wantStalled int64
+		pressure    int64
+		perClient   int64 // pages
+		sndbuf      int64 // 0: autotuning fits
+		tcpMem      bool  // even the smallest send buffer needs more tcp_mem
+	}{
+		// tcp_mem's step raises the pressure value to 1,310,720; the
+		// broadcast takes 1,000,000 (+2 in use), 10,000 stalled clients
+		// share the rest: 31 pages, so 31 × 4096 / 2 bytes of SO_SNDBUF.
+		{snap: "default", target: 1_000_000, wantStalled: 10_000, pressure: 1_310_720, perClient: 31, sndbuf: 62 << 10},
+		// The case: 1,000 stalled clients on a host at its default
+		// tcp_mem would pass the pressure value with autotuned buffers.
+		{snap: "default", target: 15_000, wantStalled: 1000, pressure: 383_868, perClient: 368, sndbuf: 736 << 10},
+		{snap: "default", target: 2_000_000, wantStalled: 20_000, pressure: 2_555_904, perClient: 27, sndbuf: 54 << 10},
+		// With the load generator, two pages per client in flight.
+		{snap: "default", target: 1_000_000, loadgen: true, wantStalled: 10_000, pressure: 2_555_904, perClient: 55, sndbuf: 110 << 10},
+		{snap: "tuned", target: 1_000_000, wantStalled: 10_000, pressure: 1_310_720, perClient: 31, sndbuf: 62 << 10},
+		// Few stalled clients: autotuning fits.
+		{snap: "default", target: 15_000, stalled: 100, wantStalled: 100, pressure: 383_868, perClient: 3688},
+		// A read-only tcp_mem below the broadcast alone: the smallest
+		// buffer, and tcp_mem must rise on the host.
+		{snap: "container", target: 1_000_000, wantStalled: 10_000, pressure: 383_868, perClient: 0, sndbuf: 4096, tcpMem: true},
+		{snap: "container", target: 100_000, wantStalled: 1000, pressure: 383_868, perClient: 283, sndbuf: 566 << 10},
+		// A target below a thousand plans for all of it.
+		{snap: "default", target: 300, wantStalled: 300, pressure: 383_868, perClient: 1278},
+	}
+	for _, tt := range tests {
+		name := fmt.Sprintf("%s/%s/stalled=%d/loadgen=%v", tt.snap, count(tt.target), tt.stalled, tt.loadgen)
+		t.Run(name, func(t *testing.T) {
+			r := Analyze(snapshot(t, tt.snap), Options{Target: tt.target, Loadgen: tt.loadgen, Stalled: tt.stalled})
+			sc := r.Slow
+			if sc == nil {
+				t.Fatal("no slow-client arithmetic")
+			}
+			if sc.Stalled != tt.wantStalled || sc.PressurePages != tt.pressure || sc.PagesPerClient != tt.perClient {
+				t.Errorf("got %d stalled, pressure %d, %d pages each; want %d, %d, %d",
+					sc.Stalled, sc.PressurePages, sc.PagesPerClient, tt.wantStalled, tt.pressure, tt.perClient)
+			}
+			if sc.SendBuffer != tt.sndbuf || sc.AutotuneFits != (tt.sndbuf == 0) || (sc.TCPMem != "") != tt.tcpMem {
+				t.Errorf("got --sndbuf %d (autotuning fits %v, tcp_mem %q), want %d (tcp_mem needed %v)",
+					sc.SendBuffer, sc.AutotuneFits, sc.TCPMem, tt.sndbuf, tt.tcpMem)
+			}
+			// What the recommendation promises: the stalled clients' doubled
+			// buffers fit in the room, unless tcp_mem must rise anyway.
+			if sc.SendBuffer > 0 && !tt.tcpMem {
+				if need := sc.Stalled * ceilDiv(2*sc.SendBuffer, 4096); need > sc.RoomPages {
+					t.Errorf("--sndbuf %d: %d stalled clients charge %d pages, over the %d left", sc.SendBuffer, sc.Stalled, need, sc.RoomPages)
+				}
+			}
+			var buf bytes.Buffer
+			if err := r.WriteText(&buf); err != nil {
+				t.Fatal(err)
+			}
+			text := buf.String()
+			if sc.SendBuffer > 0 && !strings.Contains(text, fmt.Sprintf("pushrelay serve --sndbuf %dKiB", sc.SendBuffer>>10)) {
+				t.Errorf("text report without the --sndbuf line:\n%s", text)
+			}
+			if sc.SendBuffer == 0 && strings.Contains(text, "--sndbuf ") {
+				t.Errorf("text report recommends --sndbuf where autotuning fits:\n%s", text)
+			}
+		})
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/pushrelay/pushrelay/relay"
 )
 
 // WriteJSON writes r as indented JSON.
@@ -106,6 +108,30 @@ func (r *Report) WriteText(w io.Writer) error {
 		p.f("\nLoad generator ports:\n")
 		p.wrap("  ", fmt.Sprintf("ip_local_port_range %s gives %s connections per (source address, relay address:port). %s clients need %s source addresses as it is, %s with the range %s.",
 			pt.Range, count(pt.PerSource), count(r.Target), count(pt.Sources), count(pt.SourcesAfter), pt.RangeAfter))
+	}
+
+	if sc := r.Slow; sc != nil {
+		p.f("\nClients that stop reading:\n")
+		p.wrap("  ", fmt.Sprintf("Planned for %s of them at once (--stalled; by default 1%% of the target, at least 1,000: a thousand connections that never read cost an attacker nothing). Each holds what it was sent up to its send buffer in the kernel, and --max-outbound (default %s) in the relay: %s there.",
+			count(sc.Stalled), bytesIEC(relay.DefaultMaxOutbound), bytesIEC(sc.RelayBytes)))
+		room := fmt.Sprintf("Beside a small broadcast in flight to all %s clients, tcp_mem's pressure value, %s pages, leaves %s pages: %s per stalled client.",
+			count(r.Target), count(sc.PressurePages), count(sc.RoomPages), count(sc.PagesPerClient))
+		if sc.AutotuneFits {
+			p.wrap("  ", room+fmt.Sprintf(" With the kernel's autotuning a stalled client holds up to tcp_wmem's maximum, %s (%s pages): that fits, and the relay needs no --sndbuf.",
+				bytesIEC(sc.AutotunePages*r.Host.PageSize), count(sc.AutotunePages)))
+		} else {
+			p.wrap("  ", room+fmt.Sprintf(" With the kernel's autotuning a stalled client can hold up to tcp_wmem's maximum, %s (%s pages); past the pressure value the kernel shrinks every socket's buffers, and healthy clients are then reset as slow consumers too. Bound it with the relay's send buffer (the kernel doubles it):",
+				bytesIEC(sc.AutotunePages*r.Host.PageSize), count(sc.AutotunePages)))
+			p.f("      pushrelay serve --sndbuf %dKiB\n", sc.SendBuffer/1024)
+			if sc.TCPMem != "" {
+				where := "raise tcp_mem too"
+				if !r.SysctlsWritable {
+					where = "the host must raise tcp_mem too (sysctls are not writable here)"
+				}
+				p.wrap("  ", "Even the smallest send buffer does not fit under the pressure value: "+where+", or plan for fewer stalled clients per host.")
+				p.f("      %s\n", sc.TCPMem)
+			}
+		}
 	}
 
 	if len(r.Warnings) > 0 {
