@@ -293,7 +293,9 @@ func TestHelpListsEveryFlagWithDefaultAndVariable(t *testing.T) {
 // cli runs a client command against p's socket.
 func (p *relayProc) cli(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
-	return runBinary(t, nil, append(args, "--ingress", p.sock)...)
+	// Flags go before the arguments: send, publish and broadcast take every
+	// word after the ID or topic as the message.
+	return runBinary(t, nil, append([]string{args[0], "--ingress", p.sock}, args[1:]...)...)
 }
 
 func TestSendThroughTheBinaryReachesTheClient(t *testing.T) {
