@@ -19,6 +19,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run the relay", runServe},
+		{"connect", "connect as a client and print the ID, then each message, one a line: connect [HOST:PORT]", runConnect},
 		{"send", "push a message to one client: send ID MSG", runSend},
 		{"publish", "push a message to a topic's subscribers: publish TOPIC MSG", runPublish},
 		{"broadcast", "push a message to every client: broadcast MSG", runBroadcast},
