@@ -262,6 +262,12 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pushrelay serve: %v\n", err)
 		return 2
 	}
+	clusterLogger := logger // the cluster names the node itself
+	if f.node != 0 {
+		// In a cluster every line names its node, start-up and shutdown
+		// included: the nodes of run-cluster share one terminal.
+		logger = logger.With("node", f.node)
+	}
 	cfg, err := f.config(logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "pushrelay serve: %v\n", err)
@@ -287,7 +293,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		if compress == 0 {
 			compress = cluster.Off
 		}
-		node, err = cluster.New(cluster.Config{NATS: f.natsURL, Prefix: f.clusterPrefix, Timeout: f.clusterTimeout, CompressMin: compress, Logger: logger}, srv)
+		node, err = cluster.New(cluster.Config{NATS: f.natsURL, Prefix: f.clusterPrefix, Timeout: f.clusterTimeout, CompressMin: compress, Logger: clusterLogger}, srv)
 		if err != nil {
 			fmt.Fprintf(stderr, "pushrelay serve: %v\n", err)
 			return 2
