@@ -131,3 +131,26 @@ func TestEveryEnvironmentVariableHasOneMeaning(t *testing.T) {
 		}
 	}
 }
+
+// TestVersionAndHelpListEverything: --version and -v work as the version
+// command does, help lists every bench mode, and a mistyped command gets
+// the nearest one.
+func TestVersionAndHelpListEverything(t *testing.T) {
+	for _, arg := range []string{"version", "--version", "-v"} {
+		if code, out, _ := runBinary(t, nil, arg); code != 0 || !strings.HasPrefix(out, "pushrelay ") {
+			t.Errorf("pushrelay %s: exit %d, %q", arg, code, out)
+		}
+	}
+	_, out, _ := runBinary(t, nil, "help")
+	for _, b := range benchCommands() {
+		if b.name != "child" && !strings.Contains(out, b.name) {
+			t.Errorf("pushrelay help does not list bench %s:\n%s", b.name, out)
+		}
+	}
+	if !strings.Contains(out, "connect") {
+		t.Errorf("pushrelay help does not list connect")
+	}
+	if code, _, stderr := runBinary(t, nil, "sned"); code != 2 || !strings.Contains(stderr, "did you mean send?") {
+		t.Errorf("pushrelay sned: exit %d, %q", code, stderr)
+	}
+}

@@ -336,8 +336,18 @@ func TestSendThroughTheBinaryReachesTheClient(t *testing.T) {
 	if code, out, _ := p.cli(t, "clients"); code != 0 || strings.TrimSpace(out) != id {
 		t.Fatalf("clients: %d %q", code, out)
 	}
-	if code, out, _ := p.cli(t, "stats"); code != 0 || !strings.Contains(out, "pushrelay_connections_open 1") {
-		t.Fatalf("stats: %d %q", code, out)
+	if code, out, _ := p.cli(t, "stats", "--raw"); code != 0 || !strings.Contains(out, "pushrelay_connections_open 1\n") {
+		t.Fatalf("stats --raw: %d %q", code, out)
+	}
+	// The table: a header, then metric, labels and value in columns.
+	code, out, _ := p.cli(t, "stats")
+	if code != 0 || !regexp.MustCompile(`(?m)^METRIC +LABELS +VALUE$`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^connections_open +1$`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^connections_closed_total +reason=kicked +0$`).MatchString(out) {
+		t.Fatalf("stats: %d\n%s", code, out)
+	}
+	if code, out, _ := p.cli(t, "stats", "--json"); code != 0 || !strings.Contains(out, `"pushrelay_connections_open": 1`) {
+		t.Fatalf("stats --json: %d %q", code, out)
 	}
 	if code, _, _ := p.cli(t, "kick", id); code != 0 {
 		t.Fatalf("kick: %d", code)

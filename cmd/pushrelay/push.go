@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -346,8 +347,9 @@ func runClients(argv []string, stdout, stderr io.Writer) int {
 }
 
 func runStats(argv []string, stdout, stderr io.Writer) int {
-	c := newClientCmd("stats", "(none)", "Prints every counter and gauge of the relay.", stderr)
-	asJSON := c.fs.Bool("json", false, "Print one JSON object instead of lines of text.")
+	c := newClientCmd("stats", "(none)", "Prints every counter and gauge of the relay as a table: the metric (without its pushrelay_ prefix), its labels, its value.", stderr)
+	asJSON := c.fs.Bool("json", false, "Print one JSON object, metric{labels} to value, instead of the table.")
+	raw := c.fs.Bool("raw", false, "Print Prometheus text lines, metric{labels} value, as /metrics does, instead of the table.")
 	return c.session(argv, stdout, 0, 0, func(cl *client.Client, _ []string) int {
 		ctx, cancel := c.ctx()
 		defer cancel()
@@ -355,7 +357,8 @@ func runStats(argv []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return c.fail(err)
 		}
-		if *asJSON {
+		switch {
+		case *asJSON:
 			m := map[string]float64{}
 			for _, s := range stats {
 				m[metricKey(s)] = s.Value
@@ -363,13 +366,33 @@ func runStats(argv []string, stdout, stderr io.Writer) int {
 			enc := json.NewEncoder(stdout)
 			enc.SetIndent("", "  ")
 			enc.Encode(m)
-			return exitOK
-		}
-		for _, s := range stats {
-			fmt.Fprintf(stdout, "%s %v\n", metricKey(s), s.Value)
+		case *raw:
+			for _, s := range stats {
+				fmt.Fprintf(stdout, "%s %v\n", metricKey(s), s.Value)
+			}
+		default:
+			printStatsTable(stdout, stats)
 		}
 		return exitOK
 	})
+}
+
+// printStatsTable prints stats as a table: metric and labels flush left,
+// values aligned on the right.
+func printStatsTable(w io.Writer, stats []client.Stat) {
+	rows := [][3]string{{"METRIC", "LABELS", "VALUE"}}
+	for _, s := range stats {
+		rows = append(rows, [3]string{strings.TrimPrefix(s.Name, "pushrelay_"), strings.ReplaceAll(s.Labels, `"`, ""), strconv.FormatFloat(s.Value, 'f', -1, 64)})
+	}
+	var width [3]int
+	for _, r := range rows {
+		for i, c := range r {
+			width[i] = max(width[i], len(c))
+		}
+	}
+	for _, r := range rows {
+		fmt.Fprintf(w, "%-*s  %-*s  %*s\n", width[0], r[0], width[1], r[1], width[2], r[2])
+	}
 }
 
 func metricKey(s client.Stat) string {
