@@ -55,7 +55,7 @@ test: ## run every test with the race detector (what CI runs)
 test-short: ## run every test without the race detector
 	$(GO) test -timeout 10m ./...
 
-bench: build ## the quick run (under 2 min here): micro-benchmarks, then 5,000 clients each for relay, baseline and kernel floor: broadcasts and unicasts, ending in a relay-vs-baseline table (bench-results/quick-*/summary.md)
+bench: build ## the quick run (under 2 min here): micro-benchmarks, then 5,000 clients each for relay, baseline and kernel floor: broadcasts and unicasts, ending in a relay-vs-baseline table and its chart (bench-results/quick-*/summary.md, chart.svg)
 	$(GO) test -run '^$$' -bench . -benchmem ./relay
 	./$(BIN) bench quick --conns 5000
 
