@@ -148,3 +148,44 @@ func TestRunClusterStopsRelaysThenNATS(t *testing.T) {
 		t.Logf("output:\n%s", got)
 	}
 }
+
+// TestMakeHelpAlignsAndInstallWorks: make help starts every description in
+// one column, however long the target's name, and make install puts a
+// working pushrelay in PREFIX/bin.
+func TestMakeHelpAlignsAndInstallWorks(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("make not installed")
+	}
+	root, _ := filepath.Abs("../..")
+	out, err := exec.Command("make", "--no-print-directory", "-C", root, "help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("make help: %v\n%s", err, out)
+	}
+	col := -1
+	lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+	for _, l := range lines {
+		name := strings.Fields(l)[0]
+		afterName := l[strings.Index(l, name)+len(name):]
+		c := len(l) - len(strings.TrimLeft(afterName, " ")) // where the description starts
+		if col == -1 {
+			col = c
+		}
+		if c != col {
+			t.Errorf("make help: %q's description starts at column %d, the first's at %d:\n%s", name, c, col, out)
+		}
+	}
+	for _, want := range []string{"install", "run-cluster", "tuning-diff"} {
+		if !strings.Contains(string(out), "  "+want+" ") {
+			t.Errorf("make help lacks %s", want)
+		}
+	}
+	prefix := t.TempDir()
+	// -o build: install the binary under test rather than build another.
+	if b, err := exec.Command("make", "--no-print-directory", "-C", root, "-o", "build", "install", "PREFIX="+prefix, "BIN="+binary).CombinedOutput(); err != nil {
+		t.Fatalf("make install: %v\n%s", err, b)
+	}
+	v, err := exec.Command(filepath.Join(prefix, "bin", "pushrelay"), "--version").Output()
+	if err != nil || !strings.HasPrefix(string(v), "pushrelay ") {
+		t.Fatalf("installed pushrelay --version: %v %q", err, v)
+	}
+}
