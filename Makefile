@@ -74,6 +74,9 @@ fuzz: ## fuzz every parser for FUZZTIME each (default 30s)
 	$(GO) test ./ingress -run '^$$' -fuzz '^FuzzWireReader$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./loadgen -run '^$$' -fuzz '^FuzzIncrementalParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./loadgen -run '^$$' -fuzz '^FuzzParseStamp$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./loadgen -run '^$$' -fuzz '^FuzzSplitTarget$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./cmd/pushrelay -run '^$$' -fuzz '^FuzzParseMessage$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./cmd/pushrelay -run '^$$' -fuzz '^FuzzClientAddress$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./cluster -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $(FUZZTIME)
 
 doctor: build ## say which host limit stops TARGET connections (default 1000000) and how to lift it

@@ -122,15 +122,25 @@ func CheckTarget(target string) (netip.AddrPort, error) {
 		}
 		return ap, nil
 	}
-	host, port, err := net.SplitHostPort(target)
-	if err != nil || port == "" || port == "0" {
-		return netip.AddrPort{}, fmt.Errorf("target %q: want HOST:PORT such as 127.0.0.1:8843", target)
+	host, port, err := splitTarget(target)
+	if err != nil {
+		return netip.AddrPort{}, err
 	}
 	ta, err := net.ResolveTCPAddr("tcp", net.JoinHostPort(host, port))
 	if err != nil {
 		return netip.AddrPort{}, fmt.Errorf("target %q: %w", target, err)
 	}
 	return ta.AddrPort(), nil
+}
+
+// splitTarget splits HOST:PORT, refusing a missing or zero port (what
+// CheckTarget checks before resolving HOST).
+func splitTarget(target string) (host, port string, err error) {
+	host, port, err = net.SplitHostPort(target)
+	if err != nil || port == "" || strings.TrimLeft(port, "0") == "" {
+		return "", "", fmt.Errorf("target %q: want HOST:PORT such as 127.0.0.1:8843", target)
+	}
+	return host, port, nil
 }
 
 // WorkerArg is the argument that makes the executable act as a worker.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 	"unicode"
@@ -143,13 +144,23 @@ func parseWithAddress(fs *flagSet, args []string, stdout, stderr io.Writer) (str
 	}
 	addr := "127.0.0.1:8843"
 	if len(pos) == 1 {
-		addr = pos[0]
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			addr = net.JoinHostPort(addr, "8843")
-		}
-		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
-			return fail(fmt.Errorf("address %q: want HOST:PORT such as 127.0.0.1:8843", pos[0]))
+		var err error
+		if addr, err = clientAddress(pos[0]); err != nil {
+			return fail(err)
 		}
 	}
 	return addr, exitOK, true
+}
+
+// clientAddress reads connect's HOST:PORT argument: a HOST alone means
+// port 8843, serve's default.
+func clientAddress(arg string) (string, error) {
+	addr := arg
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		addr = net.JoinHostPort(addr, "8843")
+	}
+	if host, port, err := net.SplitHostPort(addr); err != nil || port == "" || strings.ContainsAny(host+port, " \t\n") {
+		return "", fmt.Errorf("address %q: want HOST:PORT such as 127.0.0.1:8843", arg)
+	}
+	return addr, nil
 }
