@@ -265,8 +265,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	clusterLogger := logger // the cluster names the node itself
 	if f.node != 0 {
 		// In a cluster every line names its node, start-up and shutdown
-		// included: the nodes of run-cluster share one terminal.
-		logger = logger.With("node", f.node)
+		// included: the nodes of run-cluster share one terminal. Last on
+		// the line, so what reads "msg=... addr=..." still does.
+		logger = slog.New(nodeHandler{logger.Handler(), slog.Int("node", f.node)})
 	}
 	cfg, err := f.config(logger)
 	if err != nil {
@@ -416,4 +417,23 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		srv.Shutdown(context.Background())
 		return 1
 	}
+}
+
+// nodeHandler adds a cluster node's attribute at the end of every record.
+type nodeHandler struct {
+	slog.Handler
+	node slog.Attr
+}
+
+func (h nodeHandler) Handle(ctx context.Context, r slog.Record) error {
+	r.AddAttrs(h.node)
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h nodeHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return nodeHandler{h.Handler.WithAttrs(as), h.node}
+}
+
+func (h nodeHandler) WithGroup(name string) slog.Handler {
+	return nodeHandler{h.Handler.WithGroup(name), h.node}
 }
