@@ -1,32 +1,50 @@
 # pushrelay: `make help` lists the targets.
 GO      ?= go
-BIN     := bin/pushrelay
+BIN     ?= bin/pushrelay
+NATS_BIN ?= bin/pushrelay-nats
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 FUZZTIME ?= 30s
 
-.PHONY: help build build-nats run run-cluster test test-short bench capacity hostile fuzz lint clean doctor tuning-diff
+PREFIX  ?= /usr/local
+
+.PHONY: help build build-nats install run run-cluster test test-short bench capacity hostile fuzz lint clean doctor tuning-diff
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {n++; name[n] = $$1; text[n] = $$2; if (length($$1) > w) w = length($$1)} \
+		END {for (i = 1; i <= n; i++) printf "  %-*s  %s\n", w, name[i], text[i]}' $(MAKEFILE_LIST)
 
 build: ## build bin/pushrelay
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/pushrelay
+
+install: build ## install bin/pushrelay as $(PREFIX)/bin/pushrelay (PREFIX=/usr/local by default; PREFIX=~/.local needs no root)
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/pushrelay
 
 run: build ## build, then serve with the defaults (clients on :8843, browsers on http://localhost:8845/)
 	./$(BIN) serve
 
 build-nats: ## build bin/pushrelay-nats, an embedded NATS server for trying a cluster on one host
-	$(GO) build -trimpath -o bin/pushrelay-nats ./cmd/pushrelay-nats
+	$(GO) build -trimpath -o $(NATS_BIN) ./cmd/pushrelay-nats
 
 NODES ?= 3
-run-cluster: build build-nats ## one host, one client port: NATS on 127.0.0.1:4222 and NODES relays (default 3) sharing :8843 and the browsers' :8845 (--reuse-port); node N's ingress is ./pushrelay-N.sock, its HTTP 127.0.0.1:808N; Ctrl-C stops them all
-	@trap 'kill $$(jobs -p) 2>/dev/null; wait' INT TERM EXIT; \
-	./bin/pushrelay-nats --listen 127.0.0.1:4222 & \
+CLUSTER_NATS ?= 127.0.0.1:4222
+CLUSTER_LISTEN ?= :8843
+CLUSTER_WEB ?= :8845
+CLUSTER_HTTP_BASE ?= 8080
+run-cluster: build build-nats ## one host, one client port: NATS on 127.0.0.1:4222 and NODES relays (default 3) sharing :8843 and the browsers' :8845 (--reuse-port); node N's ingress is ./pushrelay-N.sock, its HTTP 127.0.0.1:808N; Ctrl-C stops the relays, then NATS
+	@# Every process runs in a session of its own (setsid), so Ctrl-C reaches
+	@# only this shell, which stops the relays (they drain, still joined)
+	@# and then NATS: NATS stopping first would make every relay warn.
+	@setsid=$$(command -v setsid || true); relays=; \
+	stop() { trap - INT TERM EXIT; kill -TERM $$relays 2>/dev/null; wait $$relays 2>/dev/null; \
+		kill -TERM $$nats 2>/dev/null; wait $$nats 2>/dev/null; echo "run-cluster: relays stopped, then NATS"; exit 0; }; \
+	trap stop INT TERM EXIT; \
+	$$setsid $(NATS_BIN) --listen $(CLUSTER_NATS) & nats=$$!; \
 	sleep 0.5; \
 	for i in $$(seq 1 $(NODES)); do \
-		./$(BIN) serve --reuse-port --nats nats://127.0.0.1:4222 --node $$i \
-			--ingress ./pushrelay-$$i.sock --http 127.0.0.1:$$((8080 + i)) & \
+		$$setsid $(BIN) serve --reuse-port --nats nats://$(CLUSTER_NATS) --node $$i --listen $(CLUSTER_LISTEN) --web $(CLUSTER_WEB) \
+			--ingress ./pushrelay-$$i.sock --http 127.0.0.1:$$(($(CLUSTER_HTTP_BASE) + i)) & relays="$$relays $$!"; \
 	done; \
 	wait
 
@@ -37,7 +55,7 @@ test: ## run every test with the race detector (what CI runs)
 test-short: ## run every test without the race detector
 	$(GO) test -timeout 10m ./...
 
-bench: build ## the quick run (under 2 min here): micro-benchmarks, then 5,000 clients each for relay, baseline and kernel floor: broadcasts and unicasts, ending in a relay-vs-baseline table (bench-results/quick-*/summary.md)
+bench: build ## the quick run (under 2 min here): micro-benchmarks, then 5,000 clients each for relay, baseline and kernel floor: broadcasts and unicasts, ending in a relay-vs-baseline table and its chart (bench-results/quick-*/summary.md, chart.svg)
 	$(GO) test -run '^$$' -bench . -benchmem ./relay
 	./$(BIN) bench quick --conns 5000
 
@@ -60,6 +78,9 @@ fuzz: ## fuzz every parser for FUZZTIME each (default 30s)
 	$(GO) test ./ingress -run '^$$' -fuzz '^FuzzHostAllowed$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./loadgen -run '^$$' -fuzz '^FuzzIncrementalParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./loadgen -run '^$$' -fuzz '^FuzzParseStamp$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./loadgen -run '^$$' -fuzz '^FuzzSplitTarget$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./cmd/pushrelay -run '^$$' -fuzz '^FuzzParseMessage$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./cmd/pushrelay -run '^$$' -fuzz '^FuzzClientAddress$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./cluster -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $(FUZZTIME)
 
 doctor: build ## say which host limit stops TARGET connections (default 1000000) and how to lift it

@@ -15,13 +15,14 @@ func WriteCapacity(dir string, res *CapacityResult, command string) error {
 	return writeCapacity(dir, res, CapacityMarkdown(res, command), true)
 }
 
-// WriteQuick writes a quick run's results.json, results.md and summary.md
-// into dir, creating it: one step needs no chart.
+// WriteQuick writes a quick run's results.json, results.md, summary.md and
+// chart.svg (the summary's relay, baseline and floor as bars) into dir,
+// creating it.
 func WriteQuick(dir string, res *CapacityResult, command string) error {
 	return writeCapacity(dir, res, QuickMarkdown(res, command), false)
 }
 
-func writeCapacity(dir string, res *CapacityResult, md string, chart bool) error {
+func writeCapacity(dir string, res *CapacityResult, md string, ramp bool) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("bench: create %s: %w", dir, err)
 	}
@@ -34,8 +35,10 @@ func writeCapacity(dir string, res *CapacityResult, md string, chart bool) error
 		"results.md":   md,
 		"summary.md":   SummaryMarkdown(res),
 	}
-	if chart {
+	if ramp {
 		files["chart.svg"] = CapacitySVG(res)
+	} else {
+		files["chart.svg"] = QuickSVG(res)
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
@@ -211,15 +214,7 @@ func QuickMarkdown(res *CapacityResult, command string) string {
 // never was): one table of the headline figures and their ratios. Empty
 // without a step.
 func SummaryMarkdown(res *CapacityResult) string {
-	var s *CapacityStep
-	for i := len(res.Steps) - 1; i >= 0; i-- {
-		if s == nil || res.Steps[i].Baseline != nil {
-			s = &res.Steps[i]
-		}
-		if s.Baseline != nil {
-			break
-		}
-	}
+	s := summaryStep(res)
 	if s == nil {
 		return ""
 	}
@@ -267,6 +262,93 @@ func SummaryMarkdown(res *CapacityResult) string {
 	return w.String()
 }
 
+// summaryStep is the step the summary shows: the largest where the
+// baseline was measured, or the largest; nil without a step.
+func summaryStep(res *CapacityResult) *CapacityStep {
+	var s *CapacityStep
+	for i := len(res.Steps) - 1; i >= 0; i-- {
+		if s == nil || res.Steps[i].Baseline != nil {
+			s = &res.Steps[i]
+		}
+		if s.Baseline != nil {
+			break
+		}
+	}
+	return s
+}
+
+// svgOpen starts an SVG document of w × h on a white ground.
+func svgOpen(b *strings.Builder, w, h int) {
+	fmt.Fprintf(b, `<?xml version="1.0" encoding="UTF-8"?>`+"\n")
+	fmt.Fprintf(b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", w, h, w, h)
+	fmt.Fprintf(b, `<rect width="%d" height="%d" fill="white"/>`+"\n", w, h)
+}
+
+// QuickSVG draws the summary's table as bars: for each headline figure,
+// the relay, the baseline and the floor side by side on the figure's own
+// scale, each bar labelled with its value. Servers not measured have no
+// bar.
+func QuickSVG(res *CapacityResult) string {
+	type figure struct {
+		title string
+		val   func(*ServerStep) float64
+		label func(*ServerStep) string
+	}
+	figs := []figure{
+		{"memory per connection, process + kernel (lower is better)", func(x *ServerStep) float64 { return x.MemoryPerConn() }, func(x *ServerStep) string { return fmtBytes(x.MemoryPerConn()) }},
+		{"Go heap in use per connection (lower is better)", func(x *ServerStep) float64 { return x.HeapPerConn }, func(x *ServerStep) string { return fmtBytes(x.HeapPerConn) }},
+		{"accept rate (higher is better)", func(x *ServerStep) float64 { return x.AcceptRate }, func(x *ServerStep) string { return fmtRate(x.AcceptRate) }},
+		{fmt.Sprintf("broadcast: time to the last client, median of %d (lower is better)", res.Broadcasts), func(x *ServerStep) float64 { return float64(x.BroadcastTTL) }, func(x *ServerStep) string { return fmtDur(x.BroadcastTTL) }},
+		{"unicasts per second, as fast as taken (higher is better)", func(x *ServerStep) float64 { return x.Throughput }, func(x *ServerStep) string { return fmtRate(x.Throughput) }},
+		{fmt.Sprintf("unicast latency p50 at %s/s (lower is better)", fmtInt(int64(res.UnicastRate))), func(x *ServerStep) float64 { return float64(x.Unicast.P50) }, func(x *ServerStep) string { return fmtDur(x.Unicast.P50) }},
+		{"unicast latency p99 (lower is better)", func(x *ServerStep) float64 { return float64(x.Unicast.P99) }, func(x *ServerStep) string { return fmtDur(x.Unicast.P99) }},
+	}
+	type server struct {
+		name, color string
+		x           *ServerStep
+	}
+	s := summaryStep(res)
+	var servers []server
+	held := 0
+	if s != nil {
+		held = s.Relay.Held
+		servers = []server{{ServerRelay, "#1f77b4", &s.Relay}, {ServerBaseline, "#9467bd", s.Baseline}, {ServerFloor, "#7f7f7f", s.Floor}}
+	}
+	const w, pad, label, barH, gap = 760, 16, 70, 16, 4
+	rowH := 24 + len(servers)*(barH+gap) + 10
+	h := 44 + len(figs)*rowH
+	var b strings.Builder
+	svgOpen(&b, w, h)
+	fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="15">%s</text>`+"\n", pad, 26, html.EscapeString(fmt.Sprintf("Quick run: the relay beside the baseline and the kernel floor, %s clients each", fmtInt(int64(held)))))
+	x0, x1 := pad+label, w-pad-90
+	for i, f := range figs {
+		top := 44 + i*rowH
+		fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="13">%s</text>`+"\n", pad, top+16, html.EscapeString(f.title))
+		maxV := 0.0
+		for _, sv := range servers {
+			if sv.x != nil {
+				maxV = max(maxV, f.val(sv.x))
+			}
+		}
+		for k, sv := range servers {
+			y := top + 24 + k*(barH+gap)
+			fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", x0-6, y+barH-4, html.EscapeString(sv.name))
+			if sv.x == nil {
+				fmt.Fprintf(&b, `<text x="%d" y="%d" fill="#999">not measured</text>`+"\n", x0+4, y+barH-4)
+				continue
+			}
+			v, bw := f.val(sv.x), 0.0
+			if maxV > 0 && v > 0 {
+				bw = float64(x1-x0) * v / maxV
+			}
+			fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"/>`+"\n", x0, y, bw, barH, sv.color)
+			fmt.Fprintf(&b, `<text x="%.1f" y="%d">%s</text>`+"\n", float64(x0)+bw+6, y+barH-4, html.EscapeString(f.label(sv.x)))
+		}
+	}
+	b.WriteString("</svg>\n")
+	return b.String()
+}
+
 // svgSeries is one line of a chart panel.
 type svgSeries struct {
 	name, color, dash string
@@ -279,9 +361,7 @@ type svgSeries struct {
 func CapacitySVG(res *CapacityResult) string {
 	const w, h, pad = 760, 330, 64
 	var b strings.Builder
-	fmt.Fprintf(&b, `<?xml version="1.0" encoding="UTF-8"?>`+"\n")
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", w, 2*h, w, 2*h)
-	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", w, 2*h)
+	svgOpen(&b, w, 2*h)
 	maxX := 1.0
 	var ticks []int
 	for _, s := range res.Steps {

@@ -216,6 +216,9 @@ func (n *Node) Start() error {
 			n.helloOn(nc, false)
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err == nil {
+				return // our own Close, at shutdown: nothing was lost
+			}
 			n.counters.disconnects.Add(1)
 			n.peers.freeze()
 			n.log.Warn("cluster lost NATS: pushes to other nodes answer unreachable until it is back", "err", err)

@@ -2,6 +2,8 @@ package loadgen
 
 import (
 	"bytes"
+	"net"
+	"strings"
 	"testing"
 
 	"github.com/pushrelay/pushrelay/relay"
@@ -85,3 +87,23 @@ func FuzzIncrementalParse(f *testing.F) {
 }
 
 func isEOF(err error) bool { return err.Error() == "EOF" }
+
+// FuzzSplitTarget: --target's parser never panics, and what it accepts
+// joins back to an address with a port that is not zero.
+func FuzzSplitTarget(f *testing.F) {
+	for _, s := range []string{"127.0.0.1:8843", "localhost", "localhost:", "[::1]:0", "[::1]:8843", ":8843", "a:b:c", "host:00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, target string) {
+		host, port, err := splitTarget(target)
+		if err != nil {
+			return
+		}
+		if strings.TrimLeft(port, "0") == "" {
+			t.Fatalf("splitTarget(%q) accepted port %q", target, port)
+		}
+		if h, p, err := net.SplitHostPort(net.JoinHostPort(host, port)); err != nil || h != host || p != port {
+			t.Fatalf("splitTarget(%q) = %q, %q: does not join back (%q %q %v)", target, host, port, h, p, err)
+		}
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -35,6 +36,17 @@ type Options struct {
 	Sources  []netip.Addr // local addresses to connect from, in turn
 	RecvBuf  int          // SO_RCVBUF for each client socket, if positive
 	WantIDs  bool         // carry every connection's ID in the report
+	// FailFast ends the run at once, with the reason as its error, when no
+	// connection can succeed: the first connects all failed before any ID
+	// came, or no ID frame came within Handshake (default
+	// DefaultHandshake): the target is not a relay, or speaks another
+	// framing. Off, a failing run is data (the benchmarks' walls).
+	FailFast  bool
+	Handshake time.Duration
+	// IDsReady, if set with WantIDs, receives the IDs of the connections
+	// established once every worker has finished connecting, before the
+	// hold: what a pusher pushes to during the run.
+	IDsReady func(ids []string)
 	// Executable runs the workers: it is called with WorkerArg and the
 	// worker's options as JSON on standard input. Default: this process's
 	// own executable with the arguments "loadgen --worker".
@@ -93,6 +105,44 @@ type Report struct {
 	hist           Histogram
 }
 
+// DefaultHandshake is Options.Handshake's default.
+const DefaultHandshake = 5 * time.Second
+
+// failFastAfter is how many connects, all failed with no ID received, make
+// a worker give up: no connection can succeed, so waiting out --deadline
+// would only hide the reason.
+const failFastAfter = 16
+
+// CheckTarget checks that target is HOST:PORT with a port, and that HOST
+// resolves, before any worker starts.
+func CheckTarget(target string) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(target); err == nil {
+		if ap.Port() == 0 {
+			return ap, fmt.Errorf("target %q: port 0 is no one's port; want HOST:PORT such as 127.0.0.1:8843", target)
+		}
+		return ap, nil
+	}
+	host, port, err := splitTarget(target)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	ta, err := net.ResolveTCPAddr("tcp", net.JoinHostPort(host, port))
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("target %q: %w", target, err)
+	}
+	return ta.AddrPort(), nil
+}
+
+// splitTarget splits HOST:PORT, refusing a missing or zero port (what
+// CheckTarget checks before resolving HOST).
+func splitTarget(target string) (host, port string, err error) {
+	host, port, err = net.SplitHostPort(target)
+	if err != nil || port == "" || strings.TrimLeft(port, "0") == "" {
+		return "", "", fmt.Errorf("target %q: want HOST:PORT such as 127.0.0.1:8843", target)
+	}
+	return host, port, nil
+}
+
 // WorkerArg is the argument that makes the executable act as a worker.
 const WorkerArg = "--worker"
 
@@ -108,6 +158,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	if opts.Deadline <= 0 {
 		opts.Deadline = opts.Duration + time.Minute
+	}
+	if opts.Handshake <= 0 {
+		opts.Handshake = DefaultHandshake
+	}
+	if _, err := CheckTarget(opts.Target); err != nil {
+		return nil, err
 	}
 	if len(opts.Sources) == 0 {
 		opts.Sources = AutoSources(opts.Target, opts.Conns)
@@ -137,6 +193,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		wo := WorkerOptions{
 			Target: opts.Target, Conns: share, Rate: opts.Rate / float64(opts.Procs), Framing: FramingName(opts.Framing, opts.Web),
 			Duration: opts.Duration, Deadline: opts.Deadline, RecvBuf: opts.RecvBuf, WantIDs: opts.WantIDs,
+			FailFast: opts.FailFast, Handshake: opts.Handshake,
 		}
 		for _, s := range opts.Sources {
 			wo.Sources = append(wo.Sources, s.String())
@@ -150,6 +207,25 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 		workers[i] = w
 	}
+	// The IDs, as soon as every worker has them.
+	idsDone := make(chan struct{})
+	go func() {
+		defer close(idsDone)
+		if !opts.WantIDs || opts.IDsReady == nil {
+			return
+		}
+		var ids []string
+		for _, w := range workers {
+			select {
+			case <-w.idsReady:
+				w.mu.Lock()
+				ids = append(ids, w.ids...)
+				w.mu.Unlock()
+			case <-w.ended:
+			}
+		}
+		opts.IDsReady(ids)
+	}()
 	// Progress and interruption.
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -208,7 +284,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	for i, w := range workers {
 		wr, err := w.wait()
 		if err != nil && firstErr == nil {
-			firstErr = fmt.Errorf("loadgen: worker %d: %w", i, err)
+			firstErr = err
+			if len(workers) > 1 {
+				firstErr = fmt.Errorf("worker %d: %w", i, err)
+			}
 		}
 		if wr == nil {
 			continue
@@ -217,13 +296,17 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	close(done)
 	wg.Wait()
+	<-idsDone
 	rep.Interrupted = rep.Interrupted || ctx.Err() != nil
 	rep.Latency = rep.hist.Summarize()
 	if rep.HeldAtEnd > 0 {
 		rep.BytesPerConn = float64(rep.RSS) / float64(rep.HeldAtEnd)
 	}
 	if opts.Progress != nil {
-		final := Progress{Elapsed: time.Since(start), Attempts: int64(opts.Conns), Established: rep.Established, Messages: rep.Messages, Phase: "done"}
+		final := Progress{Elapsed: time.Since(start), Attempts: int64(opts.Conns), Established: rep.Established, Messages: rep.Messages, Phase: "done", FailedBy: rep.Failed}
+		for _, n := range rep.Failed {
+			final.Failed += n
+		}
 		var win Histogram
 		for _, w := range workers {
 			_, ww := w.progress()
@@ -294,6 +377,9 @@ type WorkerOptions struct {
 	Sources  []string      `json:"sources"`
 	RecvBuf  int           `json:"recvbuf"`
 	WantIDs  bool          `json:"want_ids"`
+	// FailFast and Handshake as in Options.
+	FailFast  bool          `json:"fail_fast"`
+	Handshake time.Duration `json:"handshake"`
 }
 
 // worker is a running worker process.
@@ -304,6 +390,11 @@ type worker struct {
 	window Histogram // windows received since the parent last took them
 	rep    *Report
 	done   chan error
+	// ids, sent once the worker has finished connecting; idsReady closes
+	// then, ended when the worker's output ends.
+	ids      []string
+	idsReady chan struct{}
+	ended    chan struct{}
 }
 
 func startWorker(exe []string, wo WorkerOptions) (*worker, error) {
@@ -321,7 +412,7 @@ func startWorker(exe []string, wo WorkerOptions) (*worker, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	w := &worker{cmd: cmd, done: make(chan error, 1)}
+	w := &worker{cmd: cmd, done: make(chan error, 1), idsReady: make(chan struct{}), ended: make(chan struct{})}
 	go func() {
 		sc := bufio.NewScanner(out)
 		sc.Buffer(make([]byte, 64<<10), 256<<20)
@@ -329,6 +420,7 @@ func startWorker(exe []string, wo WorkerOptions) (*worker, error) {
 			var msg struct {
 				Progress *Progress `json:"progress"`
 				Report   *Report   `json:"report"`
+				IDs      *[]string `json:"ids"`
 			}
 			if json.Unmarshal(sc.Bytes(), &msg) != nil {
 				continue
@@ -342,8 +434,15 @@ func startWorker(exe []string, wo WorkerOptions) (*worker, error) {
 			if msg.Report != nil {
 				w.rep = msg.Report
 			}
+			if msg.IDs != nil {
+				w.ids = *msg.IDs
+			}
 			w.mu.Unlock()
+			if msg.IDs != nil {
+				close(w.idsReady)
+			}
 		}
+		close(w.ended)
 		w.done <- cmd.Wait()
 	}()
 	return w, nil
@@ -403,11 +502,14 @@ func RunWorker(in io.Reader, out io.Writer, stop <-chan struct{}) error {
 		return fmt.Errorf("loadgen worker: read options: %w", err)
 	}
 	enc := json.NewEncoder(out)
-	rep := runShare(wo, stop, func(p Progress) { enc.Encode(map[string]any{"progress": p}) })
+	rep := runShare(wo, stop, func(p Progress) { enc.Encode(map[string]any{"progress": p}) },
+		func(ids []string) { enc.Encode(map[string]any{"ids": ids}) })
 	return enc.Encode(map[string]any{"report": rep})
 }
 
-func runShare(wo WorkerOptions, stop <-chan struct{}, progress func(Progress)) *Report {
+// runShare holds one worker's share; ids, if WantIDs, receives the IDs
+// once connecting is over.
+func runShare(wo WorkerOptions, stop <-chan struct{}, progress func(Progress), ids func([]string)) *Report {
 	rep := &Report{Target: wo.Target, Framing: wo.Framing, Requested: wo.Conns, Failed: map[string]int64{}, Reading: readingNote}
 	framing, web, err := ParseFraming(wo.Framing)
 	if err != nil {
@@ -448,6 +550,11 @@ func runShare(wo WorkerOptions, stop <-chan struct{}, progress func(Progress)) *
 	lastProgress := time.Now()
 	interrupted := false
 	started := 0
+	handshake := wo.Handshake
+	if handshake <= 0 {
+		handshake = DefaultHandshake
+	}
+	anyID, hopeless := false, ""
 	for started < wo.Conns || !p.settled() {
 		select {
 		case <-stop:
@@ -472,6 +579,18 @@ func runShare(wo WorkerOptions, stop <-chan struct{}, progress func(Progress)) *
 			progress(snapshot("connecting"))
 			lastProgress = time.Now()
 		}
+		if anyID = anyID || p.Stats.Established.Load() > 0; !anyID && wo.FailFast {
+			if hopeless = noConnectionCanSucceed(wo, p, time.Since(start), handshake); hopeless != "" {
+				break
+			}
+		}
+	}
+	if hopeless != "" {
+		rep.Error = hopeless
+		interrupted = true // no hold: nothing to hold
+	}
+	if wo.WantIDs && ids != nil {
+		ids(p.IDs())
 	}
 	rep.ConnectTime = time.Since(start)
 	rep.Established = p.Stats.Established.Load()
@@ -484,6 +603,7 @@ func runShare(wo WorkerOptions, stop <-chan struct{}, progress func(Progress)) *
 		holdUntil = deadline
 	}
 	for !interrupted && time.Now().Before(holdUntil) {
+		// interrupted: by stop, or by a run that cannot succeed
 		select {
 		case <-stop:
 			interrupted = true
@@ -498,7 +618,7 @@ func runShare(wo WorkerOptions, stop <-chan struct{}, progress func(Progress)) *
 	}
 	// A last progress line carries the latency window since the previous.
 	progress(snapshot("done"))
-	rep.Interrupted = interrupted
+	rep.Interrupted = interrupted && hopeless == ""
 	rep.HeldAtEnd = p.Stats.Established.Load()
 	kinds, first, at, phase := p.Stats.Failures()
 	rep.Failed = kinds
@@ -520,6 +640,41 @@ func runShare(wo WorkerOptions, stop <-chan struct{}, progress func(Progress)) *
 		rep.IDs = p.IDs()
 	}
 	return rep
+}
+
+// noConnectionCanSucceed says why a worker that has no ID yet should give
+// up, or "": its first failFastAfter connects (all of them, if fewer) all
+// failed, or no ID frame came within the handshake time.
+func noConnectionCanSucceed(wo WorkerOptions, p *Pool, elapsed, handshake time.Duration) string {
+	kinds, _, _, _ := p.Stats.Failures()
+	var failed int64
+	for _, n := range kinds {
+		failed += n
+	}
+	framingHint := fmt.Sprintf("is %s a pushrelay listener with --framing %s?", wo.Target, wo.Framing)
+	if web := strings.HasPrefix(wo.Framing, "ws") || wo.Framing == "sse"; web {
+		framingHint = fmt.Sprintf("is %s a pushrelay web listener (--web)?", wo.Target)
+	}
+	if failed >= int64(min(failFastAfter, wo.Conns)) && failed == p.Stats.Attempts.Load() {
+		kind, most := "", int64(0)
+		for k, n := range kinds {
+			if n > most || (n == most && k < kind) {
+				kind, most = k, n
+			}
+		}
+		hint := "no connection can succeed"
+		switch kind {
+		case "ECONNREFUSED":
+			hint = fmt.Sprintf("is a relay running and listening on %s?", wo.Target)
+		case "BAD_FRAME", "BAD_HANDSHAKE", "EOF", "ECONNRESET":
+			hint = framingHint
+		}
+		return fmt.Sprintf("all of the first %d connects failed (%s %d) and none received an ID: %s", failed, kind, most, hint)
+	}
+	if elapsed > handshake && p.Stats.Attempts.Load() > failed {
+		return fmt.Sprintf("no ID frame after %v: %s", handshake, framingHint)
+	}
+	return ""
 }
 
 // sourcesEach is how many connections AutoSources puts on one source

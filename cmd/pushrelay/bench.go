@@ -486,7 +486,7 @@ func runBenchCapacity(args []string, stdout, stderr io.Writer) int {
 }
 
 func runBenchQuick(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("bench quick", "The quick side-by-side: holds --conns idle clients against the relay binary, the goroutine-per-connection baseline and the kernel floor in turn (each in a process of its own, all held at once), and measures each server's memory per connection, accept rate, a broadcast series, a paced unicast series and unicasts as fast as taken, plus a bare loopback write; it ends with one table of the relay beside the baseline and the floor. Writes results.json, results.md and summary.md (that table).", stderr)
+	fs := newFlagSet("bench quick", "The quick side-by-side: holds --conns idle clients against the relay binary, the goroutine-per-connection baseline and the kernel floor in turn (each in a process of its own, all held at once), and measures each server's memory per connection, accept rate, a broadcast series, a paced unicast series and unicasts as fast as taken, plus a bare loopback write; it ends with one table of the relay beside the baseline and the floor. Writes results.json, results.md, summary.md (that table) and chart.svg (that table as bars).", stderr)
 	var (
 		opts  bench.CapacityOptions
 		cf    capacityFlags

@@ -165,7 +165,7 @@ func TestBrowserReceivesPushes(t *testing.T) {
 		return r.T == "sse" && r.Kind == "msg" && r.Data == "hello,\nevent stream"
 	})
 
-	code, out, _ := runBinary(t, nil, "stats", "--ingress", p.sock)
+	code, out, _ := runBinary(t, nil, "stats", "--raw", "--ingress", p.sock)
 	if code != 0 || !strings.Contains(out, "pushrelay_web_compressed_total") {
 		t.Fatalf("stats: exit %d\n%s", code, out)
 	}

@@ -76,8 +76,8 @@ func TestDoctorText(t *testing.T) {
 }
 
 func TestDoctorEnvironment(t *testing.T) {
-	t.Setenv("PUSHRELAY_TARGET", "15000")
-	t.Setenv("PUSHRELAY_ROOT", snapshotRoot("default"))
+	t.Setenv("PUSHRELAY_DOCTOR_TARGET", "15000")
+	t.Setenv("PUSHRELAY_DOCTOR_ROOT", snapshotRoot("default"))
 	var out, errb bytes.Buffer
 	if code := run([]string{"doctor", "--json"}, &out, &errb); code != 0 {
 		t.Fatalf("exit status: got %d, want 0; stderr: %s", code, errb.String())
@@ -113,7 +113,7 @@ func TestDoctorUsage(t *testing.T) {
 	}
 	var out bytes.Buffer
 	run([]string{"doctor", "--help"}, &out, &out)
-	for _, flag := range []string{"--target", "--loadgen", "--json", "--root", "--stalled", "PUSHRELAY_TARGET"} {
+	for _, flag := range []string{"--target", "--loadgen", "--json", "--root", "--stalled", "PUSHRELAY_DOCTOR_TARGET"} {
 		if !strings.Contains(out.String(), flag) {
 			t.Errorf("--help: want %s in it:\n%s", flag, out.String())
 		}

@@ -11,35 +11,136 @@ import (
 )
 
 // flagSet wraps flag.FlagSet so that every flag also reads an environment
-// variable, PUSHRELAY_ and the flag's name in upper case with '-' as '_'.
-// A flag given on the command line wins over its variable.
+// variable. A flag given on the command line wins over its variable.
+//
+// One name, one meaning: serve's flags read PUSHRELAY_ and the flag's name
+// in upper case with '-' as '_' (PUSHRELAY_LISTEN), and so do the flags
+// other commands share with serve in the same meaning (share: --ingress,
+// --framing). Every other flag's variable also names its command
+// (PUSHRELAY_LOADGEN_CONNS, PUSHRELAY_BENCH_IDLE_CONNS), so a variable
+// exported for one command never changes another.
 type flagSet struct {
 	*flag.FlagSet
-	synopsis string
+	synopsis  string
+	envPrefix string          // PUSHRELAY_ and the command's name, for unshared flags
+	shared    map[string]bool // flags that read serve's variable
 }
 
+// flagSetMade, if set (by tests), sees every flag set a command makes.
+var flagSetMade func(*flagSet)
+
 func newFlagSet(name, synopsis string, stderr io.Writer) *flagSet {
-	fs := &flagSet{FlagSet: flag.NewFlagSet("pushrelay "+name, flag.ContinueOnError), synopsis: synopsis}
+	fs := &flagSet{FlagSet: flag.NewFlagSet("pushrelay "+name, flag.ContinueOnError), synopsis: synopsis, envPrefix: "PUSHRELAY_"}
+	if name != "serve" {
+		fs.envPrefix = envName(name) + "_"
+	}
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fs.printUsage(stderr) }
+	if flagSetMade != nil {
+		flagSetMade(fs)
+	}
 	return fs
 }
 
-// envName is the environment variable behind a flag.
+// share makes the named flags read serve's variable for the flag of the
+// same name: only for flags that mean exactly what serve's flag means.
+func (fs *flagSet) share(names ...string) {
+	if fs.shared == nil {
+		fs.shared = map[string]bool{}
+	}
+	for _, n := range names {
+		fs.shared[n] = true
+	}
+}
+
+// envName is serve's environment variable for a flag (or a command's
+// prefix, for a command name).
 func envName(flagName string) string {
-	return "PUSHRELAY_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+	return "PUSHRELAY_" + strings.ToUpper(strings.NewReplacer("-", "_", " ", "_").Replace(flagName))
+}
+
+// env is the environment variable behind one of fs's flags.
+func (fs *flagSet) env(flagName string) string {
+	if fs.shared[flagName] {
+		return envName(flagName)
+	}
+	return fs.envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parseFlags parses args quietly: the caller prints one clear line for a
+// bad flag (with the nearest flag name when one is close), and --help
+// goes to stdout.
+func (fs *flagSet) parseFlags(args []string) error {
+	fs.SetOutput(io.Discard)
+	usage := fs.Usage
+	fs.Usage = func() {}
+	err := fs.FlagSet.Parse(args)
+	fs.Usage = usage
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	const undefined = "flag provided but not defined: -"
+	if name, ok := strings.CutPrefix(err.Error(), undefined); ok {
+		if near := fs.nearest(name); near != "" {
+			return fmt.Errorf("%w (did you mean --%s?)", err, near)
+		}
+	}
+	return err
+}
+
+// nearest returns the flag name closest to name, if one is close enough to
+// be a typo (an edit distance of at most a third of its length, at least 1)
+// or name is the start of exactly one flag's name.
+func (fs *flagSet) nearest(name string) string {
+	name = strings.TrimLeft(name, "-")
+	var starts []string
+	fs.VisitAll(func(f *flag.Flag) {
+		if strings.HasPrefix(f.Name, name) {
+			starts = append(starts, f.Name)
+		}
+	})
+	if len(starts) == 1 {
+		return starts[0]
+	}
+	best, bestD := "", max(1, len(name)/3)+1
+	fs.VisitAll(func(f *flag.Flag) {
+		if d := editDistance(name, f.Name); d < bestD {
+			best, bestD = f.Name, d
+		}
+	})
+	return best
+}
+
+// editDistance is the edit distance between a and b, a swap of two
+// neighbouring letters counting as one edit (optimal string alignment).
+func editDistance(a, b string) int {
+	rows := make([][]int, len(a)+1)
+	for i := range rows {
+		rows[i] = make([]int, len(b)+1)
+		rows[i][0] = i
+	}
+	for j := range rows[0] {
+		rows[0][j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			rows[i][j] = min(rows[i-1][j]+1, rows[i][j-1]+1, rows[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				rows[i][j] = min(rows[i][j], rows[i-2][j-2]+1)
+			}
+		}
+	}
+	return rows[len(a)][len(b)]
 }
 
 // parse parses args, then fills unset flags from the environment. It
 // returns flag.ErrHelp for --help, having printed the usage to stdout.
 func (fs *flagSet) parse(args []string, stdout io.Writer) error {
-	// Parse quietly: the caller prints one clear line for a bad flag, and
-	// --help goes to stdout.
-	fs.SetOutput(io.Discard)
-	usage := fs.Usage
-	fs.Usage = func() {}
-	err := fs.Parse(args)
-	fs.Usage = usage
+	err := fs.parseFlags(args)
 	if errors.Is(err, flag.ErrHelp) {
 		fs.printUsage(stdout)
 		return err
@@ -54,9 +155,9 @@ func (fs *flagSet) parse(args []string, stdout io.Writer) error {
 		if set[f.Name] || envErr != nil {
 			return
 		}
-		if v, ok := os.LookupEnv(envName(f.Name)); ok {
+		if v, ok := os.LookupEnv(fs.env(f.Name)); ok {
 			if err := fs.Set(f.Name, v); err != nil {
-				envErr = fmt.Errorf("invalid value %q for %s: %v", v, envName(f.Name), err)
+				envErr = fmt.Errorf("invalid value %q for %s: %v", v, fs.env(f.Name), err)
 			}
 		}
 	})
@@ -80,7 +181,7 @@ func (fs *flagSet) printUsage(w io.Writer) {
 		if def == "" {
 			def = `""`
 		}
-		fmt.Fprintf(w, "  --%s%s\n      %s\n      default %s; env %s\n", f.Name, name, usage, def, envName(f.Name))
+		fmt.Fprintf(w, "  --%s%s\n      %s\n      default %s; env %s\n", f.Name, name, usage, def, fs.env(f.Name))
 	})
 }
 

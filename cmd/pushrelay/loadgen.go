@@ -36,7 +36,8 @@ func runLoadgen(args []string, stdout, stderr io.Writer) int {
 	sources := fs.String("sources", "", "Local `addresses` to connect from, in turn: a range like 127.0.0.1-127.0.0.50 or a comma-separated list; each gives its own ephemeral ports. Empty: for a loopback target past 8,000 connections, 127.0.0.1 on, one address per 8,000; otherwise the kernel chooses.")
 	recvbuf := fs.Int("recvbuf", 0, "SO_RCVBUF for each client socket, in `bytes`; 0 keeps the kernel's default.")
 	jsonOut := fs.String("json", "", "Write every figure as JSON to this `file`.")
-	idsOut := fs.String("ids", "", "Write the connections' IDs, one per line, to this `file`.")
+	idsOut := fs.String("ids", "", "Write the connections' IDs, one per line, to this `file`, as soon as every connection is established (or failed), before the hold: push to them during the run.")
+	handshake := fs.Duration("handshake-timeout", loadgen.DefaultHandshake, "How `long` to wait for the first ID frame before giving up: the target is not a relay, or speaks another --framing.")
 	netns := fs.Bool("netns", false, "Run in a private network namespace (root and ip(8) needed): its own loopback, port range and somaxconn, deleted afterwards. The relay must run inside it too: see --serve.")
 	serveArgs := fs.String("serve", "", "With --netns, the `arguments` of the `pushrelay serve` started inside the namespace; empty means --listen set to --target, with no ingress, no HTTP and no web listener. \"none\" starts nothing.")
 	if err := fs.parse(args, stdout); err != nil {
@@ -46,7 +47,11 @@ func runLoadgen(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pushrelay loadgen: %v\n", err)
 		return 2
 	}
-	opts := loadgen.Options{Target: *target, Conns: *conns, Rate: *rate, Duration: *duration, Deadline: *deadline, Procs: *procs, RecvBuf: *recvbuf, WantIDs: *idsOut != ""}
+	if _, err := loadgen.CheckTarget(*target); err != nil {
+		fmt.Fprintf(stderr, "pushrelay loadgen: --%v\n", err)
+		return 2
+	}
+	opts := loadgen.Options{Target: *target, Conns: *conns, Rate: *rate, Duration: *duration, Deadline: *deadline, Procs: *procs, RecvBuf: *recvbuf, WantIDs: *idsOut != "", FailFast: true, Handshake: *handshake}
 	var err error
 	if opts.Framing, opts.Web, err = loadgen.ParseFraming(*framing); err != nil {
 		fmt.Fprintf(stderr, "pushrelay loadgen: --framing: %v\n", err)
@@ -56,9 +61,31 @@ func runLoadgen(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pushrelay loadgen: --sources: %v\n", err)
 		return 2
 	}
-	if *conns <= 0 || *rate < 0 || *duration < 0 || *procs < 0 {
-		fmt.Fprintln(stderr, "pushrelay loadgen: --conns must be positive; --rate, --duration and --procs not negative")
+	if *conns <= 0 || *rate < 0 || *duration < 0 || *procs < 0 || *handshake < 0 {
+		fmt.Fprintln(stderr, "pushrelay loadgen: --conns must be positive; --rate, --duration, --procs and --handshake-timeout not negative")
 		return 2
+	}
+	var idsErr error
+	idsWritten := false
+	if *idsOut != "" {
+		// Fail on an unwritable --ids now, not after the run; the file
+		// itself appears only with the IDs in it.
+		if err := writeIDs(*idsOut+".check", nil); err != nil {
+			fmt.Fprintf(stderr, "pushrelay loadgen: --ids: %v\n", err)
+			return 2
+		}
+		os.Remove(*idsOut + ".check")
+		opts.IDsReady = func(ids []string) {
+			idsErr = writeIDs(*idsOut, ids)
+			idsWritten = idsErr == nil
+			if idsWritten {
+				nl := ""
+				if isTerminal(os.Stderr) {
+					nl = "\n" // after the progress bar
+				}
+				fmt.Fprintf(stderr, "%sloadgen: %d IDs written to %s\n", nl, len(ids), *idsOut)
+			}
+		}
 	}
 	if *netns {
 		ns, code := startNamespace(*target, *serveArgs, stderr)
@@ -98,15 +125,20 @@ func runLoadgen(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	rep, err := loadgen.Run(ctx, opts)
 	if rep == nil {
-		fmt.Fprintf(stderr, "pushrelay loadgen: %v\n", err)
+		fmt.Fprintf(stderr, "pushrelay loadgen: %s\n", strings.TrimPrefix(err.Error(), "loadgen: "))
 		return 1
 	}
 	printLoadReport(stdout, rep)
 	if err != nil {
-		fmt.Fprintf(stderr, "pushrelay loadgen: %v\n", err)
+		fmt.Fprintf(stderr, "pushrelay loadgen: %s\n", strings.TrimPrefix(err.Error(), "loadgen: "))
 	}
-	if *idsOut != "" {
-		if werr := os.WriteFile(*idsOut, []byte(strings.Join(rep.IDs, "\n")+"\n"), 0o644); werr != nil {
+	if idsErr != nil {
+		fmt.Fprintf(stderr, "pushrelay loadgen: --ids: %v\n", idsErr)
+		return 1
+	}
+	if *idsOut != "" && !idsWritten {
+		// No worker got as far as its IDs (interrupted, failed).
+		if werr := writeIDs(*idsOut, rep.IDs); werr != nil {
 			fmt.Fprintf(stderr, "pushrelay loadgen: --ids: %v\n", werr)
 			return 1
 		}
@@ -123,6 +155,20 @@ func runLoadgen(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// writeIDs writes ids one a line, whole or not at all: a reader waiting
+// for the file never sees half of it.
+func writeIDs(path string, ids []string) error {
+	tmp := path + ".tmp"
+	body := strings.Join(ids, "\n")
+	if len(ids) > 0 {
+		body += "\n"
+	}
+	if err := os.WriteFile(tmp, []byte(body), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // startNamespace creates the private namespace and starts the relay in it.

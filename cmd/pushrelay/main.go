@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 )
 
 // command is one subcommand: run gets the arguments after its name and
@@ -19,6 +20,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run the relay", runServe},
+		{"connect", "connect as a client and print the ID, then each message, one a line: connect [HOST:PORT]", runConnect},
 		{"send", "push a message to one client: send ID MSG", runSend},
 		{"publish", "push a message to a topic's subscribers: publish TOPIC MSG", runPublish},
 		{"broadcast", "push a message to every client: broadcast MSG", runBroadcast},
@@ -29,9 +31,9 @@ func commands() []command {
 		{"watch", "print connect and disconnect events as they happen", runWatch},
 		{"stats", "print the relay's counters", runStats},
 		{"loadgen", "hold many idle client connections to a relay and measure what they receive", runLoadgen},
-		{"bench", "capacity benchmarks: idle, storm, ingress, fanout, capacity, each beside its baseline", runBench},
+		{"bench", benchSummary(), runBench},
 		{"doctor", "say which host limit stops a target connection count, and how to lift it", runDoctor},
-		{"version", "print the version", runVersion},
+		{"version", "print the version (also --version, -v)", runVersion},
 	}
 }
 
@@ -47,13 +49,43 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
+	if args[0] == "--version" || args[0] == "-version" || args[0] == "-v" {
+		return runVersion(args[1:], stdout, stderr)
+	}
 	for _, c := range commands() {
 		if c.name == args[0] {
 			return c.run(args[1:], stdout, stderr)
 		}
 	}
-	fmt.Fprintf(stderr, "pushrelay: unknown command %q (run 'pushrelay help' for the list)\n", args[0])
+	hint := ""
+	if near := nearestCommand(args[0]); near != "" {
+		hint = fmt.Sprintf("did you mean %s? ", near)
+	}
+	fmt.Fprintf(stderr, "pushrelay: unknown command %q (%srun 'pushrelay help' for the list)\n", args[0], hint)
 	return 2
+}
+
+// nearestCommand returns the command name a mistyped one was likely meant
+// to be, or "".
+func nearestCommand(name string) string {
+	best, bestD := "", max(1, len(name)/3)+1
+	for _, c := range commands() {
+		if d := editDistance(name, c.name); d < bestD {
+			best, bestD = c.name, d
+		}
+	}
+	return best
+}
+
+// benchSummary lists bench's modes, from the list bench runs.
+func benchSummary() string {
+	var modes []string
+	for _, c := range benchCommands() {
+		if c.name != "child" {
+			modes = append(modes, c.name)
+		}
+	}
+	return "benchmarks, each beside its baseline: " + strings.Join(modes, ", ")
 }
 
 func usage(w io.Writer) {

@@ -293,7 +293,9 @@ func TestHelpListsEveryFlagWithDefaultAndVariable(t *testing.T) {
 // cli runs a client command against p's socket.
 func (p *relayProc) cli(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
-	return runBinary(t, nil, append(args, "--ingress", p.sock)...)
+	// Flags go before the arguments: send, publish and broadcast take every
+	// word after the ID or topic as the message.
+	return runBinary(t, nil, append([]string{args[0], "--ingress", p.sock}, args[1:]...)...)
 }
 
 func TestSendThroughTheBinaryReachesTheClient(t *testing.T) {
@@ -334,8 +336,18 @@ func TestSendThroughTheBinaryReachesTheClient(t *testing.T) {
 	if code, out, _ := p.cli(t, "clients"); code != 0 || strings.TrimSpace(out) != id {
 		t.Fatalf("clients: %d %q", code, out)
 	}
-	if code, out, _ := p.cli(t, "stats"); code != 0 || !strings.Contains(out, "pushrelay_connections_open 1") {
-		t.Fatalf("stats: %d %q", code, out)
+	if code, out, _ := p.cli(t, "stats", "--raw"); code != 0 || !strings.Contains(out, "pushrelay_connections_open 1\n") {
+		t.Fatalf("stats --raw: %d %q", code, out)
+	}
+	// The table: a header, then metric, labels and value in columns.
+	code, out, _ := p.cli(t, "stats")
+	if code != 0 || !regexp.MustCompile(`(?m)^METRIC +LABELS +VALUE$`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^connections_open +1$`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^connections_closed_total +reason=kicked +0$`).MatchString(out) {
+		t.Fatalf("stats: %d\n%s", code, out)
+	}
+	if code, out, _ := p.cli(t, "stats", "--json"); code != 0 || !strings.Contains(out, `"pushrelay_connections_open": 1`) {
+		t.Fatalf("stats --json: %d %q", code, out)
 	}
 	if code, _, _ := p.cli(t, "kick", id); code != 0 {
 		t.Fatalf("kick: %d", code)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -42,6 +43,7 @@ func newClientCmd(name, args, synopsis string, stderr io.Writer) *clientCmd {
 	c.fs = newFlagSet(name, synopsis+"\n\nArguments: "+args+"\n\nExit status: 0 when the relay accepted the request, 1 when it refused it (the reason is printed), 2 for a usage error, 3 when no relay answers on the socket.", stderr)
 	c.fs.StringVar(&c.ingress, "ingress", "./pushrelay.sock", "The relay's ingress socket `PATH` (as given to pushrelay serve --ingress).")
 	c.fs.DurationVar(&c.timeout, "timeout", 5*time.Second, "How `long` to wait for the relay's answer.")
+	c.fs.share("ingress")
 	return c
 }
 
@@ -53,24 +55,15 @@ func (c *clientCmd) parse(args []string, stdout io.Writer, minArgs, maxArgs int)
 	var pos []string
 	rest := args[:0:0]
 	for _, a := range args {
-		name := strings.TrimLeft(a, "-")
-		if i := strings.IndexByte(name, '='); i >= 0 {
-			name = name[:i]
-		}
-		if strings.HasPrefix(a, "-") && relay.ValidID(a) && c.fs.Lookup(name) == nil {
+		if c.idNotFlag(a) {
 			pos = append(pos, a)
 			continue
 		}
 		rest = append(rest, a)
 	}
 	for {
-		if err := c.fs.FlagSet.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				c.fs.printUsage(stdout)
-				return nil, exitOK, false
-			}
-			fmt.Fprintf(c.stderr, "pushrelay %s: %v\n", c.name, err)
-			return nil, exitUsage, false
+		if err := c.fs.parseFlags(rest); err != nil {
+			return nil, c.flagError(err, stdout), false
 		}
 		if c.fs.NArg() == 0 {
 			break
@@ -78,6 +71,69 @@ func (c *clientCmd) parse(args []string, stdout io.Writer, minArgs, maxArgs int)
 		pos = append(pos, c.fs.Arg(0))
 		rest = c.fs.Args()[1:]
 	}
+	return c.finish(pos, stdout, minArgs, maxArgs)
+}
+
+// parseMessage parses the arguments of send, publish and broadcast: flags
+// first, then the positional arguments, of which the last is the message
+// and takes every word after the ones before it (joined by spaces, as echo
+// does), whatever it starts with: `send ID -5 degrees` sends "-5 degrees"
+// and `send ID --help` sends "--help". "--" ends the flags explicitly.
+func (c *clientCmd) parseMessage(args []string, stdout io.Writer, nargs int) ([]string, int, bool) {
+	i := 0
+	for i < len(args) {
+		a := args[i]
+		if a == "--" {
+			break
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" || c.idNotFlag(a) {
+			break
+		}
+		i++
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		f := c.fs.Lookup(name)
+		if f == nil || hasValue {
+			continue // parseFlags names an unknown flag
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			continue
+		}
+		i++ // the flag's value
+	}
+	i = min(i, len(args))
+	if err := c.fs.parseFlags(args[:i]); err != nil {
+		return nil, c.flagError(err, stdout), false
+	}
+	pos := args[i:]
+	if len(pos) > 0 && pos[0] == "--" {
+		pos = pos[1:]
+	}
+	if len(pos) >= nargs {
+		pos = append(pos[:nargs-1:nargs-1], strings.Join(pos[nargs-1:], " "))
+	}
+	return c.finish(pos, stdout, nargs, nargs)
+}
+
+// idNotFlag reports whether a, which starts with '-', is a client ID that
+// names no flag.
+func (c *clientCmd) idNotFlag(a string) bool {
+	name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+	return strings.HasPrefix(a, "-") && relay.ValidID(a) && c.fs.Lookup(name) == nil
+}
+
+// flagError prints a flag parsing error (or the usage, for --help) and
+// returns the exit status.
+func (c *clientCmd) flagError(err error, stdout io.Writer) int {
+	if errors.Is(err, flag.ErrHelp) {
+		c.fs.printUsage(stdout)
+		return exitOK
+	}
+	fmt.Fprintf(c.stderr, "pushrelay %s: %v\n", c.name, err)
+	return exitUsage
+}
+
+// finish fills flags from the environment and checks the argument count.
+func (c *clientCmd) finish(pos []string, stdout io.Writer, minArgs, maxArgs int) ([]string, int, bool) {
 	// Environment variables for flags not given.
 	if err := c.fs.parse(nil, stdout); err != nil {
 		fmt.Fprintf(c.stderr, "pushrelay %s: %v\n", c.name, err)
@@ -118,7 +174,9 @@ func (c *clientCmd) session(argv []string, stdout io.Writer, minArgs, maxArgs in
 
 // fail prints err as one line and returns the exit status it means.
 func (c *clientCmd) fail(err error) int {
-	fmt.Fprintf(c.stderr, "pushrelay %s: %v\n", c.name, err)
+	// The relay's messages may start with the operation's name, which the
+	// prefix already says.
+	fmt.Fprintf(c.stderr, "pushrelay %s: %s\n", c.name, strings.TrimPrefix(err.Error(), c.name+": "))
 	var e *client.Error
 	if errors.As(err, &e) {
 		return exitRefused
@@ -149,7 +207,7 @@ func payloadArg(msg string) ([]byte, error) {
 func pushCommand(name, args, synopsis string, nargs int, push func(ctx context.Context, cl *client.Client, pos []string, payload []byte) (client.Counts, error), report func(pos []string, c client.Counts, stdout, stderr io.Writer) int) func([]string, io.Writer, io.Writer) int {
 	return func(argv []string, stdout, stderr io.Writer) int {
 		c := newClientCmd(name, args, synopsis, stderr)
-		pos, code, ok := c.parse(argv, stdout, nargs, nargs)
+		pos, code, ok := c.parseMessage(argv, stdout, nargs)
 		if !ok {
 			return code
 		}
@@ -187,13 +245,14 @@ func fanoutReport(what string) func([]string, client.Counts, io.Writer, io.Write
 	}
 }
 
-var runSend = pushCommand("send", "ID MSG", "Pushes MSG (or standard input, for -) to the client with that ID.", 2,
+var runSend = pushCommand("send", "ID MSG", "Pushes MSG (or standard input, for -) to the client with that ID. Flags go before the arguments; every word after them is the message (joined by spaces), even one that starts with '-'; \"--\" ends the flags explicitly.", 2,
 	func(ctx context.Context, cl *client.Client, pos []string, payload []byte) (client.Counts, error) {
 		return cl.Send(ctx, pos[0], payload)
 	},
 	func(pos []string, c client.Counts, stdout, stderr io.Writer) int {
 		switch {
 		case c.Queued == 1:
+			fmt.Fprintln(stdout, "queued for 1 client")
 			return exitOK
 		case c.UnknownID == 1:
 			fmt.Fprintf(stderr, "pushrelay send: unknown client ID %s: no such client is connected\n", pos[0])
@@ -205,12 +264,12 @@ var runSend = pushCommand("send", "ID MSG", "Pushes MSG (or standard input, for 
 		return exitRefused
 	})
 
-var runPublish = pushCommand("publish", "TOPIC MSG", "Pushes MSG (or standard input, for -) to every client subscribed to TOPIC.", 2,
+var runPublish = pushCommand("publish", "TOPIC MSG", "Pushes MSG (or standard input, for -) to every client subscribed to TOPIC. Flags go before the arguments; every word after them is the message (joined by spaces), even one that starts with '-'; \"--\" ends the flags explicitly.", 2,
 	func(ctx context.Context, cl *client.Client, pos []string, payload []byte) (client.Counts, error) {
 		return cl.Publish(ctx, pos[0], payload)
 	}, fanoutReport("subscribers"))
 
-var runBroadcast = pushCommand("broadcast", "MSG", "Pushes MSG (or standard input, for -) to every connected client.", 1,
+var runBroadcast = pushCommand("broadcast", "MSG", "Pushes MSG (or standard input, for -) to every connected client. Flags go before the arguments; every word after them is the message (joined by spaces), even one that starts with '-'; \"--\" ends the flags explicitly.", 1,
 	func(ctx context.Context, cl *client.Client, pos []string, payload []byte) (client.Counts, error) {
 		return cl.Broadcast(ctx, payload)
 	}, fanoutReport("clients"))
@@ -288,8 +347,9 @@ func runClients(argv []string, stdout, stderr io.Writer) int {
 }
 
 func runStats(argv []string, stdout, stderr io.Writer) int {
-	c := newClientCmd("stats", "(none)", "Prints every counter and gauge of the relay.", stderr)
-	asJSON := c.fs.Bool("json", false, "Print one JSON object instead of lines of text.")
+	c := newClientCmd("stats", "(none)", "Prints every counter and gauge of the relay as a table: the metric (without its pushrelay_ prefix), its labels, its value.", stderr)
+	asJSON := c.fs.Bool("json", false, "Print one JSON object, metric{labels} to value, instead of the table.")
+	raw := c.fs.Bool("raw", false, "Print Prometheus text lines, metric{labels} value, as /metrics does, instead of the table.")
 	return c.session(argv, stdout, 0, 0, func(cl *client.Client, _ []string) int {
 		ctx, cancel := c.ctx()
 		defer cancel()
@@ -297,7 +357,8 @@ func runStats(argv []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return c.fail(err)
 		}
-		if *asJSON {
+		switch {
+		case *asJSON:
 			m := map[string]float64{}
 			for _, s := range stats {
 				m[metricKey(s)] = s.Value
@@ -305,13 +366,33 @@ func runStats(argv []string, stdout, stderr io.Writer) int {
 			enc := json.NewEncoder(stdout)
 			enc.SetIndent("", "  ")
 			enc.Encode(m)
-			return exitOK
-		}
-		for _, s := range stats {
-			fmt.Fprintf(stdout, "%s %v\n", metricKey(s), s.Value)
+		case *raw:
+			for _, s := range stats {
+				fmt.Fprintf(stdout, "%s %v\n", metricKey(s), s.Value)
+			}
+		default:
+			printStatsTable(stdout, stats)
 		}
 		return exitOK
 	})
+}
+
+// printStatsTable prints stats as a table: metric and labels flush left,
+// values aligned on the right.
+func printStatsTable(w io.Writer, stats []client.Stat) {
+	rows := [][3]string{{"METRIC", "LABELS", "VALUE"}}
+	for _, s := range stats {
+		rows = append(rows, [3]string{strings.TrimPrefix(s.Name, "pushrelay_"), strings.ReplaceAll(s.Labels, `"`, ""), strconv.FormatFloat(s.Value, 'f', -1, 64)})
+	}
+	var width [3]int
+	for _, r := range rows {
+		for i, c := range r {
+			width[i] = max(width[i], len(c))
+		}
+	}
+	for _, r := range rows {
+		fmt.Fprintf(w, "%-*s  %-*s  %*s\n", width[0], r[0], width[1], r[1], width[2], r[2])
+	}
 }
 
 func metricKey(s client.Stat) string {

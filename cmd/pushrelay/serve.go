@@ -272,6 +272,13 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pushrelay serve: %v\n", err)
 		return 2
 	}
+	clusterLogger := logger // the cluster names the node itself
+	if f.node != 0 {
+		// In a cluster every line names its node, start-up and shutdown
+		// included: the nodes of run-cluster share one terminal. Last on
+		// the line, so what reads "msg=... addr=..." still does.
+		logger = slog.New(nodeHandler{logger.Handler(), slog.Int("node", f.node)})
+	}
 	cfg, err := f.config(logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "pushrelay serve: %v\n", err)
@@ -297,7 +304,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		if compress == 0 {
 			compress = cluster.Off
 		}
-		node, err = cluster.New(cluster.Config{NATS: f.natsURL, Prefix: f.clusterPrefix, Timeout: f.clusterTimeout, CompressMin: compress, Logger: logger}, srv)
+		node, err = cluster.New(cluster.Config{NATS: f.natsURL, Prefix: f.clusterPrefix, Timeout: f.clusterTimeout, CompressMin: compress, Logger: clusterLogger}, srv)
 		if err != nil {
 			fmt.Fprintf(stderr, "pushrelay serve: %v\n", err)
 			return 2
@@ -432,4 +439,23 @@ func splitList(v string) []string {
 		}
 	}
 	return out
+}
+
+// nodeHandler adds a cluster node's attribute at the end of every record.
+type nodeHandler struct {
+	slog.Handler
+	node slog.Attr
+}
+
+func (h nodeHandler) Handle(ctx context.Context, r slog.Record) error {
+	r.AddAttrs(h.node)
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h nodeHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return nodeHandler{h.Handler.WithAttrs(as), h.node}
+}
+
+func (h nodeHandler) WithGroup(name string) slog.Handler {
+	return nodeHandler{h.Handler.WithGroup(name), h.node}
 }
