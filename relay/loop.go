@@ -370,7 +370,7 @@ func (l *loop) stageFrom(s *session, f *Frame, off int, heartbeat bool) {
 		case b != nil:
 			l.tally.drops[DropClosed]++ // a WebSocket closing: nothing may follow its close frame
 		default:
-			l.tally.drops[DropNotText]++ // SSE: not UTF-8, or an event over --max-outbound
+			l.tally.drops[DropUnsupported]++ // a transport that cannot carry it (counted in the push's reply)
 		}
 		return
 	}
