@@ -244,7 +244,7 @@ func (r httpResponse) wantError(t *testing.T, code int, status, msgPart string) 
 func (r httpResponse) wantCounts(t *testing.T, queued, unknown, dropped, overloaded int) {
 	t.Helper()
 	r.want(t, http.StatusOK)
-	want := fmt.Sprintf(`{"queued":%d,"unknown":%d,"dropped":%d,"overloaded":%d}`+"\n", queued, unknown, dropped, overloaded)
+	want := fmt.Sprintf(`{"queued":%d,"unknown":%d,"dropped":%d,"overloaded":%d,"unsupported":0}`+"\n", queued, unknown, dropped, overloaded)
 	if string(r.body) != want {
 		t.Fatalf("got counts %q, want %q", r.body, want)
 	}
