@@ -86,4 +86,3 @@ func dialSSE(t *testing.T, addr string) string {
 		}
 	}
 }
-
