@@ -146,6 +146,12 @@ func TestUnsupportedThroughBothIngresses(t *testing.T) {
 	body := fmt.Sprintf(`{"ids":[%q,%q,%q],"data_base64":%q}`, raw.id, ws.id, sse.id, base64.StdEncoding.EncodeToString(bin))
 	wantJSON(t, api.do("POST", "/v1/send", []byte(body)), `{"queued":1,"unknown":0,"dropped":0,"overloaded":0,"unsupported":2}`)
 	wantJSON(t, api.do("POST", "/v1/broadcast", nul), `{"queued":2,"unknown":0,"dropped":0,"overloaded":0,"unsupported":1}`)
+	// docs/http.md's two data_base64 examples, to the tcp client alone.
+	wantJSON(t, api.do("POST", "/v1/send", []byte(`{"ids":["`+raw.id+`"],"data_base64":"AQL/"}`)), `{"queued":1,"unknown":0,"dropped":0,"overloaded":0,"unsupported":0}`)
+	wantJSON(t, api.do("POST", "/v1/send", []byte(`{"ids":["`+raw.id+`"],"data_base64":"AAEC/w=="}`)), `{"queued":0,"unknown":0,"dropped":0,"overloaded":0,"unsupported":1}`)
+	if got := raw.next(t); string(got) != "\x01\x02\xff" {
+		t.Fatalf("the tcp client read %q, want 01 02 ff", got)
+	}
 
 	// What each client read.
 	for _, want := range []struct {
@@ -170,12 +176,12 @@ func TestUnsupportedThroughBothIngresses(t *testing.T) {
 	// Every left-out recipient is counted in /metrics.
 	m := parsePrometheus(t, string(api.do("GET", "/metrics", nil).want(t, 200).body))
 	deadline := time.Now().Add(5 * time.Second)
-	for m[`pushrelay_drops_total{reason="unsupported"}`] != 10 && time.Now().Before(deadline) {
+	for m[`pushrelay_drops_total{reason="unsupported"}`] != 11 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 		m = parsePrometheus(t, string(api.do("GET", "/metrics", nil).want(t, 200).body))
 	}
-	if n := m[`pushrelay_drops_total{reason="unsupported"}`]; n != 10 {
-		t.Fatalf(`pushrelay_drops_total{reason="unsupported"} = %v, want 10`, n)
+	if n := m[`pushrelay_drops_total{reason="unsupported"}`]; n != 11 {
+		t.Fatalf(`pushrelay_drops_total{reason="unsupported"} = %v, want 11`, n)
 	}
 }
 
