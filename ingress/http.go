@@ -16,7 +16,7 @@ package ingress
 //	DELETE /v1/clients/{id}      kick                       -> {}
 //	GET    /v1/clients?cursor=&limit=  -> {"ids":[...],"next":"..."}
 //	GET    /v1/stats             -> {"metric{labels}": value, ...}
-//	GET    /metrics              Prometheus text format 0.0.4
+//	GET    /metrics              Prometheus text format 0.0.4, with the go_* and process_* families
 //	GET    /healthz              "ok\n" while the relay serves (no token needed)
 //
 // counts is {"queued":N,"unknown":N,"dropped":N,"overloaded":N,"unsupported":N}. Path
@@ -609,7 +609,9 @@ func (s *HTTPServer) serveRoute(ctx *fasthttp.RequestCtx, rt route, arg []byte) 
 	case routeStats:
 		s.stats(ctx)
 	case routeMetrics:
-		b := AppendPrometheus(make([]byte, 0, 8<<10), s.allMetrics())
+		b := AppendPrometheus(make([]byte, 0, 32<<10), s.allMetrics())
+		b = AppendIngressLatency(b)
+		b = AppendStandardMetrics(b)
 		ctx.SetStatusCode(fasthttp.StatusOK)
 		ctx.SetContentType(PrometheusContentType)
 		ctx.Response.SetBodyRaw(b)

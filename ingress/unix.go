@@ -162,6 +162,8 @@ type ingressConn struct {
 	ids     []string
 	topics  []string
 	watches int
+	batch   time.Time // when the first request of a timed batch was read (metrics.go)
+	batches uint32    // batches flushed, to pick the timed ones
 
 	// wmu serialises flushes (the serving goroutine's and watches').
 	wmu sync.Mutex
@@ -239,9 +241,18 @@ func (c *ingressConn) serve() {
 			return
 		}
 		c.srv.counters.Requests.Add(1)
+		if c.batches%latencySample == 0 && c.batch.IsZero() {
+			c.batch = time.Now()
+		}
 		c.handle(h, c.body)
 		if c.br.Buffered() == 0 {
-			if err := c.flush(); err != nil {
+			err := c.flush()
+			if !c.batch.IsZero() {
+				batchLatency.observe(time.Since(c.batch))
+				c.batch = time.Time{}
+			}
+			c.batches++
+			if err != nil {
 				return
 			}
 		}
