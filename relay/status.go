@@ -17,7 +17,9 @@ const (
 	DroppedSlow
 	// TooLarge: the payload is larger than --max-message.
 	TooLarge
-	// BadPayload: the payload holds a byte the framing cannot carry.
+	// BadPayload: the payload is empty, or no transport the relay serves
+	// could carry it (no web listener, and a byte the framing forbids).
+	// A payload only some recipients cannot take is Unsupported for them.
 	BadPayload
 	// Overloaded: the event loop's mailbox is full (its byte or item bound);
 	// nothing was queued. The caller may retry later.
