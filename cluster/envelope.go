@@ -32,7 +32,8 @@ import (
 //
 // Replies, to the reply subject of the request (op | 0x80):
 //
-//	counts        u8 status, 5 × u32: queued, unknown, dropped, overloaded, unreachable
+//	counts        u8 status, 6 × u32: queued, unknown, dropped, overloaded, unreachable,
+//	              unsupported (read as 0 when absent: a node older than it sends 5)
 //	topics        u8 error kind, u32 changed, str8 message
 //	kick          u8 status
 //	info          u8 connected, i64 since (unix ns), u8 address length, address
@@ -212,6 +213,7 @@ func (e *encoder) counts(st relay.Status, c relay.Counts) {
 	e.u32(uint32(c.DroppedSlow))
 	e.u32(uint32(c.Overloaded))
 	e.u32(uint32(c.Unreachable))
+	e.u32(uint32(c.Unsupported))
 }
 
 // decoder reads one envelope. Its scratch slices are reused between
@@ -376,6 +378,9 @@ func (d *decoder) decode(data []byte) (envelope, error) {
 			DroppedSlow: int(r.u32("dropped")),
 			Overloaded:  int(r.u32("overloaded")),
 			Unreachable: int(r.u32("unreachable")),
+		}
+		if len(r.b) >= 4 {
+			env.counts.Unsupported = int(r.u32("unsupported"))
 		}
 	case opSubscribe | replyBit, opUnsubscribe | replyBit:
 		env.errKind = r.u8("error kind")

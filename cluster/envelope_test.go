@@ -31,7 +31,7 @@ func seedEnvelopes() [][]byte {
 	add(opInfo, func(e *encoder) { e.id(&testID) })
 	add(opList, func(e *encoder) { e.str8("3.abc"); e.u16(100) })
 	add(opPing, func(e *encoder) {})
-	add(opSend|replyBit, func(e *encoder) { e.counts(relay.Queued, relay.Counts{Queued: 1}) })
+	add(opSend|replyBit, func(e *encoder) { e.counts(relay.Queued, relay.Counts{Queued: 1, Unsupported: 2, Unreachable: 3}) })
 	add(opSubscribe|replyBit, func(e *encoder) { e.u8(errLimit); e.u32(1); e.str8("limit reached") })
 	add(opKick|replyBit, func(e *encoder) { e.u8(uint8(relay.UnknownID)) })
 	add(opInfo|replyBit, func(e *encoder) {
@@ -81,6 +81,10 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		case opSubscribe:
 			if len(env.topics) != 2 || env.topics[1] != "b" {
 				t.Fatalf("subscribe: %q", env.topics)
+			}
+		case opSend | replyBit:
+			if env.counts != (relay.Counts{Queued: 1, Unsupported: 2, Unreachable: 3}) {
+				t.Fatalf("counts reply: %+v", env.counts)
 			}
 		case opInfo | replyBit:
 			if !env.found || env.info.Remote.String() != "127.0.0.1:4000" {

@@ -535,6 +535,15 @@ func (n *Node) Send(id string, payload []byte) relay.Status {
 	return env.status
 }
 
+// UnsupportedReason explains an Unsupported status for id: in this
+// node's words for its own clients, in general ones for another node's.
+func (n *Node) UnsupportedReason(id string, payload []byte) string {
+	if node, ok := relay.NodeOf(id); !ok || node == n.id {
+		return n.local.UnsupportedReason(id, payload)
+	}
+	return fmt.Sprintf("client %s cannot take this payload: its transport cannot carry it (tcp clients: the bytes the framing forbids; SSE: UTF-8 text only)", id)
+}
+
 // SendMany pushes one payload to many clients: its own at once, and one
 // request per other node involved, all in flight together.
 func (n *Node) SendMany(ids []string, payload []byte) (relay.Counts, relay.Status) {

@@ -127,6 +127,20 @@ func FuzzWireReader(f *testing.F) {
 		if len(b) >= wire.HeaderLen {
 			wire.ParseHeader(b, 1<<20)
 		}
+		// Counts survive the round trip, the optional sixth field too;
+		// a body of four (an older relay) reads unsupported as 0.
+		if len(b) >= 24 {
+			u := func(i int) uint32 { return binary.BigEndian.Uint32(b[4*i:]) }
+			c := wire.Counts{Queued: u(0), UnknownID: u(1), DroppedSlow: u(2), Overloaded: u(3), Unsupported: u(4), Unreachable: u(5)}
+			r := wire.NewReader(wire.AppendCounts(nil, c))
+			if got := r.Counts(); got != c || r.Err() != nil {
+				t.Fatalf("counts %+v came back %+v (%v)", c, got, r.Err())
+			}
+			old := wire.NewReader(b[:16])
+			if got := old.Counts(); got.Unsupported != 0 || got.Unreachable != 0 || got.Overloaded != u(3) {
+				t.Fatalf("a four-count body read as %+v", got)
+			}
+		}
 	})
 }
 

@@ -84,6 +84,10 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 		} else {
 			st = rel.Send(borrow(id), payload)
 		}
+		if st == relay.Unsupported {
+			c.fail(op, req, wire.StatusUnsupported, fmt.Sprintf("%s: %s", op, unsupportedReason(rel, string(id), payload)))
+			return
+		}
 		if c.pushFailed(op, req, st, payload) {
 			return
 		}
@@ -308,6 +312,18 @@ func (c *ingressConn) pushFailed(op wire.Op, req uint32, st relay.Status, payloa
 	return true
 }
 
+// unsupportedReason explains an Unsupported status for the client id in
+// the relay's own words (the client's transport and the offending byte),
+// or in general ones from a relay that cannot tell.
+func unsupportedReason(rel Relay, id string, payload []byte) string {
+	if r, ok := rel.(interface {
+		UnsupportedReason(id string, payload []byte) string
+	}); ok {
+		return r.UnsupportedReason(id, payload)
+	}
+	return fmt.Sprintf("client %s cannot take this payload: its transport cannot carry it (tcp clients: the bytes the framing forbids; SSE: UTF-8 text only)", id)
+}
+
 // countOne turns one recipient's status into counts.
 func countOne(st relay.Status) wire.Counts {
 	var c wire.Counts
@@ -325,7 +341,7 @@ func countOne(st relay.Status) wire.Counts {
 }
 
 func wireCounts(c relay.Counts) wire.Counts {
-	return wire.Counts{Queued: uint32(c.Queued), UnknownID: uint32(c.UnknownID), DroppedSlow: uint32(c.DroppedSlow), Overloaded: uint32(c.Overloaded), Unreachable: uint32(c.Unreachable)}
+	return wire.Counts{Queued: uint32(c.Queued), UnknownID: uint32(c.UnknownID), DroppedSlow: uint32(c.DroppedSlow), Overloaded: uint32(c.Overloaded), Unsupported: uint32(c.Unsupported), Unreachable: uint32(c.Unreachable)}
 }
 
 // topicStatus maps a topic operation's error to a status.

@@ -16,10 +16,10 @@ package ingress
 //	DELETE /v1/clients/{id}      kick                       -> {}
 //	GET    /v1/clients?cursor=&limit=  -> {"ids":[...],"next":"..."}
 //	GET    /v1/stats             -> {"metric{labels}": value, ...}
-//	GET    /metrics              Prometheus text format 0.0.4
+//	GET    /metrics              Prometheus text format 0.0.4, with the go_* and process_* families
 //	GET    /healthz              "ok\n" while the relay serves (no token needed)
 //
-// counts is {"queued":N,"unknown":N,"dropped":N,"overloaded":N}. Path
+// counts is {"queued":N,"unknown":N,"dropped":N,"overloaded":N,"unsupported":N}. Path
 // segments are taken from the request line as sent and percent-decoded, so
 // a topic may hold '/' as is and anything else percent-encoded.
 //
@@ -39,6 +39,8 @@ package ingress
 //	413 too_large           payload over --max-message, or body over MaxBody
 //	415 unsupported_media_type  a JSON route without Content-Type: application/json
 //	422 limit               too many IDs or topics in one request, or a topic limit reached
+//	422 unsupported         send: the client's transport cannot carry the payload (SSE and
+//	                        not UTF-8; a tcp client and a byte its framing forbids)
 //	503 overloaded          the relay's queues are full; nothing was queued (Retry-After: 1)
 //	503 shutting_down       the relay is draining and accepts no pushes
 //
@@ -532,6 +534,7 @@ const (
 	errOverloaded
 	errShuttingDown
 	errUnavailable
+	errUnsupported
 	numHTTPErrors
 )
 
@@ -554,6 +557,7 @@ var httpErrors = [numHTTPErrors]struct {
 	errOverloaded:      {fasthttp.StatusServiceUnavailable, "overloaded"},
 	errShuttingDown:    {fasthttp.StatusServiceUnavailable, "shutting_down"},
 	errUnavailable:     {fasthttp.StatusServiceUnavailable, "unavailable"},
+	errUnsupported:     {fasthttp.StatusUnprocessableEntity, "unsupported"},
 }
 
 // fromWire maps a Unix-protocol status onto an HTTP error, so both
@@ -572,6 +576,8 @@ func fromWire(st wire.Status) httpError {
 		return errShuttingDown
 	case wire.StatusUnavailable:
 		return errUnavailable
+	case wire.StatusUnsupported:
+		return errUnsupported
 	}
 	return errBadRequest
 }
@@ -683,7 +689,9 @@ func (s *HTTPServer) serveRoute(ctx *fasthttp.RequestCtx, rt route, arg []byte) 
 	case routeStats:
 		s.stats(ctx)
 	case routeMetrics:
-		b := AppendPrometheus(make([]byte, 0, 8<<10), s.allMetrics())
+		b := AppendPrometheus(make([]byte, 0, 32<<10), s.allMetrics())
+		b = AppendIngressLatency(b)
+		b = AppendStandardMetrics(b)
 		ctx.SetStatusCode(fasthttp.StatusOK)
 		ctx.SetContentType(PrometheusContentType)
 		ctx.Response.SetBodyRaw(b)
@@ -912,6 +920,10 @@ func (s *HTTPServer) sendID(ctx *fasthttp.RequestCtx, arg []byte) {
 		s.fail(ctx, errUnknownID, fmt.Sprintf("send: no client %q is connected", id))
 		return
 	}
+	if st == relay.Unsupported {
+		s.fail(ctx, errUnsupported, "send: "+unsupportedReason(s.relay, string(id), payload))
+		return
+	}
 	if s.pushFailed(ctx, wire.OpSend, st, payload) {
 		return
 	}
@@ -1039,7 +1051,7 @@ func (s *HTTPServer) pushFailed(ctx *fasthttp.RequestCtx, op wire.Op, st relay.S
 // replyCounts answers 200 with counts, built without a JSON encoder: the
 // push routes are the hot ones.
 func replyCounts(ctx *fasthttp.RequestCtx, c relay.Counts) {
-	var buf [96]byte
+	var buf [160]byte
 	b := append(buf[:0], `{"queued":`...)
 	b = strconv.AppendInt(b, int64(c.Queued), 10)
 	b = append(b, `,"unknown":`...)
@@ -1048,6 +1060,8 @@ func replyCounts(ctx *fasthttp.RequestCtx, c relay.Counts) {
 	b = strconv.AppendInt(b, int64(c.DroppedSlow), 10)
 	b = append(b, `,"overloaded":`...)
 	b = strconv.AppendInt(b, int64(c.Overloaded), 10)
+	b = append(b, `,"unsupported":`...)
+	b = strconv.AppendInt(b, int64(c.Unsupported), 10)
 	if c.Unreachable != 0 {
 		b = append(b, `,"unreachable":`...)
 		b = strconv.AppendInt(b, int64(c.Unreachable), 10)

@@ -247,7 +247,7 @@ func (r httpResponse) wantError(t *testing.T, code int, status, msgPart string) 
 func (r httpResponse) wantCounts(t *testing.T, queued, unknown, dropped, overloaded int) {
 	t.Helper()
 	r.want(t, http.StatusOK)
-	want := fmt.Sprintf(`{"queued":%d,"unknown":%d,"dropped":%d,"overloaded":%d}`+"\n", queued, unknown, dropped, overloaded)
+	want := fmt.Sprintf(`{"queued":%d,"unknown":%d,"dropped":%d,"overloaded":%d,"unsupported":0}`+"\n", queued, unknown, dropped, overloaded)
 	if string(r.body) != want {
 		t.Fatalf("got counts %q, want %q", r.body, want)
 	}
@@ -763,8 +763,8 @@ func TestHTTPStatsAndMetrics(t *testing.T) {
 }
 
 var (
-	promSample = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*"(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*")*\})? (\S+)$`)
-	promMeta   = regexp.MustCompile(`^# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*) (.*)$`)
+	promSample = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*"(?:, ?[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*")*\})? (\S+)$`)
+	promMeta   = regexp.MustCompile(`^# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*)(?: (.*))?$`) // an empty HELP is allowed (the go_* families have one)
 )
 
 // parsePrometheus checks text against the exposition format 0.0.4 as the
@@ -776,23 +776,26 @@ func parsePrometheus(t *testing.T, text string) map[string]float64 {
 	if !strings.HasSuffix(text, "\n") {
 		t.Fatalf("exposition does not end with a newline")
 	}
-	help, typ := map[string]bool{}, map[string]bool{}
+	help, typ := map[string]bool{}, map[string]string{}
 	done := map[string]bool{}
 	current := ""
 	samples := map[string]float64{}
 	for i, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
 		if m := promMeta.FindStringSubmatch(line); m != nil {
-			seen := help
 			if m[1] == "TYPE" {
-				seen = typ
-				if !slices.Contains([]string{"counter", "gauge", "untyped"}, m[3]) {
+				if !slices.Contains([]string{"counter", "gauge", "untyped", "histogram", "summary"}, m[3]) {
 					t.Fatalf("line %d: unknown type %q", i+1, m[3])
 				}
+				if typ[m[2]] != "" {
+					t.Fatalf("line %d: second TYPE for %s", i+1, m[2])
+				}
+				typ[m[2]] = m[3]
+				continue
 			}
-			if seen[m[2]] {
-				t.Fatalf("line %d: second %s for %s", i+1, m[1], m[2])
+			if help[m[2]] {
+				t.Fatalf("line %d: second HELP for %s", i+1, m[2])
 			}
-			seen[m[2]] = true
+			help[m[2]] = true
 			continue
 		}
 		m := promSample.FindStringSubmatch(line)
@@ -800,7 +803,13 @@ func parsePrometheus(t *testing.T, text string) map[string]float64 {
 			t.Fatalf("line %d is not `name{labels} value`: %q", i+1, line)
 		}
 		name := m[1]
-		if !help[name] || !typ[name] {
+		// A histogram's or summary's samples carry suffixes.
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			if base, ok := strings.CutSuffix(m[1], suffix); ok && typ[m[1]] == "" && (typ[base] == "histogram" || typ[base] == "summary") {
+				name = base
+			}
+		}
+		if !help[name] || typ[name] == "" {
 			t.Fatalf("line %d: sample of %s before its HELP and TYPE", i+1, name)
 		}
 		if name != current {
@@ -814,7 +823,7 @@ func parsePrometheus(t *testing.T, text string) map[string]float64 {
 		if err != nil {
 			t.Fatalf("line %d: value %q: %v", i+1, m[3], err)
 		}
-		key := name + m[2]
+		key := m[1] + m[2]
 		if _, dup := samples[key]; dup {
 			t.Fatalf("line %d: duplicate sample %s", i+1, key)
 		}

@@ -169,7 +169,9 @@ type ingressConn struct {
 	ids      []string
 	topics   []string
 	watches  int
-	deadline bool // a read deadline is set on nc (a frame is being read)
+	deadline bool      // a read deadline is set on nc (a frame is being read)
+	batch    time.Time // when the first request of a timed batch was read (metrics.go)
+	batches  uint32    // batches flushed, to pick the timed ones
 
 	// wmu serialises flushes (the serving goroutine's and watches').
 	wmu sync.Mutex
@@ -251,12 +253,21 @@ func (c *ingressConn) serve() {
 			return
 		}
 		c.srv.counters.Requests.Add(1)
+		if c.batches%latencySample == 0 && c.batch.IsZero() {
+			c.batch = time.Now()
+		}
 		c.handle(h, c.body)
 		// Flush when no request waits, or when the replies pass the bound
 		// whatever waits: a client that writes without reading then
 		// blocks this goroutine in the write, which stops it reading.
 		if c.br.Buffered() == 0 || c.pending.Load() >= maxPendingReplies {
-			if err := c.flush(); err != nil {
+			err := c.flush()
+			if !c.batch.IsZero() {
+				batchLatency.observe(time.Since(c.batch))
+				c.batch = time.Time{}
+			}
+			c.batches++
+			if err != nil {
 				return
 			}
 		}

@@ -35,7 +35,10 @@ var framePools [maxFrameClass + 1]sync.Pool
 // getFrame returns a frame whose buffer holds at least n bytes, with one
 // reference. Safe for concurrent use.
 func getFrame(n int) *Frame {
-	class := bits.Len(uint(n - 1))
+	class := minFrameClass
+	if n > 1 {
+		class = bits.Len(uint(n - 1))
+	}
 	if class < minFrameClass {
 		class = minFrameClass
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"testing"
+	"unicode/utf8"
 )
 
 // FuzzFrameReader feeds arbitrary bytes to the client-side frame reader in
@@ -100,6 +101,14 @@ func FuzzCheck(f *testing.F) {
 		}
 		if FramingLen32.Check(p) != nil {
 			t.Fatalf("len32 refused %q", p)
+		}
+		for _, fr := range []Framing{FramingNUL, FramingLine, FramingLen32} {
+			if got, want := fr.carries(p), fr.Check(p) == nil; got != want {
+				t.Fatalf("%s carries(%q) = %v, Check says %v", fr, p, got, want)
+			}
+		}
+		if i := invalidUTF8(p); (i < 0) != utf8.Valid(p) || i >= 0 && !utf8.Valid(p[:i]) {
+			t.Fatalf("invalidUTF8(%q) = %d, utf8.Valid %v", p, i, utf8.Valid(p))
 		}
 	})
 }

@@ -375,8 +375,9 @@ func (l *loop) stageFrom(s *session, f *Frame, off int, heartbeat bool) {
 		default:
 			// SSE: not UTF-8, or an event longer than a connection may
 			// hold unsent (newlines grow it sevenfold), which would
-			// otherwise close or stall every SSE client.
-			l.tally.drops[DropNotText]++
+			// otherwise close or stall every SSE client. Counted in the
+			// push's reply as unsupported where the relay could tell.
+			l.tally.drops[DropUnsupported]++
 		}
 		return
 	}

@@ -55,18 +55,18 @@ func CloseReasons() []CloseReason {
 type DropReason uint8
 
 const (
-	DropSlow       DropReason = iota // over --max-outbound (either policy)
-	DropClosed                       // the connection closed before the write
-	DropOverloaded                   // the event loop's mailbox was full
-	DropNotText                      // an SSE client cannot carry the payload: not UTF-8, or its event over --max-outbound
+	DropSlow        DropReason = iota // over --max-outbound (either policy)
+	DropClosed                        // the connection closed before the write
+	DropOverloaded                    // the event loop's mailbox was full
+	DropUnsupported                   // the recipient's transport cannot carry the payload (Status Unsupported)
 	numDropReasons
 )
 
 var dropReasonNames = [numDropReasons]string{
-	DropSlow:       "slow_consumer",
-	DropClosed:     "closed",
-	DropOverloaded: "overloaded",
-	DropNotText:    "not_text",
+	DropSlow:        "slow_consumer",
+	DropClosed:      "closed",
+	DropOverloaded:  "overloaded",
+	DropUnsupported: "unsupported",
 }
 
 // String returns the reason as a snake_case word, as used in metrics.

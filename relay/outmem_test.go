@@ -175,7 +175,7 @@ func TestSSEEventOverTheHoldIsDropped(t *testing.T) {
 	if got := sse.event(); got != "after" {
 		t.Fatalf("SSE event %q, want the next one", got)
 	}
-	waitFor(t, 5*time.Second, "the drop to be counted", func() bool { return srv.Stats().Drops[DropNotText] == 1 })
+	waitFor(t, 5*time.Second, "the drop to be counted", func() bool { return srv.Stats().Drops[DropUnsupported] == 1 })
 	if n := srv.Stats().Closed[ReasonSlow]; n != 0 {
 		t.Fatalf("%d clients closed as slow", n)
 	}

@@ -117,6 +117,18 @@ func (f Framing) Check(payload []byte) error {
 	return nil
 }
 
+// carries reports whether the framing can carry payload: Check without
+// building an error, for the push path.
+func (f Framing) carries(payload []byte) bool {
+	switch f {
+	case FramingNUL:
+		return bytes.IndexByte(payload, 0) < 0
+	case FramingLine:
+		return bytes.IndexByte(payload, '\n') < 0 && bytes.IndexByte(payload, 0) < 0
+	}
+	return true
+}
+
 // AppendFrame appends payload, framed, to dst and returns the result. It does
 // not validate the payload; callers check it with Check first.
 func (f Framing) AppendFrame(dst, payload []byte) []byte {

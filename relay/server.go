@@ -382,7 +382,12 @@ func (s *Server) check(payload []byte) Status {
 	if len(payload) > s.cfg.MaxMessage {
 		return TooLarge
 	}
-	if len(payload) == 0 || s.cfg.Framing.Check(payload) != nil {
+	if len(payload) == 0 {
+		return BadPayload
+	}
+	// With a web listener a WebSocket can carry any bytes: the framing is
+	// judged per recipient (transport.go).
+	if s.cfg.Web == "" && !s.cfg.Framing.carries(payload) {
 		return BadPayload
 	}
 	return Queued
@@ -397,7 +402,13 @@ func (s *Server) CheckPayload(payload []byte) error {
 	if len(payload) == 0 {
 		return fmt.Errorf("%w: clients read an empty frame as a heartbeat, so there is nothing to push", ErrEmpty)
 	}
-	return s.cfg.Framing.Check(payload)
+	if s.cfg.Web != "" {
+		return nil // a WebSocket takes any bytes; others are judged per recipient
+	}
+	if err := s.cfg.Framing.Check(payload); err != nil {
+		return fmt.Errorf("%w; no client of this relay could take it (run with --web for WebSocket clients, which take any bytes, or with --framing len32)", err)
+	}
+	return nil
 }
 
 // Send queues payload for the connection with that ID. The payload is
@@ -432,7 +443,16 @@ func (s *Server) send(id string, payload []byte, direct bool) Status {
 		s.counters.drops[DropSlow].Add(1)
 		return DroppedSlow
 	}
+	if sess.transport == transportRaw && s.cfg.Web != "" && !s.cfg.Framing.carries(payload) {
+		s.counters.drops[DropUnsupported].Add(1)
+		return Unsupported // check let it through for the browsers
+	}
 	f := s.encode(payload, encodingOf(sess.transport))
+	if f.bytesFor(sess.transport) == nil { // SSE: not UTF-8, or too large an event
+		f.release()
+		s.counters.drops[DropUnsupported].Add(1)
+		return Unsupported
+	}
 	st := Queued
 	if !direct || !sess.loop.writeDirect(sess, f) {
 		st = s.push(sess, f)
@@ -469,6 +489,9 @@ func (s *Server) SendMany(ids []string, payload []byte) (Counts, Status) {
 		switch {
 		case sess == nil:
 			c.add(UnknownID)
+		case f.bytesFor(sess.transport) == nil:
+			s.counters.drops[DropUnsupported].Add(1)
+			c.add(Unsupported)
 		case sess.congested.Load():
 			s.counters.drops[DropSlow].Add(1)
 			c.add(DroppedSlow)
@@ -482,8 +505,9 @@ func (s *Server) SendMany(ids []string, payload []byte) (Counts, Status) {
 
 // Broadcast queues payload, framed once, for every open connection: one
 // mailbox item per event loop, however many connections it holds. Counts
-// are the connections open on each loop when it was queued. Safe for
-// concurrent use.
+// are the connections open on each loop when it was queued: Unsupported
+// those of a transport that cannot carry the payload (by the registry's
+// count per transport), Queued the rest. Safe for concurrent use.
 func (s *Server) Broadcast(payload []byte) (Counts, Status) {
 	var c Counts
 	if st := s.check(payload); st != Queued {
@@ -498,10 +522,11 @@ func (s *Server) Broadcast(payload []byte) (Counts, Status) {
 	}
 	f := s.encode(payload, s.webEncodings())
 	st := s.enqueueAll(item{kind: kindBroadcast, frame: f}, f.size())
+	unsupported := min(s.unsupportedOpen(f), n)
 	f.release()
 	switch st {
 	case Queued:
-		c.Queued = n
+		c.Queued, c.Unsupported = n-unsupported, unsupported
 	case Overloaded:
 		c.Overloaded = n
 		s.counters.drops[DropOverloaded].Add(uint64(n))

@@ -17,7 +17,9 @@ const (
 	DroppedSlow
 	// TooLarge: the payload is larger than --max-message.
 	TooLarge
-	// BadPayload: the payload holds a byte the framing cannot carry.
+	// BadPayload: the payload is empty, or no transport the relay serves
+	// could carry it (no web listener, and a byte the framing forbids).
+	// A payload only some recipients cannot take is Unsupported for them.
 	BadPayload
 	// Overloaded: the event loop's mailbox is full (its byte or item bound);
 	// nothing was queued. The caller may retry later.
@@ -30,6 +32,12 @@ const (
 	// time, or cannot be reached: the push may or may not have been
 	// delivered. Never returned by a standalone Server.
 	Unreachable
+	// Unsupported: the connection's transport cannot carry this payload
+	// (a raw client and a byte its framing forbids; an SSE client and a
+	// payload that is not UTF-8, or whose event would pass --max-outbound).
+	// Nothing was queued for it; a client of another transport could take
+	// the same payload.
+	Unsupported
 )
 
 var statusNames = [...]string{
@@ -42,6 +50,7 @@ var statusNames = [...]string{
 	Closed:      "closed",
 	BadTopic:    "bad_topic",
 	Unreachable: "unreachable",
+	Unsupported: "unsupported",
 }
 
 // String returns the status as a snake_case word, as used in logs and JSON.
@@ -64,6 +73,11 @@ type Counts struct {
 	// not answer in time (their recipients are unknown). Always 0 for a
 	// standalone Server.
 	Unreachable int
+	// Unsupported: recipients whose transport cannot carry the payload
+	// (see the Unsupported status); nothing was queued for them. For
+	// publish and broadcast, the subscribers or clients of such a
+	// transport when the push was accepted.
+	Unsupported int
 }
 
 // add counts one recipient's status.
@@ -79,6 +93,8 @@ func (c *Counts) add(s Status) {
 		c.Overloaded++
 	case Unreachable:
 		c.Unreachable++
+	case Unsupported:
+		c.Unsupported++
 	}
 }
 
@@ -92,4 +108,5 @@ func (c *Counts) Merge(o Counts) {
 	c.DroppedSlow += o.DroppedSlow
 	c.Overloaded += o.Overloaded
 	c.Unreachable += o.Unreachable
+	c.Unsupported += o.Unsupported
 }

@@ -60,10 +60,13 @@ type topicShard struct {
 }
 
 // topicCount is a topic's subscriber count and its name as stored, a
-// string that callers holding borrowed bytes can keep.
+// string that callers holding borrowed bytes can keep. byT counts the
+// subscribers by transport, so a publish can say at once how many cannot
+// carry its payload.
 type topicCount struct {
 	name string
 	n    int
+	byT  [numTransports]int32
 }
 
 func (x *topicIndex) shard(topic string) *topicShard {
@@ -71,7 +74,7 @@ func (x *topicIndex) shard(topic string) *topicShard {
 }
 
 // add counts one more subscriber of topic, unless a limit forbids it.
-func (x *topicIndex) add(topic string, maxSubs, maxTopics int) error {
+func (x *topicIndex) add(topic string, t transport, maxSubs, maxTopics int) error {
 	sh := x.shard(topic)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -91,12 +94,13 @@ func (x *topicIndex) add(topic string, maxSubs, maxTopics int) error {
 		x.topics.Add(1)
 	}
 	tc.n++
+	tc.byT[t]++
 	x.subs.Add(1)
 	return nil
 }
 
-// remove counts one subscriber of topic fewer.
-func (x *topicIndex) remove(topic string) {
+// remove counts one subscriber of topic, of transport t, fewer.
+func (x *topicIndex) remove(topic string, t transport) {
 	sh := x.shard(topic)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -105,22 +109,24 @@ func (x *topicIndex) remove(topic string) {
 		return
 	}
 	x.subs.Add(-1)
+	tc.byT[t]--
 	if tc.n--; tc.n == 0 {
 		delete(sh.m, topic)
 		x.topics.Add(-1)
 	}
 }
 
-// count returns the subscribers of topic and the topic's name as stored,
-// so a caller holding borrowed bytes gets a string it may keep.
-func (x *topicIndex) count(topic string) (int, string) {
+// count returns the subscribers of topic, how many of them read each
+// transport, and the topic's name as stored, so a caller holding borrowed
+// bytes gets a string it may keep.
+func (x *topicIndex) count(topic string) (n int, byT [numTransports]int32, name string) {
 	sh := x.shard(topic)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if tc := sh.m[topic]; tc != nil {
-		return tc.n, tc.name
+		return tc.n, tc.byT, tc.name
 	}
-	return 0, ""
+	return 0, byT, ""
 }
 
 // loopTopic is one topic's members on one loop. Owned by the loop.
@@ -150,7 +156,7 @@ func (l *loop) subscribe(s *session, topic string) error {
 	if len(s.memberships()) >= cfg.MaxTopicsPerConn {
 		return fmt.Errorf("%w: client is in %d topics, the most allowed", ErrLimit, cfg.MaxTopicsPerConn)
 	}
-	if err := l.srv.topics.add(topic, cfg.MaxSubscribers, cfg.MaxTopics); err != nil {
+	if err := l.srv.topics.add(topic, s.transport, cfg.MaxSubscribers, cfg.MaxTopics); err != nil {
 		return err
 	}
 	t := l.topics[topic]
@@ -203,7 +209,7 @@ func (l *loop) leave(s *session, i int) {
 		delete(l.topics, t.name)
 	}
 	s.removeMembership(i)
-	l.srv.topics.remove(t.name)
+	l.srv.topics.remove(t.name, s.transport)
 }
 
 // leaveAll drops every subscription of s (at close).
@@ -290,8 +296,9 @@ func (l *loop) applyTopicOp(it *item) {
 }
 
 // Publish queues payload, framed once, for every client subscribed to topic
-// when it is called: one mailbox item per event loop. Counts.Queued is the
-// number of subscribers then. Safe for concurrent use.
+// when it is called: one mailbox item per event loop. Counts are the
+// subscribers then: Unsupported those of a transport that cannot carry the
+// payload, Queued the rest. Safe for concurrent use.
 func (s *Server) Publish(topic string, payload []byte) (Counts, Status) {
 	var c Counts
 	if st := s.check(payload); st != Queued {
@@ -300,18 +307,25 @@ func (s *Server) Publish(topic string, payload []byte) (Counts, Status) {
 	if CheckTopic(topic) != nil {
 		return c, BadTopic
 	}
-	n, key := s.topics.count(topic)
+	n, byT, key := s.topics.count(topic)
 	if n == 0 {
 		return c, Queued
 	}
 	f := s.encode(payload, s.webEncodings())
 	st := s.enqueueAll(item{kind: kindPublish, frame: f, topic: key}, f.size())
+	unsupported := 0
+	if f.bytesFor(transportRaw) == nil {
+		unsupported += int(byT[transportRaw])
+	}
+	if f.bytesFor(transportSSE) == nil {
+		unsupported += int(byT[transportSSE])
+	}
 	f.release()
 	if st == Overloaded {
 		c.Overloaded = n
 		s.counters.drops[DropOverloaded].Add(uint64(n))
 	} else if st == Queued {
-		c.Queued = n
+		c.Queued, c.Unsupported = n-unsupported, unsupported
 	}
 	return c, st
 }
@@ -324,6 +338,6 @@ func (s *Server) TopicCount() (topics, subscriptions int64) {
 
 // Subscribers returns how many clients are subscribed to topic.
 func (s *Server) Subscribers(topic string) int {
-	n, _ := s.topics.count(topic)
+	n, _, _ := s.topics.count(topic)
 	return n
 }

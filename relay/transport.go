@@ -3,6 +3,8 @@ package relay
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -49,13 +51,16 @@ const (
 func encodingOf(t transport) encodings { return 1 << t }
 
 // bytesFor returns f's bytes as a session of transport t reads them, or nil
-// when the message cannot go to it (a payload that is not UTF-8, or whose
-// event would pass --max-outbound, has no SSE encoding). A WebSocket that negotiated compression gets the uncompressed
-// frame when the message was not compressed (below the threshold, or not
-// smaller compressed): RFC 7692 lets each message choose.
+// when the message cannot go to it (see carriers): such a recipient is
+// counted Unsupported. A WebSocket that negotiated compression gets the
+// uncompressed frame when the message was not compressed (below the
+// threshold, or not smaller compressed): RFC 7692 lets each message choose.
 func (f *Frame) bytesFor(t transport) []byte {
 	switch t {
 	case transportRaw:
+		if len(f.b) == 0 {
+			return nil // a byte the framing forbids: no raw encoding
+		}
 		return f.b
 	case transportWS:
 		return f.ws
@@ -70,6 +75,21 @@ func (f *Frame) bytesFor(t transport) []byte {
 	return nil
 }
 
+// Which transport carries what. A payload is judged per recipient, by the
+// transport it reads:
+//
+//	raw (tcp)   what the listener's framing allows (Framing.Check)
+//	WebSocket   any bytes: a text frame if UTF-8, else a binary frame
+//	SSE         UTF-8 text only, and an event no larger than --max-outbound
+//
+// A payload is refused as a whole (BadPayload) only when no transport the
+// relay serves could carry it: without a web listener, a byte the framing
+// forbids. Otherwise each recipient that cannot take it is counted
+// Unsupported, in the push's reply and in drops{reason="unsupported"}, and
+// the rest get it. encode leaves out the encodings a payload cannot have,
+// so the per-recipient test is bytesFor's nil check: no scan, no
+// allocation per recipient.
+
 // encode frames payload once in each encoding of set, into one pooled
 // buffer (plus one more for the compressed frame), with one reference. A
 // unicast asks for its recipient's encoding only, so a push to a browser
@@ -77,6 +97,9 @@ func (f *Frame) bytesFor(t transport) []byte {
 func (s *Server) encode(payload []byte, set encodings) *Frame {
 	if set&^encRaw == 0 {
 		return encodeFrame(s.cfg.Framing, payload)
+	}
+	if set&encRaw != 0 && !s.cfg.Framing.carries(payload) {
+		set &^= encRaw // for the browsers only: raw clients count it unsupported
 	}
 	text := utf8.Valid(payload)
 	var ext *Frame
@@ -95,9 +118,9 @@ func (s *Server) encode(payload []byte, set encodings) *Frame {
 	}
 	if set&encSSE != 0 && text {
 		// Each line costs 7 bytes more as SSE: a payload of newlines grows
-		// sevenfold. An event over --max-outbound could never be written
+		// sevenfold. An event over what a connection may hold could never be written
 		// and would close (or, under --slow=drop, stall) every SSE client.
-		if n := sseEventLen(payload); n <= s.cfg.MaxOutbound {
+		if n := sseEventLen(payload); n <= outboundHold(s.cfg.MaxOutbound) {
 			sseLen = n
 		}
 	}
@@ -122,6 +145,62 @@ func (s *Server) encode(payload []byte, set encodings) *Frame {
 		f.sse = buf[start:len(buf):len(buf)]
 	}
 	return f
+}
+
+// unsupportedOpen is how many open clients, by the registry's count per
+// transport, cannot read f: the Unsupported count of a broadcast, given
+// when the push is accepted. Two atomic loads, not a walk of the clients.
+func (s *Server) unsupportedOpen(f *Frame) int {
+	n := 0
+	if f.bytesFor(transportRaw) == nil {
+		n += int(s.counters.transports[transportRaw].Load())
+	}
+	if f.bytesFor(transportSSE) == nil {
+		n += int(s.counters.transports[transportSSE].Load())
+	}
+	return n
+}
+
+// UnsupportedReason explains, for an Unsupported status's error message,
+// why the client with that ID cannot take payload, and what could. Not
+// for the hot path: it scans the payload again. Safe for concurrent use.
+func (s *Server) UnsupportedReason(id string, payload []byte) string {
+	t := transportHandshake
+	if sess := s.reg.get(id); sess != nil {
+		t = sess.transport
+	}
+	return fmt.Sprintf("client %s cannot take this payload: %s", id, s.unsupportedWhy(t, payload))
+}
+
+func (s *Server) unsupportedWhy(t transport, payload []byte) string {
+	switch t {
+	case transportRaw:
+		if err := s.cfg.Framing.Check(payload); err != nil {
+			return fmt.Sprintf("it is a tcp client and %s; a WebSocket client, or a relay run with --framing len32, takes any bytes",
+				strings.TrimPrefix(err.Error(), ErrBadPayload.Error()+": "))
+		}
+	case transportSSE:
+		if i := invalidUTF8(payload); i >= 0 {
+			return fmt.Sprintf("it reads Server-Sent Events, which carry UTF-8 text only, and byte 0x%02x at offset %d is not UTF-8; push text (or base64 it), or have the client use a WebSocket", payload[i], i)
+		}
+		if n, hold := sseEventLen(payload), outboundHold(s.cfg.MaxOutbound); n > hold {
+			return fmt.Sprintf("it reads Server-Sent Events, and the payload as one event is %d bytes (each line costs 7 more), over the %d bytes a connection may hold unsent (4/5 of the largest power of two within --max-outbound, %d)", n, hold, s.cfg.MaxOutbound)
+		}
+	}
+	return "its transport cannot carry it (tcp clients: the framing's forbidden bytes; SSE: UTF-8 text only)"
+}
+
+// invalidUTF8 returns the offset of the first byte that is not valid
+// UTF-8 in p, or -1.
+func invalidUTF8(p []byte) int {
+	for i := 0; i < len(p); {
+		r, n := utf8.DecodeRune(p[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i
+		}
+		i += n
+	}
+	return -1
 }
 
 // webEncodings is the set a fanout encodes: every transport the relay

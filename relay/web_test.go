@@ -469,13 +469,17 @@ func TestSSEEvents(t *testing.T) {
 			t.Fatalf("event %q, want %q", got, want)
 		}
 	}
-	// Not UTF-8: dropped for this client and counted, never mangled.
-	srv.Send(w.id, []byte{'a', 0xff, 'b'})
+	// Not UTF-8: refused for this client at once and counted, never mangled.
+	if st := srv.Send(w.id, []byte{'a', 0xff, 'b'}); st != Unsupported {
+		t.Fatalf("Send of a non-UTF-8 payload to SSE: %v, want %v", st, Unsupported)
+	}
 	srv.Send(w.id, []byte("after"))
 	if got := w.event(); got != "after" {
 		t.Fatalf("event %q, want the next valid one", got)
 	}
-	waitFor(t, 5*time.Second, "the not_text drop to be counted", func() bool { return srv.Stats().Drops[DropNotText] == 1 })
+	if n := srv.Stats().Drops[DropUnsupported]; n != 1 {
+		t.Fatalf("drops{unsupported} = %d, want 1", n)
+	}
 	// Heartbeats are comment lines: the raw stream shows them.
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
@@ -631,8 +635,8 @@ func TestSSEOversizedEventIsDroppedNotTheClient(t *testing.T) {
 	sse := dialSSE(t, srv)
 	ws := dialWS(t, srv)
 	payload := bytes.Repeat([]byte("\n"), 40000) // a 280 KB event
-	if _, st := srv.Broadcast(payload); st != Queued {
-		t.Fatalf("Broadcast: %v", st)
+	if c, st := srv.Broadcast(payload); st != Queued || c.Queued != 1 || c.Unsupported != 1 {
+		t.Fatalf("Broadcast: %+v %v, want 1 queued (ws), 1 unsupported (sse)", c, st)
 	}
 	if f := ws.frame(); len(f.payload) != len(payload) {
 		t.Fatalf("ws got %d bytes", len(f.payload))
@@ -641,7 +645,7 @@ func TestSSEOversizedEventIsDroppedNotTheClient(t *testing.T) {
 	if got := sse.event(); got != "after" {
 		t.Fatalf("SSE event %q, want the next one", got)
 	}
-	waitFor(t, 5*time.Second, "the drop to be counted", func() bool { return srv.Stats().Drops[DropNotText] == 1 })
+	waitFor(t, 5*time.Second, "the drop to be counted", func() bool { return srv.Stats().Drops[DropUnsupported] == 1 })
 	if n := srv.Stats().Closed[ReasonSlow]; n != 0 {
 		t.Fatalf("%d clients closed as slow", n)
 	}

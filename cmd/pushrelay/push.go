@@ -237,6 +237,9 @@ func fanoutReport(what string) func([]string, client.Counts, io.Writer, io.Write
 		if c.DroppedSlow > 0 || c.Overloaded > 0 {
 			fmt.Fprintf(stdout, " (%d dropped as slow, %d refused as overloaded)", c.DroppedSlow, c.Overloaded)
 		}
+		if c.Unsupported > 0 {
+			fmt.Fprintf(stdout, "; not sent to %d whose transport cannot carry it (tcp: a byte the framing forbids; SSE: not UTF-8)", c.Unsupported)
+		}
 		if c.Unreachable > 0 {
 			fmt.Fprintf(stdout, "; %d relay nodes did not answer in time (their clients may have missed it)", c.Unreachable)
 		}

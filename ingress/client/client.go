@@ -376,7 +376,11 @@ func (cn *conn) fail(err error) {
 	}
 }
 
-// Send pushes payload to one client.
+// Send pushes payload to one client. A client whose transport cannot
+// carry the payload (an SSE client and bytes that are not UTF-8; a tcp
+// client and a byte its framing forbids) is an *Error with status
+// wire.StatusUnsupported; pushes to many count such clients in
+// Counts.Unsupported instead.
 func (c *Client) Send(ctx context.Context, id string, payload []byte) (Counts, error) {
 	return c.push(ctx, wire.OpSend, func(b []byte) []byte {
 		return append(wire.AppendStr8(b, id), payload...)

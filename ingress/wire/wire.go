@@ -47,9 +47,14 @@
 // Send and send_many count each recipient once: queued (written or in the
 // relay's queue), unknown_id (no such client connected), dropped_slow (the
 // client is over its outbound cap under --slow=drop), overloaded (its event
-// loop's queue was full; send_many only: send answers StatusOverloaded).
+// loop's queue was full; send_many only: send answers StatusOverloaded),
+// unsupported (the client's transport cannot carry the payload: a raw
+// client and a byte its framing forbids, an SSE client and a payload that
+// is not UTF-8; send_many only: send answers StatusUnsupported).
 // Publish and broadcast report queued as the number of subscribers, or of
-// connected clients, when the push was accepted; clients found slow while
+// connected clients, when the push was accepted, less unsupported: those
+// of them whose transport cannot carry the payload, by the relay's count
+// of clients per transport at that moment. Clients found slow while
 // writing are counted in the relay's metrics, not in the reply, and a full
 // queue is StatusOverloaded for the whole push.
 //
@@ -139,18 +144,19 @@ type Status uint8
 
 const (
 	StatusOK           Status = 0
-	StatusUnknownOp    Status = 1 // the kind byte is not an operation
-	StatusBadRequest   Status = 2 // the body does not parse, or a value is invalid
-	StatusTooLarge     Status = 3 // the payload or the frame is over a limit
-	StatusNotAllowed   Status = 4 // refused: too many ingress connections
-	StatusLimit        Status = 5 // a count limit: IDs or topics per request, topic limits
-	StatusUnknownID    Status = 6 // kick, subscribe, unsubscribe of an ID not connected
-	StatusOverloaded   Status = 7 // the relay's queues are full: retry later
-	StatusShuttingDown Status = 8 // the relay is stopping
-	StatusUnavailable  Status = 9 // a node of the relay could not be reached
+	StatusUnknownOp    Status = 1  // the kind byte is not an operation
+	StatusBadRequest   Status = 2  // the body does not parse, or a value is invalid
+	StatusTooLarge     Status = 3  // the payload or the frame is over a limit
+	StatusNotAllowed   Status = 4  // refused: too many ingress connections
+	StatusLimit        Status = 5  // a count limit: IDs or topics per request, topic limits
+	StatusUnknownID    Status = 6  // kick, subscribe, unsubscribe of an ID not connected
+	StatusOverloaded   Status = 7  // the relay's queues are full: retry later
+	StatusShuttingDown Status = 8  // the relay is stopping
+	StatusUnavailable  Status = 9  // a node of the relay could not be reached
+	StatusUnsupported  Status = 10 // send: the client's transport cannot carry the payload
 )
 
-var statusNames = [...]string{"ok", "unknown_op", "bad_request", "too_large", "not_allowed", "limit", "unknown_id", "overloaded", "shutting_down", "unavailable"}
+var statusNames = [...]string{"ok", "unknown_op", "bad_request", "too_large", "not_allowed", "limit", "unknown_id", "overloaded", "shutting_down", "unavailable", "unsupported"}
 
 // String returns the status as a snake_case word.
 func (s Status) String() string {
@@ -176,16 +182,19 @@ const (
 	EventLost EventKind = 3
 )
 
-// Counts is the body of a push's reply: four u32, in this order, and a
-// fifth, Unreachable, only when it is not zero (a relay cluster: nodes that
-// did not answer in time), so a standalone relay's replies are unchanged.
+// Counts is the body of a push's reply: five u32, in this order (queued,
+// unknown, dropped, overloaded, unsupported), and a sixth, Unreachable,
+// only when it is not zero (a relay cluster: nodes that did not answer in
+// time). A reader takes a missing fifth as 0 (a relay older than the
+// unsupported count sends four).
 type Counts struct {
 	Queued, UnknownID, DroppedSlow, Overloaded uint32
+	Unsupported                                uint32
 	Unreachable                                uint32
 }
 
-// CountsLen is the size of an encoded Counts.
-const CountsLen = 16
+// CountsLen is the size of an encoded Counts without Unreachable.
+const CountsLen = 20
 
 // Default limits. The relay may be configured with others; a client learns
 // of them from StatusTooLarge and StatusLimit replies.
@@ -282,6 +291,7 @@ func AppendCounts(dst []byte, c Counts) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, c.UnknownID)
 	dst = binary.BigEndian.AppendUint32(dst, c.DroppedSlow)
 	dst = binary.BigEndian.AppendUint32(dst, c.Overloaded)
+	dst = binary.BigEndian.AppendUint32(dst, c.Unsupported)
 	if c.Unreachable != 0 {
 		dst = binary.BigEndian.AppendUint32(dst, c.Unreachable)
 	}
@@ -373,9 +383,12 @@ func (r *Reader) Str16(what string) []byte {
 	return v
 }
 
-// Counts reads a Counts, with its optional fifth field.
+// Counts reads a Counts, with its optional fifth and sixth fields.
 func (r *Reader) Counts() Counts {
 	c := Counts{Queued: r.U32("queued count"), UnknownID: r.U32("unknown count"), DroppedSlow: r.U32("dropped count"), Overloaded: r.U32("overloaded count")}
+	if len(r.b) >= 4 {
+		c.Unsupported = r.U32("unsupported count")
+	}
 	if len(r.b) >= 4 {
 		c.Unreachable = r.U32("unreachable count")
 	}
