@@ -15,6 +15,7 @@ package ingress
 //	GET    /v1/clients/{id}      -> {"id","connected":true,"since","remote"}
 //	DELETE /v1/clients/{id}      kick                       -> {}
 //	GET    /v1/clients?cursor=&limit=  -> {"ids":[...],"next":"..."}
+//	GET    /v1/topics/{topic}/subscribers?cursor=&limit=  -> {"topic","subscribers":N,"ids":[...],"next":"..."}
 //	GET    /v1/stats             -> {"metric{labels}": value, ...}
 //	GET    /metrics              Prometheus text format 0.0.4
 //	GET    /healthz              "ok\n" while the relay serves (no token needed)
@@ -360,6 +361,7 @@ const (
 	routeStats
 	routeMetrics
 	routeHealthz
+	routePresence
 	numRoutes
 )
 
@@ -377,6 +379,7 @@ var routeInfo = [numRoutes]struct{ pattern, allow string }{
 	routeStats:         {"/v1/stats", "GET, HEAD"},
 	routeMetrics:       {"/metrics", "GET, HEAD"},
 	routeHealthz:       {"/healthz", "GET, HEAD"},
+	routePresence:      {"/v1/topics/{topic}/subscribers", "GET, HEAD"},
 }
 
 // resolveRoute finds the route of a raw request path and its path argument
@@ -413,6 +416,12 @@ func resolveRoute(path []byte) (route, []byte) {
 	}
 	if arg, ok := prefixed("/v1/clients/"); ok {
 		return routeClient, arg
+	}
+	if arg, ok := prefixed("/v1/topics/"); ok {
+		const suffix = "/subscribers"
+		if n := len(arg) - len(suffix); n > 0 && borrow(arg[n:]) == suffix {
+			return routePresence, arg[:n]
+		}
 	}
 	return routeOther, nil
 }
@@ -600,6 +609,8 @@ func (s *HTTPServer) serveRoute(ctx *fasthttp.RequestCtx, rt route, arg []byte) 
 		}
 	case routeClients:
 		s.list(ctx)
+	case routePresence:
+		s.presence(ctx, arg)
 	case routeStats:
 		s.stats(ctx)
 	case routeMetrics:
@@ -937,6 +948,49 @@ func (s *HTTPServer) list(ctx *fasthttp.RequestCtx) {
 	}
 	b := make([]byte, 0, 32+len(ids)*(relay.IDLen+3))
 	b = append(b, `{"ids":[`...)
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, id)
+	}
+	b = append(b, `],"next":`...)
+	b = appendJSONString(b, next)
+	replyJSON(ctx, append(b, "}\n"...))
+}
+
+// GET /v1/topics/{topic}/subscribers?cursor=&limit=.
+func (s *HTTPServer) presence(ctx *fasthttp.RequestCtx, arg []byte) {
+	const op = wire.OpPresence
+	topic, err := pathArg(arg)
+	if err == nil {
+		err = relay.CheckTopic(borrow(topic))
+	}
+	if err != nil {
+		s.fail(ctx, errBadRequest, fmt.Sprintf("%s: topic: %v", op, err))
+		return
+	}
+	args := ctx.QueryArgs()
+	limit := 0
+	if v := args.Peek("limit"); args.Has("limit") {
+		n, err := strconv.Atoi(string(v))
+		if err != nil || n < 1 {
+			s.fail(ctx, errBadRequest, fmt.Sprintf("%s: limit %q is not a whole number from 1 to %d", op, v, relay.MaxPresencePage))
+			return
+		}
+		limit = min(n, relay.MaxPresencePage)
+	}
+	ids, next, count, err := s.relay.Presence(borrow(topic), string(args.Peek("cursor")), limit)
+	if err != nil {
+		s.fail(ctx, fromWire(topicStatus(err)), fmt.Sprintf("%s: %v", op, err))
+		return
+	}
+	b := make([]byte, 0, 64+len(topic)+len(ids)*(relay.IDLen+3))
+	b = append(b, `{"topic":`...)
+	b = appendJSONString(b, borrow(topic))
+	b = append(b, `,"subscribers":`...)
+	b = strconv.AppendInt(b, int64(count), 10)
+	b = append(b, `,"ids":[`...)
 	for i, id := range ids {
 		if i > 0 {
 			b = append(b, ',')

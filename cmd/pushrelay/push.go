@@ -287,6 +287,36 @@ func runClients(argv []string, stdout, stderr io.Writer) int {
 	})
 }
 
+func runPresence(argv []string, stdout, stderr io.Writer) int {
+	c := newClientCmd("presence", "TOPIC", "Lists the IDs of the clients subscribed to TOPIC, one per line (every node's, in a cluster); with --count, prints only how many there are.", stderr)
+	countOnly := c.fs.Bool("count", false, "Print only the number of subscribers.")
+	return c.session(argv, stdout, 1, 1, func(cl *client.Client, pos []string) int {
+		for cursor := ""; ; {
+			ctx, cancel := c.ctx()
+			limit := 10000
+			if *countOnly {
+				limit = 1 // the count comes with every page
+			}
+			ids, next, count, err := cl.Presence(ctx, pos[0], cursor, limit)
+			cancel()
+			if err != nil {
+				return c.fail(err)
+			}
+			if *countOnly {
+				fmt.Fprintln(stdout, count)
+				return exitOK
+			}
+			for _, id := range ids {
+				fmt.Fprintln(stdout, id)
+			}
+			if next == "" {
+				return exitOK
+			}
+			cursor = next
+		}
+	})
+}
+
 func runStats(argv []string, stdout, stderr io.Writer) int {
 	c := newClientCmd("stats", "(none)", "Prints every counter and gauge of the relay.", stderr)
 	asJSON := c.fs.Bool("json", false, "Print one JSON object instead of lines of text.")
