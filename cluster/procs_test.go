@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -278,6 +279,26 @@ func TestProcsTopicAndBroadcastOnEveryNode(t *testing.T) {
 	}
 	for _, c := range clients {
 		c.nothing(100 * time.Millisecond) // exactly once, and only subscribers
+	}
+	// Presence through node 3, a page of 2 at a time: every node's
+	// subscriber exactly once, and the cluster's count on every page.
+	var present []string
+	for cursor, pages := "", 0; ; pages++ {
+		ids, next, count, err := ps[2].api.Presence(ctx(t), "scores", cursor, 2)
+		if err != nil || count != 3 || len(ids) > 2 || pages > 10 {
+			t.Fatalf("presence page %d through node 3: %v, %q, count %d, %v; want count 3", pages, ids, next, count, err)
+		}
+		present = append(present, ids...)
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	slices.Sort(present)
+	want := []string{subs[0].id, subs[1].id, subs[2].id}
+	slices.Sort(want)
+	if !slices.Equal(present, want) {
+		t.Fatalf("presence through node 3: %v, want %v", present, want)
 	}
 	counts, err = ps[2].api.Broadcast(ctx(t), []byte("everyone"))
 	if err != nil || int(counts.Queued) != len(clients) {

@@ -311,9 +311,9 @@ func TestSendThroughTheBinaryReachesTheClient(t *testing.T) {
 	if got, err := fr.Next(); err != nil || string(got) != "hello from the CLI" {
 		t.Fatalf("client got %q, %v", got, err)
 	}
-	// Unknown ID: non-zero, one clear line.
+	// Unknown ID: exit 4 (no such client), one clear line.
 	code, _, stderr := p.cli(t, "send", "AAAAAAAAAAAAAAAAAAAAAA", "x")
-	if code != 1 || !strings.Contains(stderr, "unknown client ID AAAAAAAAAAAAAAAAAAAAAA") {
+	if code != 4 || !strings.Contains(stderr, "unknown client ID AAAAAAAAAAAAAAAAAAAAAA") {
 		t.Fatalf("send to an unknown ID: exit %d, %q", code, stderr)
 	}
 	// Topics and broadcast.

@@ -18,12 +18,14 @@ import (
 	"github.com/pushrelay/pushrelay/relay"
 )
 
-// Exit statuses of the commands that talk to a running relay.
+// Exit statuses of the commands that talk to a running relay, the same in
+// the Python and Node clients' command lines (docs/clients/README.md).
 const (
 	exitOK          = 0
-	exitRefused     = 1 // the relay answered: unknown ID, limit, too large...
+	exitRefused     = 1 // the relay answered no: limit, too large, bad request...
 	exitUsage       = 2
 	exitUnreachable = 3 // no relay answered on the socket
+	exitUnknownID   = 4 // no such client is connected
 )
 
 // clientCmd is the shared part of the commands that talk to the relay: the
@@ -39,7 +41,7 @@ type clientCmd struct {
 
 func newClientCmd(name, args, synopsis string, stderr io.Writer) *clientCmd {
 	c := &clientCmd{name: name, args: args, synopsis: synopsis, stderr: stderr}
-	c.fs = newFlagSet(name, synopsis+"\n\nArguments: "+args+"\n\nExit status: 0 when the relay accepted the request, 1 when it refused it (the reason is printed), 2 for a usage error, 3 when no relay answers on the socket.", stderr)
+	c.fs = newFlagSet(name, synopsis+"\n\nArguments: "+args+"\n\nExit status: 0 when the relay accepted the request, 1 when it refused it (the reason is printed), 2 for a usage error, 3 when no relay answers on the socket, 4 when no client with that ID is connected.", stderr)
 	c.fs.StringVar(&c.ingress, "ingress", "./pushrelay.sock", "The relay's ingress socket `PATH` (as given to pushrelay serve --ingress).")
 	c.fs.DurationVar(&c.timeout, "timeout", 5*time.Second, "How `long` to wait for the relay's answer.")
 	return c
@@ -121,6 +123,9 @@ func (c *clientCmd) fail(err error) int {
 	fmt.Fprintf(c.stderr, "pushrelay %s: %v\n", c.name, err)
 	var e *client.Error
 	if errors.As(err, &e) {
+		if e.Status == wire.StatusUnknownID {
+			return exitUnknownID
+		}
 		return exitRefused
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
@@ -149,6 +154,7 @@ func payloadArg(msg string) ([]byte, error) {
 func pushCommand(name, args, synopsis string, nargs int, push func(ctx context.Context, cl *client.Client, pos []string, payload []byte) (client.Counts, error), report func(pos []string, c client.Counts, stdout, stderr io.Writer) int) func([]string, io.Writer, io.Writer) int {
 	return func(argv []string, stdout, stderr io.Writer) int {
 		c := newClientCmd(name, args, synopsis, stderr)
+		asJSON := c.fs.Bool("json", false, `Print the counts as one JSON object with the HTTP API's names: {"queued":N,"unknown":N,"dropped":N,"overloaded":N}, and "unsupported" and "unreachable" when not zero.`)
 		pos, code, ok := c.parse(argv, stdout, nargs, nargs)
 		if !ok {
 			return code
@@ -169,8 +175,21 @@ func pushCommand(name, args, synopsis string, nargs int, push func(ctx context.C
 		if err != nil {
 			return c.fail(err)
 		}
+		if *asJSON {
+			stdout.Write(countsJSON(counts))
+			stdout = io.Discard // the counts are said
+		}
 		return report(pos, counts, stdout, stderr)
 	}
+}
+
+// countsJSON is c as the HTTP API writes counts (docs/http.md), one line.
+func countsJSON(c client.Counts) []byte {
+	b := fmt.Appendf(nil, `{"queued":%d,"unknown":%d,"dropped":%d,"overloaded":%d`, c.Queued, c.UnknownID, c.DroppedSlow, c.Overloaded)
+	if c.Unreachable != 0 {
+		b = fmt.Appendf(b, `,"unreachable":%d`, c.Unreachable)
+	}
+	return append(b, "}\n"...)
 }
 
 func fanoutReport(what string) func([]string, client.Counts, io.Writer, io.Writer) int {
@@ -197,6 +216,7 @@ var runSend = pushCommand("send", "ID MSG", "Pushes MSG (or standard input, for 
 			return exitOK
 		case c.UnknownID == 1:
 			fmt.Fprintf(stderr, "pushrelay send: unknown client ID %s: no such client is connected\n", pos[0])
+			return exitUnknownID
 		case c.DroppedSlow == 1:
 			fmt.Fprintf(stderr, "pushrelay send: dropped: client %s is over its outbound cap (--slow=drop)\n", pos[0])
 		default:
@@ -264,7 +284,7 @@ func runClients(argv []string, stdout, stderr io.Writer) int {
 			}
 			if !info.Connected {
 				fmt.Fprintf(stderr, "pushrelay clients: %s is not connected\n", pos[0])
-				return exitRefused
+				return exitUnknownID
 			}
 			fmt.Fprintf(stdout, "%s connected since %s from %s\n", pos[0], info.Since.UTC().Format(time.RFC3339Nano), info.Remote)
 			return exitOK
