@@ -10,6 +10,7 @@ package ingress
 //	POST   /v1/send              {"ids":[...],"data":"..."} or {"ids":[...],"data_base64":"..."} -> counts
 //	POST   /v1/publish/{topic}   body: the payload          -> counts
 //	POST   /v1/broadcast         body: the payload          -> counts
+//	POST   /v1/batch             one push a line (batch.go) -> {"results":[counts...],"totals":counts}
 //	POST   /v1/subscriptions     {"id":"...","topics":[...]} -> {"changed":N}
 //	DELETE /v1/subscriptions     as POST                    -> {"changed":N}
 //	GET    /v1/clients/{id}      -> {"id","connected":true,"since","remote"}
@@ -95,6 +96,9 @@ type HTTPConfig struct {
 	MaxIDs int
 	// MaxTopics caps the topics in one subscriptions request. Default 100.
 	MaxTopics int
+	// MaxBatch caps the pushes (lines) in one POST /v1/batch. Default
+	// 10,000. Its body is capped by MaxBody like any other.
+	MaxBatch int
 	// Logger for lifecycle and errors. Default slog.Default().
 	Logger *slog.Logger
 	// Extra, if set, returns more metrics for /metrics and /v1/stats,
@@ -158,8 +162,11 @@ func (cfg HTTPConfig) withDefaults(maxMessage int) (HTTPConfig, error) {
 	if cfg.MaxTopics == 0 {
 		cfg.MaxTopics = wire.DefaultMaxTopics
 	}
-	if cfg.MaxConns < 0 || cfg.MaxIDs < 0 || cfg.MaxTopics < 0 {
-		return bad("limits must be positive (conns %d, ids %d, topics %d)", cfg.MaxConns, cfg.MaxIDs, cfg.MaxTopics)
+	if cfg.MaxBatch == 0 {
+		cfg.MaxBatch = DefaultMaxBatch
+	}
+	if cfg.MaxConns < 0 || cfg.MaxIDs < 0 || cfg.MaxTopics < 0 || cfg.MaxBatch < 0 {
+		return bad("limits must be positive (conns %d, ids %d, topics %d, batch %d)", cfg.MaxConns, cfg.MaxIDs, cfg.MaxTopics, cfg.MaxBatch)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -362,6 +369,7 @@ const (
 	routeMetrics
 	routeHealthz
 	routePresence
+	routeBatch
 	numRoutes
 )
 
@@ -380,6 +388,7 @@ var routeInfo = [numRoutes]struct{ pattern, allow string }{
 	routeMetrics:       {"/metrics", "GET, HEAD"},
 	routeHealthz:       {"/healthz", "GET, HEAD"},
 	routePresence:      {"/v1/topics/{topic}/subscribers", "GET, HEAD"},
+	routeBatch:         {"/v1/batch", "POST"},
 }
 
 // resolveRoute finds the route of a raw request path and its path argument
@@ -397,6 +406,8 @@ func resolveRoute(path []byte) (route, []byte) {
 		return routeSendMany, nil
 	case "/v1/broadcast":
 		return routeBroadcast, nil
+	case "/v1/batch":
+		return routeBatch, nil
 	case "/v1/subscriptions":
 		return routeSubscriptions, nil
 	case "/v1/clients":
@@ -429,7 +440,7 @@ func resolveRoute(path []byte) (route, []byte) {
 // routeAllows reports whether the route takes the method.
 func routeAllows(rt route, method string) bool {
 	switch rt {
-	case routeSendID, routeSendMany, routePublish, routeBroadcast:
+	case routeSendID, routeSendMany, routePublish, routeBroadcast, routeBatch:
 		return method == fasthttp.MethodPost
 	case routeSubscriptions:
 		return method == fasthttp.MethodPost || method == fasthttp.MethodDelete
@@ -582,7 +593,7 @@ func (s *HTTPServer) serveRoute(ctx *fasthttp.RequestCtx, rt route, arg []byte) 
 		return
 	}
 	switch rt {
-	case routeSendID, routePublish, routeBroadcast, routeSendMany, routeSubscriptions:
+	case routeSendID, routePublish, routeBroadcast, routeSendMany, routeSubscriptions, routeBatch:
 		if enc := ctx.Request.Header.ContentEncoding(); len(enc) > 0 && !strings.EqualFold(borrow(enc), "identity") {
 			s.fail(ctx, errBadRequest, fmt.Sprintf("Content-Encoding %q is not supported: send the body as is", enc))
 			return
@@ -611,6 +622,8 @@ func (s *HTTPServer) serveRoute(ctx *fasthttp.RequestCtx, rt route, arg []byte) 
 		s.list(ctx)
 	case routePresence:
 		s.presence(ctx, arg)
+	case routeBatch:
+		s.batch(ctx)
 	case routeStats:
 		s.stats(ctx)
 	case routeMetrics:
@@ -815,7 +828,15 @@ func (s *HTTPServer) pushFailed(ctx *fasthttp.RequestCtx, op wire.Op, st relay.S
 // push routes are the hot ones.
 func replyCounts(ctx *fasthttp.RequestCtx, c relay.Counts) {
 	var buf [96]byte
-	b := append(buf[:0], `{"queued":`...)
+	b := append(appendCountsJSON(buf[:0], c), '\n')
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	ctx.SetContentType(contentJSON)
+	ctx.Response.SetBody(b)
+}
+
+// appendCountsJSON appends c as the JSON object of docs/http.md.
+func appendCountsJSON(b []byte, c relay.Counts) []byte {
+	b = append(b, `{"queued":`...)
 	b = strconv.AppendInt(b, int64(c.Queued), 10)
 	b = append(b, `,"unknown":`...)
 	b = strconv.AppendInt(b, int64(c.UnknownID), 10)
@@ -827,10 +848,7 @@ func replyCounts(ctx *fasthttp.RequestCtx, c relay.Counts) {
 		b = append(b, `,"unreachable":`...)
 		b = strconv.AppendInt(b, int64(c.Unreachable), 10)
 	}
-	b = append(b, "}\n"...)
-	ctx.SetStatusCode(fasthttp.StatusOK)
-	ctx.SetContentType(contentJSON)
-	ctx.Response.SetBody(b)
+	return append(b, '}')
 }
 
 // subscriptionsBody is the request of POST and DELETE /v1/subscriptions.
