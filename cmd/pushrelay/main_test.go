@@ -525,10 +525,10 @@ func TestClientCommandsTakeIDsThatStartWithADash(t *testing.T) {
 	// refused as an unknown flag.
 	id := "-FGkhDgAAAAAAAAAAAAAAA"
 	code, _, stderr := p.cli(t, "send", id, "hello")
-	if code != 1 || !strings.Contains(stderr, "unknown client ID "+id) {
-		t.Fatalf("send %s: exit %d, %q; want the relay's unknown-ID answer", id, code, stderr)
+	if code != 4 || !strings.Contains(stderr, "unknown client ID "+id) {
+		t.Fatalf("send %s: exit %d, %q; want the relay's unknown-ID answer (exit 4)", id, code, stderr)
 	}
-	if code, _, stderr := p.cli(t, "kick", id); code != 1 || strings.Contains(stderr, "flag provided") {
+	if code, _, stderr := p.cli(t, "kick", id); code != 4 || strings.Contains(stderr, "flag provided") {
 		t.Fatalf("kick %s: exit %d, %q", id, code, stderr)
 	}
 }
