@@ -90,6 +90,9 @@ func TestClientCommandLinesAgree(t *testing.T) {
 		{"no relay", noRelay, "send", []string{id, "hi"}, 3, ""},
 		{"usage", p.sock, "send", []string{id}, 2, ""},
 	}
+	if code, out, errs := runTool(t, binary, "presence", "--ingress", p.sock, "--count", "news"); code != 0 || out != "1\n" {
+		t.Errorf("presence --count news: exit %d, %q (%s); want 0 and \"1\"", code, out, errs)
+	}
 	pushes := map[string]bool{"send": true, "publish": true, "broadcast": true}
 	for _, tc := range cases {
 		goCmd := tc.cmd
