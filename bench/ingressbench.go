@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -38,7 +39,8 @@ type IngressOptions struct {
 	UnixWorkers int
 	// Batch is how many pushes a Unix worker sends without replies before
 	// a ping waits for the relay to have taken them: the bound on what is
-	// in flight. Default 256.
+	// in flight. It is also the pushes in one POST /v1/batch request of
+	// the HTTP batch phase. Default 256.
 	Batch int
 	// HTTPWorkers is how many goroutines push over HTTP keep-alive
 	// connections in the throughput phase. Default 8.
@@ -121,6 +123,9 @@ const (
 	PathFloor = "floor" // FloorServer: one write(2) per frame
 	PathUnix  = "unix"  // the relay, through its Unix-socket ingress
 	PathHTTP  = "http"  // the relay, through POST /v1/send/{id}
+	// PathHTTPBatch is the relay through POST /v1/batch, Batch pushes a
+	// request (throughput only).
+	PathHTTPBatch = "http-batch"
 )
 
 // Modes of an ingress phase.
@@ -341,6 +346,9 @@ func ingressRelay(ctx context.Context, opts IngressOptions, n int) (_ []IngressP
 	}{
 		{PathUnix, ModeThroughput, func(ctx context.Context) pushTally { return unixThroughput(ctx, rp, ids, opts) }},
 		{PathHTTP, ModeThroughput, func(ctx context.Context) pushTally { return httpThroughput(ctx, hc, base, ids, opts) }},
+		{PathHTTPBatch, ModeThroughput, func(ctx context.Context) pushTally {
+			return httpBatchThroughput(ctx, hc, "http://"+rp.httpAddr+"/v1/batch", ids, opts)
+		}},
 		{PathUnix, ModePaced, func(ctx context.Context) pushTally { return unixPaced(ctx, rp.client, ids, opts) }},
 		{PathHTTP, ModePaced, func(ctx context.Context) pushTally { return httpPaced(ctx, hc, base, ids, opts) }},
 	} {
@@ -541,6 +549,85 @@ func httpThroughput(ctx context.Context, hc *http.Client, base string, ids []str
 	return tot
 }
 
+// httpBatchThroughput pushes to random clients through POST /v1/batch from
+// opts.HTTPWorkers goroutines, opts.Batch pushes a request (one JSON line
+// each), one request at a time each, for opts.Duration. A push counts as
+// accepted when the reply counts it queued.
+func httpBatchThroughput(ctx context.Context, hc *http.Client, url string, ids []string, opts IngressOptions) pushTally {
+	var (
+		mu  sync.Mutex
+		tot = pushTally{errors: map[string]int64{}}
+		wg  sync.WaitGroup
+	)
+	start := time.Now()
+	deadline := start.Add(opts.Duration)
+	for range opts.HTTPWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+			body := make([]byte, 0, opts.Batch*(opts.Payload+64))
+			t := pushTally{errors: map[string]int64{}}
+			var reply struct {
+				Totals struct{ Queued, Unknown, Dropped, Overloaded int64 } `json:"totals"`
+			}
+			for time.Now().Before(deadline) && ctx.Err() == nil && t.err == nil {
+				body = body[:0]
+				for range opts.Batch {
+					body = append(body, `{"id":"`...)
+					body = append(body, ids[rng.IntN(len(ids))]...)
+					body = append(body, `","data":"`...)
+					body = StampedPayload(body, time.Now(), opts.Payload) // ASCII: no escapes
+					body = append(body, "\"}\n"...)
+				}
+				t.sent += int64(opts.Batch)
+				req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+				if err != nil {
+					t.err = err
+					break
+				}
+				req.Header.Set("Content-Type", "application/x-ndjson")
+				resp, err := hc.Do(req)
+				if err != nil {
+					t.err = err
+					break
+				}
+				code := resp.StatusCode
+				reply.Totals.Queued, reply.Totals.Unknown, reply.Totals.Dropped, reply.Totals.Overloaded = 0, 0, 0, 0
+				derr := json.NewDecoder(resp.Body).Decode(&reply)
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				switch {
+				case code != http.StatusOK:
+					t.errors[strconv.Itoa(code)] += int64(opts.Batch)
+				case derr != nil:
+					t.err = fmt.Errorf("batch reply: %w", derr)
+				default:
+					t.accepted += reply.Totals.Queued
+					for k, v := range map[string]int64{"unknown": reply.Totals.Unknown, "dropped": reply.Totals.Dropped, "overloaded": reply.Totals.Overloaded} {
+						if v > 0 {
+							t.errors[k] += v
+						}
+					}
+				}
+			}
+			mu.Lock()
+			tot.sent += t.sent
+			tot.accepted += t.accepted
+			for k, v := range t.errors {
+				tot.errors[k] += v
+			}
+			if tot.err == nil {
+				tot.err = t.err
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	tot.seconds = time.Since(start).Seconds()
+	return tot
+}
+
 // paced calls push(i) opts.Rate times a second for opts.Duration, on
 // schedule: a late push does not delay the ones after it.
 func paced(ctx context.Context, opts IngressOptions, push func(i int64)) float64 {
@@ -609,6 +696,7 @@ func httpPaced(ctx context.Context, hc *http.Client, base string, ids []string, 
 // Ingress targets.
 const (
 	targetUnixVsFloor = 0.5                    // relay Unix pushes/s ÷ floor writes/s
+	targetBatchVsUnix = 0.5                    // relay HTTP batch pushes/s ÷ relay Unix pushes/s
 	targetAddedP50    = 50 * time.Microsecond  // relay p50 − floor p50, paced
 	targetAddedP99    = 500 * time.Microsecond // relay p99 − floor p99, paced
 )
@@ -636,6 +724,16 @@ func ingressChecks(sizes []IngressSize) []Check {
 				Shown:  fmt.Sprintf("%.2f (%s ÷ %s)", ratio, fmtRate(ut.AcceptRate), fmtRate(ft.AcceptRate)),
 				Target: "≥ 0.5",
 				Met:    ratio >= targetUnixVsFloor,
+			})
+		}
+		if bt := s.phase(PathHTTPBatch, ModeThroughput); bt != nil && ut != nil {
+			ratio := finite(bt.AcceptRate / ut.AcceptRate)
+			checks = append(checks, Check{
+				Name:   n + " clients: relay HTTP batch pushes accepted/s ÷ Unix pushes accepted/s",
+				Value:  ratio,
+				Shown:  fmt.Sprintf("%.2f (%s ÷ %s)", ratio, fmtRate(bt.AcceptRate), fmtRate(ut.AcceptRate)),
+				Target: "≥ 0.5",
+				Met:    ratio >= targetBatchVsUnix,
 			})
 		}
 		fp, up := s.phase(PathFloor, ModePaced), s.phase(PathUnix, ModePaced)
@@ -689,6 +787,8 @@ func pathName(path string) string {
 		return "relay, Unix ingress"
 	case PathHTTP:
 		return "relay, HTTP"
+	case PathHTTPBatch:
+		return "relay, HTTP batch"
 	}
 	return path
 }
@@ -699,7 +799,7 @@ func (r *IngressResult) Markdown() string {
 	fmt.Fprintf(&w, "### Ingress: pushes to random idle clients, %d-byte payloads\n\n", r.Payload)
 	fmt.Fprintf(&w, "Measured %s on %s. Each phase pushes for %gs.\n\n", r.Started.Format("2006-01-02 15:04 UTC"), r.Machine, r.Duration)
 	w.WriteString(relaySetup(r.RelayArgs, r.RelayEnv))
-	fmt.Fprintf(&w, "Throughput (Unix: %d workers × batches of %d; HTTP: %d workers):\n\n", r.UnixWorkers, r.Batch, r.HTTPWorkers)
+	fmt.Fprintf(&w, "Throughput (Unix: %d workers × batches of %d; HTTP: %d workers; HTTP batch: %d workers × %d pushes a request):\n\n", r.UnixWorkers, r.Batch, r.HTTPWorkers, r.HTTPWorkers, r.Batch)
 	rows := [][]string{}
 	for _, s := range r.Sizes {
 		for _, p := range s.Phases {
@@ -740,7 +840,7 @@ func (r *IngressResult) Markdown() string {
 	rows = rows[:0]
 	for _, s := range r.Sizes {
 		ft, fp := s.phase(PathFloor, ModeThroughput), s.phase(PathFloor, ModePaced)
-		for _, path := range []string{PathUnix, PathHTTP} {
+		for _, path := range []string{PathUnix, PathHTTP, PathHTTPBatch} {
 			t, p := s.phase(path, ModeThroughput), s.phase(path, ModePaced)
 			row := []string{fmtInt(int64(s.Conns)), pathName(path), "—", "—", "—", "—", "—"}
 			if t != nil && ft != nil {

@@ -163,8 +163,8 @@ func TestRunIngressSmall(t *testing.T) {
 	if err != nil {
 		t.Fatalf("RunIngress: %v", err)
 	}
-	if len(res.Sizes) != 1 || len(res.Sizes[0].Phases) != 6 {
-		t.Fatalf("sizes = %+v, want one size with 6 phases", res.Sizes)
+	if len(res.Sizes) != 1 || len(res.Sizes[0].Phases) != 7 {
+		t.Fatalf("sizes = %+v, want one size with 7 phases", res.Sizes)
 	}
 	for _, p := range res.Sizes[0].Phases {
 		name := p.Path + " " + p.Mode
@@ -190,10 +190,10 @@ func TestRunIngressSmall(t *testing.T) {
 			}
 		}
 	}
-	if len(res.Checks) != 3 {
-		t.Errorf("%d checks, want 3: %+v", len(res.Checks), res.Checks)
+	if len(res.Checks) != 4 {
+		t.Errorf("%d checks, want 4: %+v", len(res.Checks), res.Checks)
 	}
-	checkResultFiles(t, res, res.Markdown(), "sizes", "| 200 | relay, Unix ingress |", "| 200 | floor (write(2)) |", "| 200 | relay, HTTP |", "relay-added latency p99")
+	checkResultFiles(t, res, res.Markdown(), "sizes", "| 200 | relay, Unix ingress |", "| 200 | floor (write(2)) |", "| 200 | relay, HTTP |", "| 200 | relay, HTTP batch |", "HTTP batch pushes accepted/s ÷ Unix", "relay-added latency p99")
 }
 
 func TestRunFanoutSmall(t *testing.T) {

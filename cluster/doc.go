@@ -14,7 +14,7 @@
 //
 //	pushrelay.node.N              requests for node N: send, send_many (its
 //	                              share), subscribe, unsubscribe, kick, info,
-//	                              list, ping
+//	                              list, presence, ping
 //	pushrelay.all                 publish and broadcast: NATS hands one copy
 //	                              to each node, however many clients it holds
 //	pushrelay.reply.N.INST.B.I    replies to node N's call B, request I

@@ -28,6 +28,7 @@ import (
 //	subscribe     ID, u16 n, n × str8 topic     (unsubscribe: the same)
 //	kick, info    ID
 //	list          str8 cursor, u16 limit
+//	presence      str8 topic, str8 cursor, u16 limit (0: the count only)
 //	ping          empty                          (is this node ID taken?)
 //
 // Replies, to the reply subject of the request (op | 0x80):
@@ -38,6 +39,7 @@ import (
 //	kick          u8 status
 //	info          u8 connected, i64 since (unix ns), u8 address length, address
 //	list          u8 error kind, str8 next cursor or message, u16 n, n × ID
+//	presence      u8 error kind, u32 subscribers, str8 next cursor or message, u16 n, n × ID
 //	ping          str8 instance
 //
 // Announcements, no reply:
@@ -61,6 +63,7 @@ const (
 	opInfo
 	opList
 	opPing
+	opPresence
 
 	opHello  op = 0x40
 	opEvents op = 0x41
@@ -72,6 +75,7 @@ var opNames = map[op]string{
 	opSend: "send", opSendMany: "send_many", opPublish: "publish", opBroadcast: "broadcast",
 	opSubscribe: "subscribe", opUnsubscribe: "unsubscribe", opKick: "kick", opInfo: "info",
 	opList: "list", opPing: "ping", opHello: "hello", opEvents: "events",
+	opPresence: "presence",
 }
 
 func (o op) String() string {
@@ -85,7 +89,7 @@ func (o op) String() string {
 }
 
 // requestOps lists the ops a node serves for others, for metrics.
-var requestOps = []op{opSend, opSendMany, opPublish, opBroadcast, opSubscribe, opUnsubscribe, opKick, opInfo, opList, opPing}
+var requestOps = []op{opSend, opSendMany, opPublish, opBroadcast, opSubscribe, opUnsubscribe, opKick, opInfo, opList, opPing, opPresence}
 
 const (
 	headerLen      = 4
@@ -138,7 +142,7 @@ type envelope struct {
 	status  relay.Status
 	counts  relay.Counts
 	errKind uint8
-	changed int
+	changed int // topic replies; presence replies: subscribers
 	message string
 	info    relay.ClientInfo
 	found   bool
@@ -369,6 +373,10 @@ func (d *decoder) decode(data []byte) (envelope, error) {
 	case opList:
 		env.cursor = r.str8("cursor")
 		env.limit = int(r.u16("limit"))
+	case opPresence:
+		env.topic = r.str8("topic")
+		env.cursor = r.str8("cursor")
+		env.limit = int(r.u16("limit"))
 	case opPing:
 	case opSend | replyBit, opSendMany | replyBit, opPublish | replyBit, opBroadcast | replyBit:
 		env.status = relay.Status(r.u8("status"))
@@ -395,8 +403,11 @@ func (d *decoder) decode(data []byte) (envelope, error) {
 		if env.found {
 			env.info.Since = timeFromUnixNano(since)
 		}
-	case opList | replyBit:
+	case opList | replyBit, opPresence | replyBit:
 		env.errKind = r.u8("error kind")
+		if env.op == opPresence|replyBit {
+			env.changed = int(r.u32("subscribers"))
+		}
 		env.message = r.str8("cursor")
 		n := int(r.u16("id count"))
 		if r.err == nil && len(r.b) < n*relay.IDBytes {

@@ -30,6 +30,7 @@ func seedEnvelopes() [][]byte {
 	add(opKick, func(e *encoder) { e.id(&testID) })
 	add(opInfo, func(e *encoder) { e.id(&testID) })
 	add(opList, func(e *encoder) { e.str8("3.abc"); e.u16(100) })
+	add(opPresence, func(e *encoder) { e.str8("news"); e.str8("1:abc"); e.u16(100) })
 	add(opPing, func(e *encoder) {})
 	add(opSend|replyBit, func(e *encoder) { e.counts(relay.Queued, relay.Counts{Queued: 1, Unsupported: 2, Unreachable: 3}) })
 	add(opSubscribe|replyBit, func(e *encoder) { e.u8(errLimit); e.u32(1); e.str8("limit reached") })
@@ -40,6 +41,7 @@ func seedEnvelopes() [][]byte {
 		e.addr(netip.MustParseAddrPort("127.0.0.1:4000"))
 	})
 	add(opList|replyBit, func(e *encoder) { e.u8(0); e.str8("3.x"); e.u16(1); e.id(&testID) })
+	add(opPresence|replyBit, func(e *encoder) { e.u8(0); e.u32(3); e.str8("x"); e.u16(1); e.id(&testID) })
 	add(opPing|replyBit, func(e *encoder) { e.str8("inst") })
 	add(opHello, func(e *encoder) { e.str8("inst"); e.u32(5); e.u8(0) })
 	add(opEvents, func(e *encoder) {

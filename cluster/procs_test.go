@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -252,7 +253,7 @@ func TestProcsPushThroughAnotherNode(t *testing.T) {
 
 func TestProcsTopicAndBroadcastOnEveryNode(t *testing.T) {
 	ns := startNATS(t, 0)
-	ps := []*proc{startProc(t, ns.ClientURL(), 1), startProc(t, ns.ClientURL(), 2), startProc(t, ns.ClientURL(), 3)}
+	ps := []*proc{startProc(t, ns.ClientURL(), 1, "--http", "127.0.0.1:0"), startProc(t, ns.ClientURL(), 2), startProc(t, ns.ClientURL(), 3)}
 	formed(t, ps...)
 	var clients []*client
 	for _, p := range ps {
@@ -278,6 +279,47 @@ func TestProcsTopicAndBroadcastOnEveryNode(t *testing.T) {
 	}
 	for _, c := range clients {
 		c.nothing(100 * time.Millisecond) // exactly once, and only subscribers
+	}
+	// Presence through node 3, a page of 2 at a time: every node's
+	// subscriber exactly once, and the cluster's count on every page.
+	var present []string
+	for cursor, pages := "", 0; ; pages++ {
+		ids, next, count, err := ps[2].api.Presence(ctx(t), "scores", cursor, 2)
+		if err != nil || count != 3 || len(ids) > 2 || pages > 10 {
+			t.Fatalf("presence page %d through node 3: %v, %q, count %d, %v; want count 3", pages, ids, next, count, err)
+		}
+		present = append(present, ids...)
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	slices.Sort(present)
+	want := []string{subs[0].id, subs[1].id, subs[2].id}
+	slices.Sort(want)
+	if !slices.Equal(present, want) {
+		t.Fatalf("presence through node 3: %v, want %v", present, want)
+	}
+	// A batch through node 1's HTTP API: a push to a client of node 2, a
+	// publish to every node's subscriber, an unknown ID.
+	code, body := httpPost(t, "http://"+ps[0].httpAddr()+"/v1/batch",
+		`{"id":"`+clients[4].id+`","data":"batch one"}`+"\n"+
+			`{"topic":"scores","data":"batch two"}`+"\n"+
+			`{"ids":["`+clients[8].id+`","`+relay.FormatID(&[relay.IDBytes]byte{0, 2})+`"],"data":"batch three"}`+"\n")
+	wantBody := `{"results":[{"queued":1,"unknown":0,"dropped":0,"overloaded":0},{"queued":3,"unknown":0,"dropped":0,"overloaded":0},{"queued":1,"unknown":1,"dropped":0,"overloaded":0}],"totals":{"queued":5,"unknown":1,"dropped":0,"overloaded":0}}` + "\n"
+	if code != 200 || body != wantBody {
+		t.Fatalf("batch through node 1: %d %s\nwant 200 %s", code, body, wantBody)
+	}
+	if got := clients[4].read(2 * time.Second); got != "batch one" {
+		t.Fatalf("node 2's client got %q from the batch", got)
+	}
+	for _, c := range subs {
+		if got := c.read(2 * time.Second); got != "batch two" {
+			t.Fatalf("subscriber %s got %q from the batch", c.id, got)
+		}
+	}
+	if got := clients[8].read(2 * time.Second); got != "batch three" {
+		t.Fatalf("node 3's client got %q from the batch", got)
 	}
 	counts, err = ps[2].api.Broadcast(ctx(t), []byte("everyone"))
 	if err != nil || int(counts.Queued) != len(clients) {
@@ -425,7 +467,11 @@ func TestProcsReusePort(t *testing.T) {
 func httpPost(t *testing.T, url, body string) (int, string) {
 	t.Helper()
 	hc := &http.Client{Timeout: 5 * time.Second}
-	resp, err := hc.Post(url, "application/octet-stream", strings.NewReader(body))
+	ct := "application/octet-stream"
+	if strings.HasSuffix(url, "/v1/batch") {
+		ct = "application/x-ndjson"
+	}
+	resp, err := hc.Post(url, ct, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,10 +39,12 @@ def out(step, **kw):
     print(json.dumps(kw), flush=True)
 
 def counts(step, c):
-    out(step, queued=c.queued, unknown_id=c.unknown_id, dropped_slow=c.dropped_slow, overloaded=c.overloaded)
+    out(step, queued=c.queued, unknown=c.unknown, dropped=c.dropped, overloaded=c.overloaded)
 
 counts("send", c.send(cid, b"from-send"))
 out("subscribe", n=c.subscribe(cid, ["news"]))
+ids, cursor, count = c.presence("news")
+out("presence", ids=ids, next=cursor, count=count, all=list(c.presence_all("news", page=1)))
 counts("publish", c.publish("news", "from-publish"))
 counts("broadcast", c.broadcast(b"from-broadcast"))
 i = c.info(cid)
@@ -82,13 +84,17 @@ function out(step, kw) {
   console.log(JSON.stringify({ ...kw, step }, (k, v) => (typeof v === 'bigint' ? Number(v) : v)));
 }
 function counts(step, c) {
-  out(step, { queued: c.queued, unknown_id: c.unknownId, dropped_slow: c.droppedSlow, overloaded: c.overloaded });
+  out(step, { queued: c.queued, unknown: c.unknown, dropped: c.dropped, overloaded: c.overloaded });
 }
 
 (async () => {
   const c = new Client(sock);
   counts('send', await c.send(cid, Buffer.from('from-send')));
   out('subscribe', { n: await c.subscribe(cid, ['news']) });
+  const p = await c.presence('news');
+  const pall = [];
+  for await (const id of c.presenceAll('news', 1)) pall.push(id);
+  out('presence', { ids: p.ids, next: p.next, count: p.count, all: pall });
   counts('publish', await c.publish('news', 'from-publish'));
   counts('broadcast', await c.broadcast('from-broadcast'));
   const i = await c.info(cid);
@@ -207,16 +213,21 @@ func testScriptClient(t *testing.T, interp, client, ext, driver string) {
 		t.Helper()
 		m := next(step)
 		want(step, m, "queued", queued)
-		want(step, m, "unknown_id", unknown)
-		want(step, m, "dropped_slow", 0.0)
+		want(step, m, "unknown", unknown)
+		want(step, m, "dropped", 0.0)
 		want(step, m, "overloaded", 0.0)
 	}
 
 	wantCounts("send", 1, 0)
 	want("subscribe", next("subscribe"), "n", 1.0)
+	m := next("presence")
+	want("presence", m, "ids", []any{a.id})
+	want("presence", m, "next", "")
+	want("presence", m, "count", 1.0)
+	want("presence", m, "all", []any{a.id})
 	wantCounts("publish", 1, 0)
 	wantCounts("broadcast", 1, 0)
-	m := next("info")
+	m = next("info")
 	want("info", m, "connected", true)
 	if r, _ := m["remote"].(string); !strings.HasPrefix(r, "127.0.0.1:") {
 		t.Errorf("%s info: remote %q, want 127.0.0.1:port", interp, r)
@@ -262,7 +273,7 @@ func testScriptClient(t *testing.T, interp, client, ext, driver string) {
 		t.Fatalf("%s driver: %v\n%s", interp, err, stderr.String())
 	}
 
-	// The command line: a push, then a refusal with exit status 1.
+	// The command line: a push, then an unknown ID with exit status 4.
 	out, err := exec.CommandContext(x, bin, filepath.Join(dir, client), e.path, "send", a.id, "from-cli").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), `"queued": 1`) && !strings.Contains(string(out), `"queued":1`) {
 		t.Errorf("%s %s send: %v\n%s", interp, client, err, out)
@@ -272,7 +283,7 @@ func testScriptClient(t *testing.T, interp, client, ext, driver string) {
 	}
 	out, err = exec.CommandContext(x, bin, filepath.Join(dir, client), e.path, "kick", unknown).CombinedOutput()
 	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "unknown_id") {
-		t.Errorf("%s %s kick of an unknown ID: %v, want exit status 1 naming unknown_id\n%s", interp, client, err, out)
+	if !errors.As(err, &ee) || ee.ExitCode() != 4 || !strings.Contains(string(out), "unknown_id") {
+		t.Errorf("%s %s kick of an unknown ID: %v, want exit status 4 naming unknown_id\n%s", interp, client, err, out)
 	}
 }

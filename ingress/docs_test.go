@@ -142,6 +142,11 @@ func normList(r *wire.Reader) []byte {
 	return b
 }
 
+func normPresence(r *wire.Reader) []byte {
+	b := binary.BigEndian.AppendUint32(nil, r.U32("subscribers"))
+	return append(b, normList(r)...)
+}
+
 func normWatch(r *wire.Reader) []byte {
 	r.Str8("instance")
 	return binary.BigEndian.AppendUint64(wire.AppendStr8(nil, docInstance), r.U64("last"))
@@ -186,7 +191,7 @@ func TestProtocolDocExamples(t *testing.T) {
 	// Every operation, pipelined: one write, then the replies in order.
 	r := e.raw()
 	var batch []byte
-	for _, name := range []string{"ping", "send", "send-noreply", "send_many", "subscribe", "publish", "unsubscribe", "broadcast", "info", "list", "stats", "kick"} {
+	for _, name := range []string{"ping", "send", "send-noreply", "send_many", "subscribe", "publish", "presence", "unsubscribe", "broadcast", "info", "list", "stats", "kick"} {
 		batch = append(batch, d.request(name+".request")...)
 	}
 	r.write(batch)
@@ -196,6 +201,7 @@ func TestProtocolDocExamples(t *testing.T) {
 	d.check(r, "send_many.reply", normCounts)
 	d.check(r, "subscribe.reply", normU32)
 	d.check(r, "publish.reply", normCounts)
+	d.check(r, "presence.reply", normPresence)
 	d.check(r, "unsubscribe.reply", normU32)
 	d.check(r, "broadcast.reply", normCounts)
 	d.check(r, "info.reply", normInfo)

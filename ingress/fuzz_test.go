@@ -41,6 +41,7 @@ func FuzzRequests(f *testing.F) {
 	f.Add(frame(wire.OpList, 0, 4, binary.BigEndian.AppendUint16(wire.AppendStr8(nil, "3."), 10)))
 	f.Add(append(frame(wire.OpStats, 0, 5, nil), frame(wire.OpWatch, 0, 6, make([]byte, 8))...))
 	f.Add(frame(wire.OpPublish, 0, 7, append(wire.AppendStr8(nil, "news"), "x"...)))
+	f.Add(frame(wire.OpPresence, 0, 8, binary.BigEndian.AppendUint16(wire.AppendStr8(wire.AppendStr8(nil, "news"), ""), 10)))
 	f.Add([]byte{0, 0, 0, 1, 2})
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, data []byte) {

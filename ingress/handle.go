@@ -241,6 +241,30 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 			return b
 		})
 
+	case wire.OpPresence:
+		topic := r.Str8("topic")
+		cursor := r.Str8("cursor")
+		limit := int(r.U16("limit"))
+		r.End()
+		if r.Err() != nil {
+			bad(r.Err())
+			return
+		}
+		ids, next, count, err := rel.Presence(borrow(topic), string(cursor), limit)
+		if err != nil {
+			c.fail(op, req, topicStatus(err), fmt.Sprintf("%s: %v", op, err))
+			return
+		}
+		ok(func(b []byte) []byte {
+			b = binary.BigEndian.AppendUint32(b, uint32(count))
+			b = wire.AppendStr8(b, next)
+			b = binary.BigEndian.AppendUint16(b, uint16(len(ids)))
+			for _, id := range ids {
+				b = wire.AppendStr8(b, id)
+			}
+			return b
+		})
+
 	case wire.OpStats:
 		r.End()
 		if r.Err() != nil {

@@ -10,11 +10,13 @@ package ingress
 //	POST   /v1/send              {"ids":[...],"data":"..."} or {"ids":[...],"data_base64":"..."} -> counts
 //	POST   /v1/publish/{topic}   body: the payload          -> counts
 //	POST   /v1/broadcast         body: the payload          -> counts
+//	POST   /v1/batch             one push a line (batch.go) -> {"results":[counts...],"totals":counts}
 //	POST   /v1/subscriptions     {"id":"...","topics":[...]} -> {"changed":N}
 //	DELETE /v1/subscriptions     as POST                    -> {"changed":N}
 //	GET    /v1/clients/{id}      -> {"id","connected":true,"since","remote"}
 //	DELETE /v1/clients/{id}      kick                       -> {}
 //	GET    /v1/clients?cursor=&limit=  -> {"ids":[...],"next":"..."}
+//	GET    /v1/topics/{topic}/subscribers?cursor=&limit=  -> {"topic","subscribers":N,"ids":[...],"next":"..."}
 //	GET    /v1/stats             -> {"metric{labels}": value, ...}
 //	GET    /metrics              Prometheus text format 0.0.4, with the go_* and process_* families
 //	GET    /healthz              "ok\n" while the relay serves (no token needed)
@@ -125,6 +127,9 @@ type HTTPConfig struct {
 	// headers; "*" allows any. Default none: every request with an Origin
 	// header is refused.
 	Origins []string
+	// MaxBatch caps the pushes (lines) in one POST /v1/batch. Default
+	// 10,000. Its body is capped by MaxBody like any other.
+	MaxBatch int
 	// Logger for lifecycle and errors. Default slog.Default().
 	Logger *slog.Logger
 	// Extra, if set, returns more metrics for /metrics and /v1/stats,
@@ -195,8 +200,11 @@ func (cfg HTTPConfig) withDefaults(maxMessage int) (HTTPConfig, error) {
 	if cfg.MaxTopics == 0 {
 		cfg.MaxTopics = wire.DefaultMaxTopics
 	}
-	if cfg.MaxConns < 0 || cfg.MaxIDs < 0 || cfg.MaxTopics < 0 {
-		return bad("limits must be positive (conns %d, ids %d, topics %d)", cfg.MaxConns, cfg.MaxIDs, cfg.MaxTopics)
+	if cfg.MaxBatch == 0 {
+		cfg.MaxBatch = DefaultMaxBatch
+	}
+	if cfg.MaxConns < 0 || cfg.MaxIDs < 0 || cfg.MaxTopics < 0 || cfg.MaxBatch < 0 {
+		return bad("limits must be positive (conns %d, ids %d, topics %d, batch %d)", cfg.MaxConns, cfg.MaxIDs, cfg.MaxTopics, cfg.MaxBatch)
 	}
 	hosts := make([]string, 0, len(cfg.Hosts))
 	for _, h := range cfg.Hosts {
@@ -423,6 +431,8 @@ const (
 	routeStats
 	routeMetrics
 	routeHealthz
+	routePresence
+	routeBatch
 	numRoutes
 )
 
@@ -440,6 +450,8 @@ var routeInfo = [numRoutes]struct{ pattern, allow string }{
 	routeStats:         {"/v1/stats", "GET, HEAD"},
 	routeMetrics:       {"/metrics", "GET, HEAD"},
 	routeHealthz:       {"/healthz", "GET, HEAD"},
+	routePresence:      {"/v1/topics/{topic}/subscribers", "GET, HEAD"},
+	routeBatch:         {"/v1/batch", "POST"},
 }
 
 // resolveRoute finds the route of a raw request path and its path argument
@@ -457,6 +469,8 @@ func resolveRoute(path []byte) (route, []byte) {
 		return routeSendMany, nil
 	case "/v1/broadcast":
 		return routeBroadcast, nil
+	case "/v1/batch":
+		return routeBatch, nil
 	case "/v1/subscriptions":
 		return routeSubscriptions, nil
 	case "/v1/clients":
@@ -477,13 +491,19 @@ func resolveRoute(path []byte) (route, []byte) {
 	if arg, ok := prefixed("/v1/clients/"); ok {
 		return routeClient, arg
 	}
+	if arg, ok := prefixed("/v1/topics/"); ok {
+		const suffix = "/subscribers"
+		if n := len(arg) - len(suffix); n > 0 && borrow(arg[n:]) == suffix {
+			return routePresence, arg[:n]
+		}
+	}
 	return routeOther, nil
 }
 
 // routeAllows reports whether the route takes the method.
 func routeAllows(rt route, method string) bool {
 	switch rt {
-	case routeSendID, routeSendMany, routePublish, routeBroadcast:
+	case routeSendID, routeSendMany, routePublish, routeBroadcast, routeBatch:
 		return method == fasthttp.MethodPost
 	case routeSubscriptions:
 		return method == fasthttp.MethodPost || method == fasthttp.MethodDelete
@@ -653,14 +673,14 @@ func (s *HTTPServer) serveRoute(ctx *fasthttp.RequestCtx, rt route, arg []byte) 
 		return
 	}
 	switch rt {
-	case routeSendID, routePublish, routeBroadcast, routeSendMany, routeSubscriptions:
+	case routeSendID, routePublish, routeBroadcast, routeSendMany, routeSubscriptions, routeBatch:
 		if enc := ctx.Request.Header.ContentEncoding(); len(enc) > 0 && !strings.EqualFold(borrow(enc), "identity") {
 			s.fail(ctx, errBadRequest, fmt.Sprintf("Content-Encoding %q is not supported: send the body as is", enc))
 			return
 		}
 	}
 	switch rt {
-	case routeSendMany, routeSubscriptions:
+	case routeSendMany, routeSubscriptions, routeBatch:
 		if !s.jsonContent(ctx, rt) {
 			return
 		}
@@ -686,6 +706,10 @@ func (s *HTTPServer) serveRoute(ctx *fasthttp.RequestCtx, rt route, arg []byte) 
 		}
 	case routeClients:
 		s.list(ctx)
+	case routePresence:
+		s.presence(ctx, arg)
+	case routeBatch:
+		s.batch(ctx)
 	case routeStats:
 		s.stats(ctx)
 	case routeMetrics:
@@ -842,13 +866,15 @@ func (s *HTTPServer) preflight(ctx *fasthttp.RequestCtx, rt route) bool {
 
 // jsonContent refuses, answering 415, a JSON route's request that does not
 // say its body is JSON: a browser sends a cross-site form or text/plain
-// body without asking first, but never application/json.
+// body without asking first, but never application/json. A batch's body,
+// JSON lines, may also say application/x-ndjson.
 func (s *HTTPServer) jsonContent(ctx *fasthttp.RequestCtx, rt route) bool {
 	ct := borrow(ctx.Request.Header.ContentType())
 	if i := strings.IndexByte(ct, ';'); i >= 0 {
 		ct = ct[:i]
 	}
-	if strings.EqualFold(strings.TrimSpace(ct), contentJSON) {
+	ct = strings.TrimSpace(ct)
+	if strings.EqualFold(ct, contentJSON) || rt == routeBatch && strings.EqualFold(ct, "application/x-ndjson") {
 		return true
 	}
 	got := "no Content-Type"
@@ -1052,7 +1078,15 @@ func (s *HTTPServer) pushFailed(ctx *fasthttp.RequestCtx, op wire.Op, st relay.S
 // push routes are the hot ones.
 func replyCounts(ctx *fasthttp.RequestCtx, c relay.Counts) {
 	var buf [160]byte
-	b := append(buf[:0], `{"queued":`...)
+	b := append(appendCountsJSON(buf[:0], c), '\n')
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	ctx.SetContentType(contentJSON)
+	ctx.Response.SetBody(b)
+}
+
+// appendCountsJSON appends c as the JSON object of docs/http.md.
+func appendCountsJSON(b []byte, c relay.Counts) []byte {
+	b = append(b, `{"queued":`...)
 	b = strconv.AppendInt(b, int64(c.Queued), 10)
 	b = append(b, `,"unknown":`...)
 	b = strconv.AppendInt(b, int64(c.UnknownID), 10)
@@ -1066,10 +1100,7 @@ func replyCounts(ctx *fasthttp.RequestCtx, c relay.Counts) {
 		b = append(b, `,"unreachable":`...)
 		b = strconv.AppendInt(b, int64(c.Unreachable), 10)
 	}
-	b = append(b, "}\n"...)
-	ctx.SetStatusCode(fasthttp.StatusOK)
-	ctx.SetContentType(contentJSON)
-	ctx.Response.SetBody(b)
+	return append(b, '}')
 }
 
 // subscriptionsBody is the request of POST and DELETE /v1/subscriptions.
@@ -1187,6 +1218,49 @@ func (s *HTTPServer) list(ctx *fasthttp.RequestCtx) {
 	}
 	b := make([]byte, 0, 32+len(ids)*(relay.IDLen+3))
 	b = append(b, `{"ids":[`...)
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, id)
+	}
+	b = append(b, `],"next":`...)
+	b = appendJSONString(b, next)
+	replyJSON(ctx, append(b, "}\n"...))
+}
+
+// GET /v1/topics/{topic}/subscribers?cursor=&limit=.
+func (s *HTTPServer) presence(ctx *fasthttp.RequestCtx, arg []byte) {
+	const op = wire.OpPresence
+	topic, err := pathArg(arg)
+	if err == nil {
+		err = relay.CheckTopic(borrow(topic))
+	}
+	if err != nil {
+		s.fail(ctx, errBadRequest, fmt.Sprintf("%s: topic: %v", op, err))
+		return
+	}
+	args := ctx.QueryArgs()
+	limit := 0
+	if v := args.Peek("limit"); args.Has("limit") {
+		n, err := strconv.Atoi(string(v))
+		if err != nil || n < 1 {
+			s.fail(ctx, errBadRequest, fmt.Sprintf("%s: limit %q is not a whole number from 1 to %d", op, v, relay.MaxPresencePage))
+			return
+		}
+		limit = min(n, relay.MaxPresencePage)
+	}
+	ids, next, count, err := s.relay.Presence(borrow(topic), string(args.Peek("cursor")), limit)
+	if err != nil {
+		s.fail(ctx, fromWire(topicStatus(err)), fmt.Sprintf("%s: %v", op, err))
+		return
+	}
+	b := make([]byte, 0, 64+len(topic)+len(ids)*(relay.IDLen+3))
+	b = append(b, `{"topic":`...)
+	b = appendJSONString(b, borrow(topic))
+	b = append(b, `,"subscribers":`...)
+	b = strconv.AppendInt(b, int64(count), 10)
+	b = append(b, `,"ids":[`...)
 	for i, id := range ids {
 		if i > 0 {
 			b = append(b, ',')

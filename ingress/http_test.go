@@ -192,7 +192,7 @@ func (a *httpAPI) do(method, path string, body []byte, headers ...string) httpRe
 	if a.token != "" {
 		req.Header.Set("Authorization", "Bearer "+a.token)
 	}
-	if path == "/v1/send" || path == "/v1/subscriptions" {
+	if path == "/v1/send" || path == "/v1/subscriptions" || path == "/v1/batch" {
 		req.Header.Set("Content-Type", "application/json") // as a web app would; headers may override it
 	}
 	for i := 0; i+1 < len(headers); i += 2 {

@@ -32,6 +32,9 @@ type Relay interface {
 	Kick(id string) relay.Status
 	Info(id string) (relay.ClientInfo, bool)
 	List(cursor string, limit int) ([]string, string, error)
+	// Presence pages through a topic's subscribers and counts them
+	// (relay.Server.Presence).
+	Presence(topic, cursor string, limit int) (ids []string, next string, count int, err error)
 	Metrics() []relay.Metric
 	EventsSince(from uint64, dst []relay.Event, max int) ([]relay.Event, uint64, uint64, <-chan struct{})
 	LastEventSeq() uint64

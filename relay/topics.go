@@ -3,6 +3,7 @@ package relay
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -220,10 +221,12 @@ func (l *loop) leaveAll(s *session) {
 	s.subs = nil
 }
 
-// topicOp is the loop's answer to a subscribe or unsubscribe item.
+// topicOp is the loop's answer to a subscribe or unsubscribe item, or to
+// a presence query (ids).
 type topicOp struct {
 	changed int
 	err     error
+	ids     []string
 }
 
 // Subscribe adds the client to each topic, in order, and returns how many
@@ -273,6 +276,10 @@ func (s *Server) topicOp(kind itemKind, id string, topics []string) (int, error)
 
 // applyTopicOp runs a subscribe or unsubscribe item on the loop.
 func (l *loop) applyTopicOp(it *item) {
+	if it.sess == nil {
+		l.presence(it)
+		return
+	}
 	var r topicOp
 	for _, t := range it.topics {
 		if it.kind == kindSubscribe {
@@ -340,4 +347,84 @@ func (s *Server) TopicCount() (topics, subscriptions int64) {
 func (s *Server) Subscribers(topic string) int {
 	n, _, _ := s.topics.count(topic)
 	return n
+}
+
+// A presence query rides on the topic items: an unsubscribe item without a
+// session (it.sess nil) asks the loop for its members of it.topic whose
+// IDs sort after it.topics[0]. The loop answers on it.topicReply. Sharing
+// the kind keeps the query in the mailbox's order behind the subscribes
+// queued before it, and adds no case to the loop's dispatch.
+
+// presence answers a presence query on the loop.
+func (l *loop) presence(it *item) {
+	var r topicOp
+	if t := l.topics[it.topic]; t != nil {
+		after := it.topics[0]
+		r.ids = make([]string, 0, len(t.members))
+		for _, s := range t.members {
+			if s.closed {
+				continue
+			}
+			if id := s.ID(); id > after {
+				r.ids = append(r.ids, id)
+			}
+		}
+	}
+	it.topicReply <- r
+}
+
+// MaxPresencePage is the most IDs one Presence call returns.
+const MaxPresencePage = MaxListPage
+
+// Presence returns up to limit IDs (at most MaxPresencePage; 0 or less
+// means that many) of the clients subscribed to topic, in ascending order
+// after cursor, an ID ("" to start); next is the cursor of the following
+// page, "" after the last. count is the topic's subscriber count. A client
+// subscribed for the whole paging appears exactly once; one that comes or
+// goes meanwhile may or may not. Each page asks every event loop for its
+// members and sorts them: its cost grows with the topic's subscribers, not
+// with limit. Safe for concurrent use.
+func (s *Server) Presence(topic, cursor string, limit int) (ids []string, next string, count int, err error) {
+	if err := CheckTopic(topic); err != nil {
+		return nil, "", 0, err
+	}
+	if cursor != "" && !ValidID(cursor) {
+		return nil, "", 0, fmt.Errorf("invalid cursor %q: pass back the cursor a previous page returned, or nothing to start", cursor)
+	}
+	if limit <= 0 || limit > MaxPresencePage {
+		limit = MaxPresencePage
+	}
+	if s.closing.Load() {
+		return nil, "", 0, ErrClosed
+	}
+	count, _, key := s.topics.count(topic)
+	if count == 0 {
+		return nil, "", 0, nil
+	}
+	loops := *s.loops.Load()
+	reply := make(chan topicOp, len(loops))
+	asked := 0
+	for _, l := range loops {
+		if l.count.Load() == 0 {
+			continue
+		}
+		switch l.enqueue(item{kind: kindUnsubscribe, topic: key, topics: []string{cursor}, topicReply: reply}, 0) {
+		case Queued:
+			asked++
+		case Closed:
+			return nil, "", 0, ErrClosed
+		default:
+			// Loops asked before this one answer into reply's buffer.
+			return nil, "", 0, ErrOverloaded
+		}
+	}
+	for ; asked > 0; asked-- {
+		ids = append(ids, (<-reply).ids...)
+	}
+	slices.Sort(ids)
+	if len(ids) > limit {
+		ids = ids[:limit:limit]
+		next = ids[limit-1]
+	}
+	return ids, next, count, nil
 }

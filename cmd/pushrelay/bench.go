@@ -208,7 +208,7 @@ func parseIntList(s string) ([]int, error) {
 }
 
 func runBenchIngress(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("bench ingress", "Holds idle clients against a bare write(2) floor and then against the relay binary, pushes to random clients through the relay's Unix socket and HTTP API as fast as it can and at a steady pace, and reports pushes and deliveries per second, latency from push to read, and the server's CPU per push, beside the floor's.", stderr)
+	fs := newFlagSet("bench ingress", "Holds idle clients against a bare write(2) floor and then against the relay binary, pushes to random clients through the relay's Unix socket, its HTTP API one push a request and its HTTP API in batches (POST /v1/batch) as fast as it can and at a steady pace, and reports pushes and deliveries per second, latency from push to read, and the server's CPU per push, beside the floor's.", stderr)
 	var (
 		opts        bench.IngressOptions
 		conns, out  string
@@ -227,7 +227,7 @@ func runBenchIngress(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&duration, "duration", 5*time.Second, "How `long` each phase pushes.")
 	fs.IntVar(&payload, "payload", 64, "The size of each pushed payload in `bytes`, timestamp included.")
 	fs.IntVar(&unixWorkers, "unix-workers", 4, "How many goroutines (`N`) push through the one Unix-socket client in the throughput phase.")
-	fs.IntVar(&batch, "batch", 256, "How many pushes (`N`) a Unix worker sends without replies before a ping waits for the relay to have taken them.")
+	fs.IntVar(&batch, "batch", 256, "How many pushes (`N`) a Unix worker sends without replies before a ping waits for the relay to have taken them; also the pushes in one POST /v1/batch request of the HTTP batch phase.")
 	fs.IntVar(&httpWorkers, "http-workers", 8, "How many goroutines (`N`) push over HTTP keep-alive connections in the throughput phase; the relay serves 32 HTTP connections by default.")
 	fs.DurationVar(&pause, "pause", 500*time.Millisecond, "How `long` the host rests before each phase.")
 	fs.StringVar(&relayFlags, "relay-flags", "", "Extra `flags` for the relay's serve command, space-separated (--loops 1, say): for experiments; the defaults are what is measured.")

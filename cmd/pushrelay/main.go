@@ -28,6 +28,7 @@ func commands() []command {
 		{"unsubscribe", "unsubscribe a client from topics: unsubscribe ID TOPIC...", runUnsubscribe},
 		{"kick", "close a client's connection: kick ID", runKick},
 		{"clients", "list connected clients, or describe one: clients [ID]", runClients},
+		{"presence", "list a topic's subscribers, or count them: presence TOPIC", runPresence},
 		{"watch", "print connect and disconnect events as they happen", runWatch},
 		{"stats", "print the relay's counters", runStats},
 		{"loadgen", "hold many idle client connections to a relay and measure what they receive", runLoadgen},

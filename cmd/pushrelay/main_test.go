@@ -313,9 +313,9 @@ func TestSendThroughTheBinaryReachesTheClient(t *testing.T) {
 	if got, err := fr.Next(); err != nil || string(got) != "hello from the CLI" {
 		t.Fatalf("client got %q, %v", got, err)
 	}
-	// Unknown ID: non-zero, one clear line.
+	// Unknown ID: exit 4 (no such client), one clear line.
 	code, _, stderr := p.cli(t, "send", "AAAAAAAAAAAAAAAAAAAAAA", "x")
-	if code != 1 || !strings.Contains(stderr, "unknown client ID AAAAAAAAAAAAAAAAAAAAAA") {
+	if code != 4 || !strings.Contains(stderr, "unknown client ID AAAAAAAAAAAAAAAAAAAAAA") {
 		t.Fatalf("send to an unknown ID: exit %d, %q", code, stderr)
 	}
 	// Topics and broadcast.
@@ -537,10 +537,10 @@ func TestClientCommandsTakeIDsThatStartWithADash(t *testing.T) {
 	// refused as an unknown flag.
 	id := "-FGkhDgAAAAAAAAAAAAAAA"
 	code, _, stderr := p.cli(t, "send", id, "hello")
-	if code != 1 || !strings.Contains(stderr, "unknown client ID "+id) {
-		t.Fatalf("send %s: exit %d, %q; want the relay's unknown-ID answer", id, code, stderr)
+	if code != 4 || !strings.Contains(stderr, "unknown client ID "+id) {
+		t.Fatalf("send %s: exit %d, %q; want the relay's unknown-ID answer (exit 4)", id, code, stderr)
 	}
-	if code, _, stderr := p.cli(t, "kick", id); code != 1 || strings.Contains(stderr, "flag provided") {
+	if code, _, stderr := p.cli(t, "kick", id); code != 4 || strings.Contains(stderr, "flag provided") {
 		t.Fatalf("kick %s: exit %d, %q", id, code, stderr)
 	}
 }

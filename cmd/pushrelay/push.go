@@ -19,12 +19,14 @@ import (
 	"github.com/pushrelay/pushrelay/relay"
 )
 
-// Exit statuses of the commands that talk to a running relay.
+// Exit statuses of the commands that talk to a running relay, the same in
+// the Python and Node clients' command lines (docs/clients/README.md).
 const (
 	exitOK          = 0
-	exitRefused     = 1 // the relay answered: unknown ID, limit, too large...
+	exitRefused     = 1 // the relay answered no: limit, too large, bad request...
 	exitUsage       = 2
 	exitUnreachable = 3 // no relay answered on the socket
+	exitUnknownID   = 4 // no such client is connected
 )
 
 // clientCmd is the shared part of the commands that talk to the relay: the
@@ -40,7 +42,7 @@ type clientCmd struct {
 
 func newClientCmd(name, args, synopsis string, stderr io.Writer) *clientCmd {
 	c := &clientCmd{name: name, args: args, synopsis: synopsis, stderr: stderr}
-	c.fs = newFlagSet(name, synopsis+"\n\nArguments: "+args+"\n\nExit status: 0 when the relay accepted the request, 1 when it refused it (the reason is printed), 2 for a usage error, 3 when no relay answers on the socket.", stderr)
+	c.fs = newFlagSet(name, synopsis+"\n\nArguments: "+args+"\n\nExit status: 0 when the relay accepted the request, 1 when it refused it (the reason is printed), 2 for a usage error, 3 when no relay answers on the socket, 4 when no client with that ID is connected.", stderr)
 	c.fs.StringVar(&c.ingress, "ingress", "./pushrelay.sock", "The relay's ingress socket `PATH` (as given to pushrelay serve --ingress).")
 	c.fs.DurationVar(&c.timeout, "timeout", 5*time.Second, "How `long` to wait for the relay's answer.")
 	c.fs.share("ingress")
@@ -179,6 +181,9 @@ func (c *clientCmd) fail(err error) int {
 	fmt.Fprintf(c.stderr, "pushrelay %s: %s\n", c.name, strings.TrimPrefix(err.Error(), c.name+": "))
 	var e *client.Error
 	if errors.As(err, &e) {
+		if e.Status == wire.StatusUnknownID {
+			return exitUnknownID
+		}
 		return exitRefused
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
@@ -207,6 +212,7 @@ func payloadArg(msg string) ([]byte, error) {
 func pushCommand(name, args, synopsis string, nargs int, push func(ctx context.Context, cl *client.Client, pos []string, payload []byte) (client.Counts, error), report func(pos []string, c client.Counts, stdout, stderr io.Writer) int) func([]string, io.Writer, io.Writer) int {
 	return func(argv []string, stdout, stderr io.Writer) int {
 		c := newClientCmd(name, args, synopsis, stderr)
+		asJSON := c.fs.Bool("json", false, `Print the counts as one JSON object with the HTTP API's names: {"queued":N,"unknown":N,"dropped":N,"overloaded":N,"unsupported":N}, and "unreachable" (a cluster's) when not zero.`)
 		pos, code, ok := c.parseMessage(argv, stdout, nargs)
 		if !ok {
 			return code
@@ -227,8 +233,21 @@ func pushCommand(name, args, synopsis string, nargs int, push func(ctx context.C
 		if err != nil {
 			return c.fail(err)
 		}
+		if *asJSON {
+			stdout.Write(countsJSON(counts))
+			stdout = io.Discard // the counts are said
+		}
 		return report(pos, counts, stdout, stderr)
 	}
+}
+
+// countsJSON is c as the HTTP API writes counts (docs/http.md), one line.
+func countsJSON(c client.Counts) []byte {
+	b := fmt.Appendf(nil, `{"queued":%d,"unknown":%d,"dropped":%d,"overloaded":%d,"unsupported":%d`, c.Queued, c.UnknownID, c.DroppedSlow, c.Overloaded, c.Unsupported)
+	if c.Unreachable != 0 {
+		b = fmt.Appendf(b, `,"unreachable":%d`, c.Unreachable)
+	}
+	return append(b, "}\n"...)
 }
 
 func fanoutReport(what string) func([]string, client.Counts, io.Writer, io.Writer) int {
@@ -259,6 +278,7 @@ var runSend = pushCommand("send", "ID MSG", "Pushes MSG (or standard input, for 
 			return exitOK
 		case c.UnknownID == 1:
 			fmt.Fprintf(stderr, "pushrelay send: unknown client ID %s: no such client is connected\n", pos[0])
+			return exitUnknownID
 		case c.DroppedSlow == 1:
 			fmt.Fprintf(stderr, "pushrelay send: dropped: client %s is over its outbound cap (--slow=drop)\n", pos[0])
 		default:
@@ -326,7 +346,7 @@ func runClients(argv []string, stdout, stderr io.Writer) int {
 			}
 			if !info.Connected {
 				fmt.Fprintf(stderr, "pushrelay clients: %s is not connected\n", pos[0])
-				return exitRefused
+				return exitUnknownID
 			}
 			fmt.Fprintf(stdout, "%s connected since %s from %s\n", pos[0], info.Since.UTC().Format(time.RFC3339Nano), info.Remote)
 			return exitOK
@@ -337,6 +357,36 @@ func runClients(argv []string, stdout, stderr io.Writer) int {
 			cancel()
 			if err != nil {
 				return c.fail(err)
+			}
+			for _, id := range ids {
+				fmt.Fprintln(stdout, id)
+			}
+			if next == "" {
+				return exitOK
+			}
+			cursor = next
+		}
+	})
+}
+
+func runPresence(argv []string, stdout, stderr io.Writer) int {
+	c := newClientCmd("presence", "TOPIC", "Lists the IDs of the clients subscribed to TOPIC, one per line (every node's, in a cluster); with --count, prints only how many there are.", stderr)
+	countOnly := c.fs.Bool("count", false, "Print only the number of subscribers.")
+	return c.session(argv, stdout, 1, 1, func(cl *client.Client, pos []string) int {
+		for cursor := ""; ; {
+			ctx, cancel := c.ctx()
+			limit := 10000
+			if *countOnly {
+				limit = 1 // the count comes with every page
+			}
+			ids, next, count, err := cl.Presence(ctx, pos[0], cursor, limit)
+			cancel()
+			if err != nil {
+				return c.fail(err)
+			}
+			if *countOnly {
+				fmt.Fprintln(stdout, count)
+				return exitOK
 			}
 			for _, id := range ids {
 				fmt.Fprintln(stdout, id)

@@ -7,9 +7,10 @@
 //   const { Client, PushRelayError } = require('./pushrelay_client');
 //
 //   const relay = new Client('/run/pushrelay/pushrelay.sock');
-//   const counts = await relay.send('q7PmX2cT9bLk4VwZ0sRgYA', 'hello');  // { queued: 1, ... }
+//   const counts = await relay.send('q7PmX2cT9bLk4VwZ0sRgYA', 'hello');  // { queued: 1, unknown: 0, ... }
 //   await relay.subscribe('q7PmX2cT9bLk4VwZ0sRgYA', ['news']);
 //   await relay.publish('news', Buffer.from('headline'));
+//   const { ids, next, count } = await relay.presence('news');  // a page of subscribers
 //   try {
 //     await relay.send('q7PmX2cT9bLk4VwZ0sRgYA', 'x'.repeat(100000));
 //   } catch (e) {
@@ -40,7 +41,7 @@ const { EventEmitter } = require('events');
 const OP = {
   send: 0x01, send_many: 0x02, publish: 0x03, broadcast: 0x04,
   subscribe: 0x05, unsubscribe: 0x06, kick: 0x07, info: 0x08,
-  list: 0x09, stats: 0x0a, watch: 0x0b, ping: 0x0c,
+  list: 0x09, stats: 0x0a, watch: 0x0b, ping: 0x0c, presence: 0x0d,
 };
 const OP_NAMES = Object.fromEntries(Object.entries(OP).map(([k, v]) => [v, k]));
 
@@ -140,9 +141,25 @@ class Reader {
 }
 
 const decode = {
+  // counts: four u32, then unsupported and unreachable when the body holds
+  // them (older relays send four). The names are the HTTP API's.
   counts(body) {
     const r = new Reader(body);
-    return { queued: r.u32(), unknownId: r.u32(), droppedSlow: r.u32(), overloaded: r.u32() };
+    const c = { queued: r.u32(), unknown: r.u32(), dropped: r.u32(), overloaded: r.u32() };
+    c.unsupported = body.length >= 20 ? r.u32() : 0;
+    c.unreachable = body.length >= 24 ? r.u32() : 0;
+    // The names of earlier versions of this client, kept out of JSON.
+    Object.defineProperty(c, 'unknownId', { get() { return this.unknown; } });
+    Object.defineProperty(c, 'droppedSlow', { get() { return this.dropped; } });
+    return c;
+  },
+  presence(body) {
+    const r = new Reader(body);
+    const count = r.u32();
+    const next = r.str8();
+    const ids = [];
+    for (let n = r.u16(); n > 0; n--) ids.push(r.str8());
+    return { ids, next, count };
   },
   u32(body) { return new Reader(body).u32(); },
   empty() { return undefined; },
@@ -207,7 +224,8 @@ class Client extends EventEmitter {
   }
 
   // send pushes payload (string as UTF-8, or Buffer) to one client.
-  // Resolves to counts { queued, unknownId, droppedSlow, overloaded }.
+  // Resolves to counts { queued, unknown, dropped, overloaded, unsupported,
+  // unreachable }, the HTTP API's names (countsJSON prints them as it does).
   // With { noReply: true } it resolves (to undefined) once written, and an
   // error comes as a 'noReplyError' event.
   send(id, payload, opts) { return this._call(OP.send, [str8(id), bytes(payload)], decode.counts, opts); }
@@ -248,6 +266,24 @@ class Client extends EventEmitter {
     let cursor = '';
     do {
       const { ids, next } = await this.list(cursor, page);
+      yield* ids;
+      cursor = next;
+    } while (cursor !== '');
+  }
+
+  // presence resolves to { ids, next, count }: up to limit IDs (0: the
+  // most, 10,000) of the clients subscribed to topic after cursor, in
+  // ascending order; next is '' after the last page; count is the topic's
+  // subscriber count (a relay cluster's: every node's).
+  presence(topic, cursor = '', limit = 0) {
+    return this._call(OP.presence, [str8(topic), str8(cursor), u16(Math.min(Math.max(limit, 0), 0xffff))], decode.presence);
+  }
+
+  // presenceAll yields every ID subscribed to topic, page IDs at a time.
+  async* presenceAll(topic, page = 1000) {
+    let cursor = '';
+    do {
+      const { ids, next } = await this.presence(topic, cursor, page);
       yield* ids;
       cursor = next;
     } while (cursor !== '');
@@ -495,12 +531,21 @@ commands:
   kick ID                      disconnect client ID
   info ID                      is ID connected, since when, from where
   list                         every connected ID, one a line
+  presence TOPIC               every ID subscribed to TOPIC, one a line
   stats                        every counter and gauge
   watch [FROM]                 print connect and disconnect events
   ping                         check the relay answers
 
-Results are printed as JSON. Exit status: 0 done, 1 the relay refused
-(the reason is printed), 2 usage, 3 no relay answered on SOCKET.`;
+Results are printed as JSON; a push prints its counts with the HTTP API's
+names (queued, unknown, dropped, overloaded, unsupported; unreachable
+when not zero). Exit status, the same for every pushrelay client
+(docs/clients/README.md): 0 done, 1 the relay refused (the reason is
+printed; also a send whose one recipient was not queued), 2 usage, 3 no
+relay answered on SOCKET, 4 no such client is connected (send, kick, info,
+subscribe, unsubscribe of an unknown ID).`;
+
+// Exit statuses: the same in every pushrelay client command line.
+const EXIT = { ok: 0, refused: 1, usage: 2, noRelay: 3, unknownId: 4 };
 
 // json prints v on one line; BigInts become numbers when exact, else strings.
 function json(v) {
@@ -510,29 +555,51 @@ function json(v) {
   }));
 }
 
+// countsJSON is counts as the HTTP API's JSON object: the first five
+// always, unreachable (a cluster's) when not zero.
+function countsJSON(c) {
+  const o = { queued: c.queued, unknown: c.unknown, dropped: c.dropped, overloaded: c.overloaded,
+    unsupported: c.unsupported };
+  if (c.unreachable) o.unreachable = c.unreachable;
+  return o;
+}
+
 async function main(argv) {
   const arity = {
     send: [2, 2], 'send-many': [2, Infinity], publish: [2, 2], broadcast: [1, 1],
     subscribe: [2, Infinity], unsubscribe: [2, Infinity], kick: [1, 1], info: [1, 1],
-    list: [0, 0], stats: [0, 0], watch: [0, 1], ping: [0, 0],
+    list: [0, 0], presence: [1, 1], stats: [0, 0], watch: [0, 1], ping: [0, 0],
   };
   const [path, cmd, ...args] = argv;
   if (!cmd || !arity[cmd] || args.length < arity[cmd][0] || args.length > arity[cmd][1]) {
     console.error(USAGE);
-    return 2;
+    return EXIT.usage;
   }
+  const fail = (code, msg) => { console.error(`pushrelay ${cmd}: ${msg}`); return code; };
   const c = new Client(path);
   try {
     switch (cmd) {
-      case 'send': json(await c.send(args[0], args[1])); break;
-      case 'send-many': json(await c.sendMany(args.slice(1), args[0])); break;
-      case 'publish': json(await c.publish(args[0], args[1])); break;
-      case 'broadcast': json(await c.broadcast(args[0])); break;
+      case 'send': {
+        const counts = await c.send(args[0], args[1]);
+        json(countsJSON(counts));
+        if (counts.unknown) return fail(EXIT.unknownId, `unknown client ID ${args[0]}: no such client is connected`);
+        if (!counts.queued) return fail(EXIT.refused, `not queued for client ${args[0]}: ${JSON.stringify(countsJSON(counts))}`);
+        break;
+      }
+      case 'send-many': json(countsJSON(await c.sendMany(args.slice(1), args[0]))); break;
+      case 'publish': json(countsJSON(await c.publish(args[0], args[1]))); break;
+      case 'broadcast': json(countsJSON(await c.broadcast(args[0]))); break;
       case 'subscribe': json({ added: await c.subscribe(args[0], args.slice(1)) }); break;
       case 'unsubscribe': json({ removed: await c.unsubscribe(args[0], args.slice(1)) }); break;
       case 'kick': await c.kick(args[0]); json({ kicked: args[0] }); break;
-      case 'info': json(await c.info(args[0])); break;
-      case 'list': for await (const id of c.listAll()) console.log(id); break;
+      case 'info': {
+        const info = await c.info(args[0]);
+        json(info);
+        if (!info.connected) return fail(EXIT.unknownId, `${args[0]} is not connected`);
+        break;
+      }
+      case 'list': for await (const id of c.listAll(10000)) console.log(id); break;
+      case 'presence': for await (const id of c.presenceAll(args[0], 10000)) console.log(id); break;
       case 'stats': for (const s of await c.stats()) json(s); break;
       case 'watch': {
         const w = await c.watch(args.length ? BigInt(args[0]) : 0);
@@ -544,24 +611,19 @@ async function main(argv) {
       default: break;
     }
   } catch (e) {
-    if (e instanceof PushRelayError) {
-      console.error(`pushrelay: ${e.message}`);
-      return 1;
-    }
-    if (e instanceof RangeError || e instanceof TypeError || e instanceof SyntaxError) {
-      console.error(`pushrelay: ${e.message}`);
-      return 2;
-    }
-    console.error(`pushrelay: no relay at ${path}: ${e.message}`);
-    return 3;
+    if (e instanceof PushRelayError) return fail(e.status === 'unknown_id' ? EXIT.unknownId : EXIT.refused, e.message);
+    if (e instanceof RangeError || e instanceof TypeError || e instanceof SyntaxError) return fail(EXIT.usage, e.message);
+    return fail(EXIT.noRelay, `no relay at ${path}: ${e.message}`);
   } finally {
     c.close();
   }
-  return 0;
+  return EXIT.ok;
 }
 
-module.exports = { Client, Watch, PushRelayError, ConnectionLost, STATUS_NAMES, OP };
+module.exports = { Client, Watch, PushRelayError, ConnectionLost, STATUS_NAMES, OP, countsJSON };
 
 if (require.main === module) {
+  // Whoever reads our output stopped (| head): not an error, end quietly.
+  process.stdout.on('error', (e) => { if (e.code === 'EPIPE') process.exit(EXIT.ok); else throw e; });
   main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
 }

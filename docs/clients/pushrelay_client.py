@@ -7,9 +7,10 @@ The protocol is docs/protocol.md, "The ingress protocol (web app -> relay)".
     from pushrelay_client import Client, PushRelayError
 
     relay = Client("/run/pushrelay/pushrelay.sock")
-    counts = relay.send("q7PmX2cT9bLk4VwZ0sRgYA", b"hello")   # Counts(queued=1, ...)
+    counts = relay.send("q7PmX2cT9bLk4VwZ0sRgYA", b"hello")   # Counts(queued=1, unknown=0, ...)
     relay.subscribe("q7PmX2cT9bLk4VwZ0sRgYA", ["news"])
     relay.publish("news", "headline")                          # str is sent as UTF-8
+    ids, cursor, count = relay.presence("news")                # a page of subscribers
     try:
         relay.send("q7PmX2cT9bLk4VwZ0sRgYA", b"x" * 100_000)
     except PushRelayError as e:
@@ -36,6 +37,7 @@ without arguments for the commands.
 
 import collections
 import json
+import os
 import socket
 import struct
 import sys
@@ -59,12 +61,14 @@ OP_LIST = 0x09
 OP_STATS = 0x0A
 OP_WATCH = 0x0B
 OP_PING = 0x0C
+OP_PRESENCE = 0x0D
 
 OP_NAMES = {
     OP_SEND: "send", OP_SEND_MANY: "send_many", OP_PUBLISH: "publish",
     OP_BROADCAST: "broadcast", OP_SUBSCRIBE: "subscribe",
     OP_UNSUBSCRIBE: "unsubscribe", OP_KICK: "kick", OP_INFO: "info",
     OP_LIST: "list", OP_STATS: "stats", OP_WATCH: "watch", OP_PING: "ping",
+    OP_PRESENCE: "presence",
 }
 
 REPLY_BIT = 0x80    # a reply's kind is its request's operation | REPLY_BIT
@@ -82,8 +86,29 @@ EVENT_NAMES = {1: "connect", 2: "disconnect", 3: "lost"}
 HEADER = struct.Struct(">IBBI")   # length, kind, flags, request ID
 HEADER_LEN = HEADER.size          # 10
 
-Counts = collections.namedtuple("Counts", "queued unknown_id dropped_slow overloaded")
-Counts.__doc__ = "What became of a push's recipients, each counted once."
+class Counts(collections.namedtuple("Counts", "queued unknown dropped overloaded unsupported unreachable", defaults=(0, 0))):
+    """What became of a push's recipients, each counted once. The names are
+    the HTTP API's (docs/http.md): queued, unknown (no such client
+    connected), dropped (over its outbound cap), overloaded (its loop's
+    queue was full), unsupported (its transport cannot carry the payload;
+    0 from relays older than that count) and unreachable (relay cluster:
+    nodes that did not answer in time)."""
+
+    __slots__ = ()
+
+    # The names of earlier versions of this client.
+    unknown_id = property(lambda self: self.unknown)
+    dropped_slow = property(lambda self: self.dropped)
+
+    def to_json(self):
+        """The counts as the HTTP API's JSON object: the first five always,
+        unreachable (a cluster's) when not zero."""
+        d = {"queued": self.queued, "unknown": self.unknown, "dropped": self.dropped, "overloaded": self.overloaded,
+             "unsupported": self.unsupported}
+        if self.unreachable:
+            d["unreachable"] = self.unreachable
+        return d
+
 Info = collections.namedtuple("Info", "connected since_ns remote")
 Info.__doc__ = "Whether a client is connected, since when (Unix ns) and from where."
 Stat = collections.namedtuple("Stat", "name labels value")
@@ -182,7 +207,10 @@ class _Reader:
 
 
 def _counts(body):
-    return Counts(*struct.unpack(">IIII", body[:16]))
+    # Four u32, then unsupported and unreachable when the body holds them
+    # (older relays send four).
+    n = min(len(body) // 4, 6)
+    return Counts(*struct.unpack(">" + "I" * n, body[:4 * n]))
 
 
 def _u32(body):
@@ -207,6 +235,14 @@ def _list(body):
     cursor = r.str8()
     ids = [r.str8() for _ in range(r.u16())]
     return ids, cursor
+
+
+def _presence(body):
+    r = _Reader(body)
+    count = r.u32()
+    cursor = r.str8()
+    ids = [r.str8() for _ in range(r.u16())]
+    return ids, cursor, count
 
 
 def _stats(body):
@@ -273,6 +309,13 @@ class _Operations:
         10,000) after cursor. next_cursor is '' after the last page."""
         return self._call(OP_LIST, _str8(cursor) + struct.pack(">H", min(max(limit, 0), 0xFFFF)), _list, False)
 
+    def presence(self, topic, cursor="", limit=0):
+        """Returns (ids, next_cursor, count): up to limit IDs (0: the most,
+        10,000) of the clients subscribed to topic, after cursor, in
+        ascending order; next_cursor is '' after the last page; count is
+        the topic's subscriber count (a relay cluster's: every node's)."""
+        return self._call(OP_PRESENCE, _str8(topic) + _str8(cursor) + struct.pack(">H", min(max(limit, 0), 0xFFFF)), _presence, False)
+
     def stats(self):
         """Returns every counter and gauge of the relay, as a list of Stat."""
         return self._call(OP_STATS, b"", _stats, False)
@@ -326,6 +369,15 @@ class Client(_Operations):
         cursor = ""
         while True:
             ids, cursor = self.list(cursor, page)
+            yield from ids
+            if not cursor:
+                return
+
+    def presence_all(self, topic, page=1000):
+        """Yields every ID subscribed to topic, asking for page IDs at a time."""
+        cursor = ""
+        while True:
+            ids, cursor, _ = self.presence(topic, cursor, page)
             yield from ids
             if not cursor:
                 return
@@ -639,41 +691,59 @@ commands:
   kick ID                      disconnect client ID
   info ID                      is ID connected, since when, from where
   list                         every connected ID, one a line
+  presence TOPIC               every ID subscribed to TOPIC, one a line
   stats                        every counter and gauge
   watch [FROM]                 print connect and disconnect events
   ping                         check the relay answers
 
-Results are printed as JSON. Exit status: 0 done, 1 the relay refused
-(the reason is printed), 2 usage, 3 no relay answered on SOCKET."""
+Results are printed as JSON; a push prints its counts with the HTTP API's
+names (queued, unknown, dropped, overloaded, unsupported; unreachable
+when not zero). Exit status, the same for every pushrelay client
+(docs/clients/README.md): 0 done, 1 the relay refused (the reason is
+printed; also a send whose one recipient was not queued), 2 usage, 3 no
+relay answered on SOCKET, 4 no such client is connected (send, kick, info,
+subscribe, unsubscribe of an unknown ID)."""
+
+# Exit statuses: the same in every pushrelay client command line.
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_NO_RELAY, EXIT_UNKNOWN_ID = 0, 1, 2, 3, 4
 
 
 def main(argv):
     if len(argv) < 2:
         print(USAGE, file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     path, cmd, args = argv[0], argv[1], argv[2:]
     arity = {
         "send": (2, 2), "send-many": (2, None), "publish": (2, 2), "broadcast": (1, 1),
         "subscribe": (2, None), "unsubscribe": (2, None), "kick": (1, 1), "info": (1, 1),
-        "list": (0, 0), "stats": (0, 0), "watch": (0, 1), "ping": (0, 0),
+        "list": (0, 0), "presence": (1, 1), "stats": (0, 0), "watch": (0, 1), "ping": (0, 0),
     }
     if cmd not in arity or len(args) < arity[cmd][0] or (arity[cmd][1] is not None and len(args) > arity[cmd][1]):
         print(USAGE, file=sys.stderr)
-        return 2
+        return EXIT_USAGE
 
     def out(v):
-        print(json.dumps(v), flush=True)
+        print(json.dumps(v, separators=(",", ":")), flush=True)
+
+    def fail(code, msg):
+        print("pushrelay %s: %s" % (cmd, msg), file=sys.stderr)
+        return code
 
     c = Client(path)
     try:
         if cmd == "send":
-            out(c.send(args[0], args[1])._asdict())
+            counts = c.send(args[0], args[1])
+            out(counts.to_json())
+            if counts.unknown:
+                return fail(EXIT_UNKNOWN_ID, "unknown client ID %s: no such client is connected" % args[0])
+            if not counts.queued:
+                return fail(EXIT_REFUSED, "not queued for client %s: %s" % (args[0], json.dumps(counts.to_json())))
         elif cmd == "send-many":
-            out(c.send_many(args[1:], args[0])._asdict())
+            out(c.send_many(args[1:], args[0]).to_json())
         elif cmd == "publish":
-            out(c.publish(args[0], args[1])._asdict())
+            out(c.publish(args[0], args[1]).to_json())
         elif cmd == "broadcast":
-            out(c.broadcast(args[0])._asdict())
+            out(c.broadcast(args[0]).to_json())
         elif cmd == "subscribe":
             out({"added": c.subscribe(args[0], args[1:])})
         elif cmd == "unsubscribe":
@@ -682,15 +752,16 @@ def main(argv):
             c.kick(args[0])
             out({"kicked": args[0]})
         elif cmd == "info":
-            out(c.info(args[0])._asdict())
+            info = c.info(args[0])
+            out(info._asdict())
+            if not info.connected:
+                return fail(EXIT_UNKNOWN_ID, "%s is not connected" % args[0])
         elif cmd == "list":
-            cursor = ""
-            while True:
-                ids, cursor = c.list(cursor)
-                for i in ids:
-                    print(i)
-                if not cursor:
-                    break
+            for i in c.list_all(10000):
+                print(i)
+        elif cmd == "presence":
+            for i in c.presence_all(args[0], 10000):
+                print(i)
         elif cmd == "stats":
             for s in c.stats():
                 out(s._asdict())
@@ -702,20 +773,24 @@ def main(argv):
         elif cmd == "ping":
             c.ping()
             out({"ok": True})
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Whoever reads our output stopped (| head): not an error. Point
+        # stdout at /dev/null so the interpreter's last flush stays quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     except PushRelayError as e:
-        print("pushrelay: %s" % e, file=sys.stderr)
-        return 1
+        return fail(EXIT_UNKNOWN_ID if e.status == "unknown_id" else EXIT_REFUSED, e)
     except ValueError as e:
-        print("pushrelay: %s" % e, file=sys.stderr)
-        return 2
+        return fail(EXIT_USAGE, e)
     except (OSError, ConnectionLost) as e:
-        print("pushrelay: no relay at %s: %s" % (path, e), file=sys.stderr)
-        return 3
+        return fail(EXIT_NO_RELAY, "no relay at %s: %s" % (path, e))
     except KeyboardInterrupt:
-        return 0
+        return EXIT_OK
     finally:
         c.close()
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -515,6 +515,32 @@ func (c *Client) List(ctx context.Context, cursor string, limit int) ([]string, 
 	return ids, next, err
 }
 
+// Presence returns up to limit IDs (0: the most, 10,000) of the clients
+// subscribed to topic after cursor ("" to start), the next cursor ("" after
+// the last page) and the topic's subscriber count. A page may be empty
+// while the next cursor is not: keep paging until it is "".
+func (c *Client) Presence(ctx context.Context, topic, cursor string, limit int) (ids []string, next string, count int, err error) {
+	if len(topic) > wire.MaxStr8 || len(cursor) > wire.MaxStr8 {
+		return nil, "", 0, fmt.Errorf("presence: topic and cursor are at most %d bytes", wire.MaxStr8)
+	}
+	err = c.do(ctx, wire.OpPresence, func(b []byte) []byte {
+		b = wire.AppendStr8(b, topic)
+		b = wire.AppendStr8(b, cursor)
+		return binary.BigEndian.AppendUint16(b, uint16(min(max(limit, 0), math.MaxUint16)))
+	}, func(r wire.Reader) error {
+		count = int(r.U32("subscribers"))
+		next = string(r.Str8("next cursor"))
+		n := int(r.U16("count"))
+		ids = make([]string, 0, n)
+		for i := 0; i < n && r.Err() == nil; i++ {
+			ids = append(ids, string(r.Str8("id")))
+		}
+		r.End()
+		return r.Err()
+	})
+	return ids, next, count, err
+}
+
 // Stat is one counter or gauge of the relay.
 type Stat struct {
 	Name, Labels string

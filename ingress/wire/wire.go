@@ -63,7 +63,9 @@
 // A connection may hold up to 4 watches; a watch ends only with its
 // connection (there is no unwatch), and ignores FlagNoReply. A list limit
 // of 0 means the largest page, 10,000 IDs. A page may be empty while its
-// next cursor is not: keep paging until the cursor is "".
+// next cursor is not: keep paging until the cursor is "". Presence pages
+// through a topic's subscribers the same way (limit 0: 10,000 IDs), and
+// every page carries the topic's subscriber count.
 //
 // Everything one connection pushes to one client reaches that client in the
 // order the relay accepted it.
@@ -110,12 +112,17 @@ const (
 	OpWatch Op = 0x0B
 	// OpPing: any body. Reply: the same body.
 	OpPing Op = 0x0C
+	// OpPresence: str8 topic, str8 cursor ("" to start), u16 limit. Reply:
+	// u32 subscribers (the topic's count), str8 next cursor ("" after the
+	// last page), u16 n, n × str8 id.
+	OpPresence Op = 0x0D
 )
 
 var opNames = map[Op]string{
 	OpSend: "send", OpSendMany: "send_many", OpPublish: "publish", OpBroadcast: "broadcast",
 	OpSubscribe: "subscribe", OpUnsubscribe: "unsubscribe", OpKick: "kick", OpInfo: "info",
 	OpList: "list", OpStats: "stats", OpWatch: "watch", OpPing: "ping",
+	OpPresence: "presence",
 }
 
 // String returns the operation's name.
