@@ -118,6 +118,11 @@ func (s *Server) Start() error {
 		// could hold thousands of accepted descriptors beyond --max-conns,
 		// and EMFILE in accept stops gnet's engine altogether.
 		gnet.WithReusePort(true),
+		// SO_REUSEADDR: the connections this relay closes (at shutdown,
+		// after a crash, every refusal) linger in FIN-WAIT-2 and TIME_WAIT
+		// and inherit the listener's options; with it, the next relay can
+		// bind the port at once (reserveAddr).
+		gnet.WithReuseAddr(true),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		// Size gnet's per-connection ring (pooled, taken only while bytes
 		// wait) to the outbound cap: past the ring gnet keeps a linked list
@@ -148,7 +153,7 @@ func (s *Server) Start() error {
 	}
 
 	if s.cfg.FlashPolicyListen != "" {
-		p, err := startPolicy(s.cfg.FlashPolicyListen, s.policyDocument(), s.log)
+		p, err := startPolicy(s.cfg.FlashPolicyListen, s.cfg.FlashPolicyMaxConns, s.policyDocument(), s.log)
 		if err != nil {
 			_ = s.engine.Stop(context.Background())
 			<-s.done
@@ -202,7 +207,8 @@ func (s *Server) Done() <-chan struct{} { return s.done }
 
 // Serving returns nil while the relay accepts connections and pushes, and
 // otherwise says why not: not started, shutting down, or its event loops
-// stopped. Safe for concurrent use; for health checks.
+// stopped, or a listener stopped accepting (the Flash policy listener).
+// Safe for concurrent use; for health checks.
 func (s *Server) Serving() error {
 	switch {
 	case !s.started.Load():
@@ -214,6 +220,11 @@ func (s *Server) Serving() error {
 	case <-s.done:
 		return fmt.Errorf("the relay's event loops stopped: %v", s.runErr)
 	default:
+	}
+	if s.policy != nil {
+		if err := s.policy.err(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -651,7 +662,11 @@ func (s *Server) Stats() Stats {
 // reserveAddr resolves addr to a concrete TCP address. Unless sharing is
 // wanted, it first binds the address exclusively: SO_REUSEPORT would
 // otherwise let a second relay join the port silently and split clients
-// between two processes. Port 0 becomes the free port the probe got.
+// between two processes. The probe sets SO_REUSEADDR as the relay's own
+// listeners do (probeControl): a port whose previous relay just stopped
+// still holds that relay's closed connections in FIN-WAIT-2 and TIME_WAIT
+// for up to a minute, and those must not block a restart; a live listener
+// does. Port 0 becomes the free port the probe got.
 func reserveAddr(addr string, shared bool) (*net.TCPAddr, error) {
 	if shared {
 		ta, err := net.ResolveTCPAddr("tcp", addr)
@@ -663,7 +678,8 @@ func reserveAddr(addr string, shared bool) (*net.TCPAddr, error) {
 		}
 		return ta, nil
 	}
-	ln, err := net.Listen("tcp", addr)
+	lc := net.ListenConfig{Control: probeControl}
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
 			return nil, fmt.Errorf("%w: %s (another pushrelay, or another server, listens there)", ErrAddrInUse, addr)

@@ -32,6 +32,7 @@ type serveFlags struct {
 	keepalive, writeTimeout        time.Duration
 	heartbeat, drainTimeout        time.Duration
 	policyListen, policyFile       string
+	policyMaxConns                 int
 	logLevel, logFormat            string
 
 	ingressPath, ingressMode             string
@@ -75,6 +76,7 @@ func (f *serveFlags) register(fs *flagSet) {
 	fs.DurationVar(&f.heartbeat, "heartbeat", 0, "Write an empty frame to every client at this `interval` (a lone \\n under line framing); 0 turns heartbeats off.")
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", relay.DefaultDrainTimeout, "On SIGINT or SIGTERM, how `long` to keep writing queued messages before closing every connection.")
 	fs.StringVar(&f.policyListen, "flash-policy-listen", "", "Serve the Flash socket policy on this `HOST:PORT` (Flash players ask port 843); empty turns it off.")
+	fs.IntVar(&f.policyMaxConns, "flash-policy-max-conns", relay.DefaultFlashPolicyMaxConns, "The most Flash policy connections open at once (`N`); more are closed at once and counted. They come out of the descriptor budget, so the default --max-conns is lower by as many.")
 	fs.StringVar(&f.policyFile, "flash-policy-file", "", "A `file` holding the cross-domain policy to serve; empty serves one that allows the client port from any domain.")
 	fs.StringVar(&f.ingressPath, "ingress", "./pushrelay.sock", "The Unix socket `PATH` the web app pushes through (the ingress protocol, docs/protocol.md); empty turns it off.")
 	fs.StringVar(&f.ingressMode, "ingress-mode", "0660", "Permission bits of the ingress socket, in `octal`: who may push.")
@@ -125,6 +127,7 @@ func (f *serveFlags) config(logger *slog.Logger) (relay.Config, error) {
 		Heartbeat:           f.heartbeat,
 		DrainTimeout:        f.drainTimeout,
 		FlashPolicyListen:   f.policyListen,
+		FlashPolicyMaxConns: f.policyMaxConns,
 		Web:                 f.web,
 		WebMaxHeader:        int(f.webMaxHeader),
 		WebHandshakeTimeout: f.webHandshakeTimeout,
@@ -186,6 +189,9 @@ func (f *serveFlags) config(logger *slog.Logger) (relay.Config, error) {
 	}
 	if f.drainTimeout <= 0 {
 		return cfg, errors.New("--drain-timeout: want a positive duration")
+	}
+	if f.policyMaxConns <= 0 {
+		return cfg, errors.New("--flash-policy-max-conns: want a positive count")
 	}
 	if f.policyFile != "" {
 		doc, err := os.ReadFile(f.policyFile)
