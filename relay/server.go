@@ -108,6 +108,7 @@ func (s *Server) Start() error {
 		addrs = append(addrs, "tcp://"+wa.String())
 	}
 	setGnetLogger(s.log)
+	gl := &gnetLogger{}
 
 	opts := []gnet.Option{
 		gnet.WithMulticore(true),
@@ -128,7 +129,7 @@ func (s *Server) Start() error {
 		// wait) to the outbound cap: past the ring gnet keeps a linked list
 		// that allocates a node for every write.
 		gnet.WithWriteBufferCap(s.cfg.MaxOutbound),
-		gnet.WithLogger(gnetLogger{}),
+		gnet.WithLogger(gl),
 	}
 	if s.cfg.SendBuffer > 0 {
 		opts = append(opts, gnet.WithSocketSendBuffer(s.cfg.SendBuffer))
@@ -143,7 +144,12 @@ func (s *Server) Start() error {
 	go func() {
 		// One engine for both listeners: browser clients live on the same
 		// loops as raw ones, so one broadcast is one mailbox item per loop.
-		s.runErr = gnet.Rotate(h, addrs, opts...)
+		err := gnet.Rotate(h, addrs, opts...)
+		if err == nil && !s.closing.Load() {
+			// gnet returns nil when an error stopped it.
+			err = gl.stopCause()
+		}
+		s.runErr = err
 		close(s.done)
 	}()
 	select {

@@ -412,6 +412,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		logger.Error("event loops stopped unexpectedly", "err", srv.Err())
 		return 1
 	case err := <-ingressErr:
+		if err == nil {
+			err = errors.New("its accept loop returned without an error")
+		}
 		logger.Error("ingress stopped unexpectedly", "err", err)
 		srv.Shutdown(context.Background())
 		return 1
