@@ -192,7 +192,7 @@ func needPrlimit(t *testing.T) string {
 // has a limit inside the descriptor budget: the extra connections are
 // closed and counted, and both ports answer once the flood ends.
 func TestDescriptorFloodLeavesTheRelayServing(t *testing.T) {
-	const nofile = 300 // default --max-conns: 300 - 160 - 32 = 108
+	const nofile = 300 // default --max-conns: 300 - 160 - 7 per loop - 32
 	p, httpAddr := startPrefixed(t, []string{needPrlimit(t), "--nofile=" + strconv.Itoa(nofile) + ":" + strconv.Itoa(nofile)})
 	policyFlood := flood(t, p.policy, nofile)
 	clientFlood := flood(t, p.addr, nofile)

@@ -70,7 +70,7 @@ func (f *serveFlags) register(fs *flagSet) {
 	fs.Var(&f.maxOut, "max-outbound", "The cap on each connection's unsent `bytes`; a message that would pass it triggers the --slow policy.")
 	fs.Var(&f.sndbuf, "sndbuf", "SO_SNDBUF for every client socket, in `bytes` (the kernel doubles it): bounds the kernel memory a client that stops reading can hold, at the cost of the kernel's autotuning; 0 keeps autotuning.")
 	fs.StringVar(&f.slow, "slow", "close", "What happens to a client whose unsent bytes would pass --max-outbound: `close` disconnects it, drop drops that message for that client only.")
-	fs.IntVar(&f.maxConns, "max-conns", 0, "The most client connections held at once (`N`); more are closed at once and counted. 0 means the open-file limit minus a reserve of 160, logged at start.")
+	fs.IntVar(&f.maxConns, "max-conns", 0, "The most client connections held at once (`N`); more are closed at once and counted. 0 means the open-file limit minus a reserve (160, 7 per event loop, and --flash-policy-max-conns with the policy listener), logged at start.")
 	fs.DurationVar(&f.keepalive, "keepalive", relay.DefaultKeepAlive, "TCP keepalive idle `time` before probes (three probes, a third of it apart); 0 turns keepalive off.")
 	fs.DurationVar(&f.writeTimeout, "write-timeout", relay.DefaultWriteTimeout, "TCP_USER_TIMEOUT: a client that leaves written data unacknowledged this `long` is dropped by the kernel; 0 leaves the kernel default.")
 	fs.DurationVar(&f.heartbeat, "heartbeat", 0, "Write an empty frame to every client at this `interval` (a lone \\n under line framing); 0 turns heartbeats off.")
