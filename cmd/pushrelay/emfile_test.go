@@ -260,7 +260,7 @@ func TestEMFILEInAcceptIsAPauseOrALoggedCause(t *testing.T) {
 	raise := func() {
 		t.Helper()
 		if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &orig, nil); err != nil {
-			t.Fatal(err)
+			t.Fatalf("raise the limit again: %v\n%s", err, p.logs())
 		}
 	}
 
