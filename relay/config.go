@@ -64,6 +64,20 @@ const (
 	// OwnFiles is the part of FileReserve the relay needs for itself; the
 	// rest is what ingress connections may use.
 	OwnFiles = 64
+
+	// LoopFiles is what each event loop holds besides its clients, kept
+	// back from the default MaxConns on top of FileReserve: its epoll and
+	// eventfd, its own listener on the client and on the web port
+	// (SO_REUSEPORT), the two ends of its doorbell, and the one accepted
+	// socket that may wait for admission. Measured: 14 descriptors at
+	// start with 1 loop, 42 with 8; 40 clients then add 42 and 56.
+	LoopFiles = 7
+
+	// DefaultFlashPolicyMaxConns is how many Flash policy connections may
+	// be open at once. A player holds one for a round trip; an idle one
+	// is closed after 5 s. With the policy listener on, these descriptors
+	// come out of the default --max-conns too.
+	DefaultFlashPolicyMaxConns = 32
 )
 
 // Off is the value that turns off a duration or limit whose zero value means
@@ -101,7 +115,9 @@ type Config struct {
 	// autotuning.
 	SendBuffer int
 	// MaxConns caps open client connections; connections above it are
-	// closed at once and counted. Default: RLIMIT_NOFILE minus FileReserve.
+	// closed at once and counted. Default: RLIMIT_NOFILE minus FileReserve,
+	// LoopFiles per event loop and, with the policy listener,
+	// FlashPolicyMaxConns.
 	MaxConns int
 	// KeepAlive is the TCP keepalive idle time (probes follow at a third of
 	// it, three of them). Default 30s; Off disables keepalive.
@@ -172,6 +188,11 @@ type Config struct {
 	// FlashPolicy is the policy document served there, without the
 	// trailing 0x00. Default: allow the client port from any domain.
 	FlashPolicy []byte
+	// FlashPolicyMaxConns caps the policy connections open at once; more
+	// are closed at once and counted. They are part of the descriptor
+	// budget: with the policy listener on, the default MaxConns leaves
+	// them out. Default 32.
+	FlashPolicyMaxConns int
 	// Logger receives lifecycle logs (info) and per-connection logs
 	// (debug). Default slog.Default().
 	Logger *slog.Logger
@@ -224,18 +245,38 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Slow > SlowDrop {
 		return bad("slow-consumer policy %d unknown", cfg.Slow)
 	}
+	switch {
+	case cfg.FlashPolicyMaxConns == 0:
+		cfg.FlashPolicyMaxConns = DefaultFlashPolicyMaxConns
+	case cfg.FlashPolicyMaxConns < 0 || cfg.FlashPolicyMaxConns > 1<<16:
+		return bad("flash-policy-max-conns %d: want 1 to 65536", cfg.FlashPolicyMaxConns)
+	}
 	limit, err := fileLimit()
 	if err != nil {
 		return Config{}, fmt.Errorf("relay: read RLIMIT_NOFILE: %w", err)
 	}
-	room := limit - FileReserve
+	// Every descriptor the relay may hold is in the budget, so accept on
+	// the client listeners never meets EMFILE: gnet v2.10.0 stops its
+	// whole engine when it does.
+	loops := cfg.Loops
+	if loops == 0 {
+		loops = numCPU()
+	}
+	reserve := FileReserve + loops*LoopFiles
+	why := fmt.Sprintf(" (%d, and %d for each of %d event loops", FileReserve, LoopFiles, loops)
+	if cfg.FlashPolicyListen != "" {
+		reserve += cfg.FlashPolicyMaxConns
+		why += fmt.Sprintf(", and flash-policy-max-conns %d", cfg.FlashPolicyMaxConns)
+	}
+	why += ")"
+	room := limit - reserve
 	switch {
 	case cfg.MaxConns == 0:
 		cfg.MaxConns = max(room, 1)
 	case cfg.MaxConns < 0:
 		return bad("max-conns %d: want a positive count", cfg.MaxConns)
 	case cfg.MaxConns > room:
-		return bad("max-conns %d exceeds the open-file limit %d minus a reserve of %d: raise RLIMIT_NOFILE (ulimit -n, systemd LimitNOFILE) or lower max-conns to %d", cfg.MaxConns, limit, FileReserve, room)
+		return bad("max-conns %d exceeds the open-file limit %d minus a reserve of %d%s: raise RLIMIT_NOFILE (ulimit -n, systemd LimitNOFILE) or lower max-conns to %d", cfg.MaxConns, limit, reserve, why, room)
 	}
 	if cfg.KeepAlive == 0 {
 		cfg.KeepAlive = DefaultKeepAlive

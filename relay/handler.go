@@ -2,11 +2,14 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"runtime"
+	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -154,7 +157,11 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 	s.counters.transports[sess.transport].Add(-1)
 	s.counters.closed[why].Add(1)
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
-		s.log.Debug("client closed", "id", sess.ID(), "remote", sess.remote().String(), "reason", why.String(), "err", err)
+		if err != nil {
+			s.log.Debug("client closed", "id", sess.ID(), "remote", sess.remote().String(), "reason", why.String(), "err", err)
+		} else {
+			s.log.Debug("client closed", "id", sess.ID(), "remote", sess.remote().String(), "reason", why.String())
+		}
 	}
 	c.SetContext(nil)
 	return gnet.None
@@ -163,9 +170,15 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 // numCPU is the default number of event loops.
 func numCPU() int { return runtime.NumCPU() }
 
-// gnetLogger sends gnet's log lines to slog. gnet's logger is process-wide,
-// so it points at whichever relay started last (normally the only one).
-type gnetLogger struct{}
+// gnetLogger sends gnet's log lines to slog. gnet's default logger is
+// process-wide, so it points at whichever relay started last (normally the
+// only one); the engine's own lines (accept and event-loop errors) go to
+// the logger given with WithLogger, which also keeps the first error for
+// its server: gnet's Run returns nil when an error stops the engine, and
+// the cause would otherwise be lost.
+type gnetLogger struct {
+	firstErr atomic.Pointer[string] // gnet's first error line, if any
+}
 
 var gnetLog atomic.Pointer[slog.Logger] // several relays in one process (tests) set it
 
@@ -179,8 +192,25 @@ func glog() *slog.Logger {
 }
 
 // gnet logs its start-up banner at info; that is debug detail here.
-func (gnetLogger) Debugf(f string, a ...any) { glog().Debug(fmt.Sprintf(f, a...)) }
-func (gnetLogger) Infof(f string, a ...any)  { glog().Debug(fmt.Sprintf(f, a...)) }
-func (gnetLogger) Warnf(f string, a ...any)  { glog().Warn(fmt.Sprintf(f, a...)) }
-func (gnetLogger) Errorf(f string, a ...any) { glog().Error(fmt.Sprintf(f, a...)) }
-func (gnetLogger) Fatalf(f string, a ...any) { glog().Error(fmt.Sprintf(f, a...)) }
+func (*gnetLogger) Debugf(f string, a ...any) { glog().Debug(fmt.Sprintf(f, a...)) }
+func (*gnetLogger) Infof(f string, a ...any)  { glog().Debug(fmt.Sprintf(f, a...)) }
+func (*gnetLogger) Warnf(f string, a ...any)  { glog().Warn(fmt.Sprintf(f, a...)) }
+func (g *gnetLogger) Errorf(f string, a ...any) {
+	msg := fmt.Sprintf(f, a...)
+	g.firstErr.CompareAndSwap(nil, &msg)
+	glog().Error(msg)
+}
+func (g *gnetLogger) Fatalf(f string, a ...any) { g.Errorf(f, a...) }
+
+// stopCause explains an engine that stopped without being asked: what gnet
+// logged first, and the fix when that was a shortage of descriptors.
+func (g *gnetLogger) stopCause() error {
+	msg := g.firstErr.Load()
+	if msg == nil {
+		return errors.New("gnet stopped the event loops without logging a reason")
+	}
+	if strings.Contains(*msg, syscall.EMFILE.Error()) || strings.Contains(*msg, syscall.ENFILE.Error()) {
+		return fmt.Errorf("gnet stopped the event loops: %s: the process ran out of file descriptors in accept; raise RLIMIT_NOFILE (systemd LimitNOFILE) or lower --max-conns, and check nothing else in the process holds descriptors (docs/operations.md, File descriptors)", *msg)
+	}
+	return fmt.Errorf("gnet stopped the event loops: %s", *msg)
+}

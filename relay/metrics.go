@@ -283,5 +283,18 @@ func (s *Server) Metrics() []Metric {
 		Metric{Name: "pushrelay_fanout_seconds_max", Type: "gauge", Help: "The longest fanout on one loop since start.", Value: st.FanoutMaxTime.Seconds()},
 		Metric{Name: "pushrelay_fanout_recipients_max", Type: "gauge", Help: "The most recipients of one fanout on one loop since start.", Value: float64(st.FanoutMaxSize)},
 	)
+	if p := s.policy; p != nil {
+		up := 1.0
+		if p.err() != nil {
+			up = 0
+		}
+		ms = append(ms,
+			Metric{Name: "pushrelay_policy_up", Type: "gauge", Help: "1 while the Flash policy listener accepts; 0 once it stopped (then /healthz fails).", Value: up},
+			Metric{Name: "pushrelay_policy_connections_open", Type: "gauge", Help: "Flash policy connections open now.", Value: float64(len(p.slot))},
+			Metric{Name: "pushrelay_policy_served_total", Type: "counter", Help: "Flash policy connections written the policy.", Value: float64(p.served.Load())},
+			Metric{Name: "pushrelay_policy_rejected_total", Type: "counter", Help: "Flash policy connections closed at once: --flash-policy-max-conns were open.", Value: float64(p.rejected.Load())},
+			Metric{Name: "pushrelay_policy_accept_errors_total", Type: "counter", Help: "Accepts on the Flash policy port that failed for want of descriptors or memory (EMFILE, ENFILE...) and were retried after a pause.", Value: float64(p.acceptErrors.Load())},
+		)
+	}
 	return append(ms, processMetrics()...)
 }

@@ -3,13 +3,14 @@ package relay
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
-
-	"github.com/panjf2000/gnet/v2"
 )
 
 // Flash socket policy: a Flash player that wants to open an XMLSocket first
@@ -19,9 +20,21 @@ import (
 // opens, reads the request so the close is a clean FIN (closing with unread
 // bytes would send an RST, and some players then discard the policy), and
 // closes connections that stay longer than policyTimeout.
+//
+// The listener is Go's net, one goroutine per connection, not gnet: it
+// serves a few players per second at most, and gnet v2.10.0 stops its
+// whole engine when accept fails (EMFILE, ENFILE), where this loop backs off
+// and keeps serving. At most Config.FlashPolicyMaxConns connections are
+// open at once, inside the descriptor budget (Config.MaxConns' reserve);
+// more are closed at once and counted.
 const (
 	policyTimeout    = 5 * time.Second
 	policyMaxRequest = 256 // a request is 23 bytes; anything longer is not Flash
+
+	// acceptBackoffMin and acceptBackoffMax bound the pause after accept
+	// fails for want of descriptors or memory, doubling while it lasts.
+	acceptBackoffMin = 5 * time.Millisecond
+	acceptBackoffMax = time.Second
 )
 
 type policyServer struct {
@@ -29,99 +42,155 @@ type policyServer struct {
 	addr *net.TCPAddr
 	doc  []byte // the policy and its 0x00
 	log  *slog.Logger
+	ln   net.Listener
+	slot chan struct{} // one token per connection allowed open
 
-	engine gnet.Engine
-	booted chan struct{}
-	done   chan struct{}
-	runErr error
+	stopping atomic.Bool
+	dead     chan struct{}         // closed when the accept loop ends
+	deadErr  atomic.Pointer[error] // why it ended, if not stop
+	wg       sync.WaitGroup        // the accept loop and connection goroutines
+
+	// Counters; atomic.
+	served       atomic.Uint64 // connections that were written the policy
+	rejected     atomic.Uint64 // closed at once: FlashPolicyMaxConns open
+	acceptErrors atomic.Uint64 // accept failures backed off from (EMFILE...)
 
 	mu    sync.Mutex
-	conns map[gnet.Conn]time.Time // guarded by mu: open connections and when they opened
+	conns map[net.Conn]struct{} // guarded by mu: open connections, closed by stop
 }
 
-// policyConn is a policy connection's loop-owned state.
-type policyConn struct{ read int }
-
-func startPolicy(listen string, doc []byte, log *slog.Logger) (*policyServer, error) {
+func startPolicy(listen string, maxConns int, doc []byte, log *slog.Logger) (*policyServer, error) {
 	addr, err := reserveAddr(listen, false)
 	if err != nil {
 		return nil, err
 	}
+	lc := net.ListenConfig{Control: probeControl}
+	ln, err := lc.Listen(context.Background(), "tcp", addr.String())
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
 	p := &policyServer{
-		addr:   addr,
-		doc:    append(append([]byte(nil), doc...), 0),
-		log:    log,
-		booted: make(chan struct{}),
-		done:   make(chan struct{}),
-		conns:  make(map[gnet.Conn]time.Time),
+		addr:  ln.Addr().(*net.TCPAddr),
+		doc:   append(append([]byte(nil), doc...), 0),
+		log:   log,
+		ln:    ln,
+		slot:  make(chan struct{}, maxConns),
+		dead:  make(chan struct{}),
+		conns: make(map[net.Conn]struct{}),
 	}
-	go func() {
-		p.runErr = gnet.Run(p, "tcp://"+addr.String(),
-			gnet.WithNumEventLoop(1), gnet.WithReusePort(true), gnet.WithTicker(true),
-			gnet.WithLogger(gnetLogger{}))
-		close(p.done)
-	}()
-	select {
-	case <-p.booted:
-	case <-p.done:
-		return nil, fmt.Errorf("start on %s: %w", addr, p.runErr)
-	}
-	log.Info("flash policy listening", "addr", addr.String())
+	p.wg.Add(1)
+	go p.acceptLoop()
+	log.Info("flash policy listening", "addr", p.addr.String(), "max_conns", maxConns)
 	return p, nil
 }
 
+// err returns why the listener stopped accepting while the relay ran, or
+// nil. Safe for concurrent use.
+func (p *policyServer) err() error {
+	if e := p.deadErr.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+// stop closes the listener and every open policy connection and waits for
+// their goroutines.
 func (p *policyServer) stop() {
-	select {
-	case <-p.done:
-	default:
-		_ = p.engine.Stop(context.Background())
-		<-p.done
+	p.stopping.Store(true)
+	_ = p.ln.Close()
+	p.mu.Lock()
+	for c := range p.conns {
+		_ = c.Close()
 	}
-}
-
-func (p *policyServer) OnBoot(eng gnet.Engine) gnet.Action {
-	p.engine = eng
-	close(p.booted)
-	return gnet.None
-}
-
-func (p *policyServer) OnShutdown(gnet.Engine) {}
-
-func (p *policyServer) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
-	c.SetContext(&policyConn{})
-	p.mu.Lock()
-	p.conns[c] = time.Now()
 	p.mu.Unlock()
-	return p.doc, gnet.None
+	p.wg.Wait()
 }
 
-func (p *policyServer) OnTraffic(c gnet.Conn) gnet.Action {
-	pc := c.Context().(*policyConn)
-	buf, _ := c.Next(-1)
-	pc.read += len(buf)
-	if bytes.IndexByte(buf, 0) >= 0 || pc.read > policyMaxRequest {
-		return gnet.Close
-	}
-	return gnet.None
-}
-
-func (p *policyServer) OnClose(c gnet.Conn, _ error) gnet.Action {
-	p.mu.Lock()
-	delete(p.conns, c)
-	p.mu.Unlock()
-	return gnet.None
-}
-
-// OnTick runs on gnet's ticker goroutine, off the loop: it may only use
-// Conn's goroutine-safe methods, here Close.
-func (p *policyServer) OnTick() (time.Duration, gnet.Action) {
-	cutoff := time.Now().Add(-policyTimeout)
-	p.mu.Lock()
-	for c, t := range p.conns {
-		if t.Before(cutoff) {
+// acceptLoop accepts until stop. Running out of descriptors or memory is
+// a pause, not an end: the relay's clients free descriptors as they leave,
+// and the policy port answers again then.
+func (p *policyServer) acceptLoop() {
+	defer p.wg.Done()
+	defer close(p.dead)
+	var delay time.Duration
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			if p.stopping.Load() {
+				return
+			}
+			if isAcceptPause(err) {
+				p.acceptErrors.Add(1)
+				if delay == 0 {
+					p.log.Warn("flash policy listener: accept failed, backing off until descriptors free up; if this repeats, raise RLIMIT_NOFILE or lower --max-conns",
+						"addr", p.addr.String(), "err", err)
+					delay = acceptBackoffMin
+				} else {
+					delay = min(2*delay, acceptBackoffMax)
+				}
+				time.Sleep(delay)
+				continue
+			}
+			err = fmt.Errorf("the Flash policy listener on %s stopped: %w", p.addr, err)
+			p.deadErr.Store(&err)
+			p.log.Error("flash policy listener stopped; /healthz now fails: restart the relay", "err", err)
+			return
+		}
+		delay = 0
+		select {
+		case p.slot <- struct{}{}:
+		default:
+			p.rejected.Add(1)
 			_ = c.Close()
+			continue
+		}
+		p.mu.Lock()
+		if p.stopping.Load() {
+			p.mu.Unlock()
+			_ = c.Close()
+			return
+		}
+		p.conns[c] = struct{}{}
+		p.wg.Add(1)
+		p.mu.Unlock()
+		go p.serve(c)
+	}
+}
+
+// isAcceptPause reports whether an accept error is a shortage that passes
+// (descriptors, socket memory) rather than a broken listener.
+func isAcceptPause(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
+		if errors.Is(err, e) {
+			return true
 		}
 	}
-	p.mu.Unlock()
-	return time.Second, gnet.None
+	return false
+}
+
+// serve writes the policy, reads the request up to its 0x00 (or
+// policyMaxRequest bytes, or policyTimeout) and closes.
+func (p *policyServer) serve(c net.Conn) {
+	defer func() {
+		p.mu.Lock()
+		delete(p.conns, c)
+		p.mu.Unlock()
+		_ = c.Close()
+		<-p.slot
+		p.wg.Done()
+	}()
+	_ = c.SetDeadline(time.Now().Add(policyTimeout))
+	if _, err := c.Write(p.doc); err != nil {
+		return
+	}
+	p.served.Add(1)
+	var buf [policyMaxRequest + 1]byte
+	read := 0
+	for read <= policyMaxRequest {
+		n, err := c.Read(buf[read:])
+		if bytes.IndexByte(buf[read:read+n], 0) >= 0 || err != nil {
+			return
+		}
+		read += n
+	}
 }

@@ -108,6 +108,7 @@ func (s *Server) Start() error {
 		addrs = append(addrs, "tcp://"+wa.String())
 	}
 	setGnetLogger(s.log)
+	gl := &gnetLogger{}
 
 	opts := []gnet.Option{
 		gnet.WithMulticore(true),
@@ -118,12 +119,17 @@ func (s *Server) Start() error {
 		// could hold thousands of accepted descriptors beyond --max-conns,
 		// and EMFILE in accept stops gnet's engine altogether.
 		gnet.WithReusePort(true),
+		// SO_REUSEADDR: the connections this relay closes (at shutdown,
+		// after a crash, every refusal) linger in FIN-WAIT-2 and TIME_WAIT
+		// and inherit the listener's options; with it, the next relay can
+		// bind the port at once (reserveAddr).
+		gnet.WithReuseAddr(true),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		// Size gnet's per-connection ring (pooled, taken only while bytes
 		// wait) to the outbound cap: past the ring gnet keeps a linked list
 		// that allocates a node for every write.
 		gnet.WithWriteBufferCap(s.cfg.MaxOutbound),
-		gnet.WithLogger(gnetLogger{}),
+		gnet.WithLogger(gl),
 	}
 	if s.cfg.SendBuffer > 0 {
 		opts = append(opts, gnet.WithSocketSendBuffer(s.cfg.SendBuffer))
@@ -138,7 +144,12 @@ func (s *Server) Start() error {
 	go func() {
 		// One engine for both listeners: browser clients live on the same
 		// loops as raw ones, so one broadcast is one mailbox item per loop.
-		s.runErr = gnet.Rotate(h, addrs, opts...)
+		err := gnet.Rotate(h, addrs, opts...)
+		if err == nil && !s.closing.Load() {
+			// gnet returns nil when an error stopped it.
+			err = gl.stopCause()
+		}
+		s.runErr = err
 		close(s.done)
 	}()
 	select {
@@ -148,7 +159,7 @@ func (s *Server) Start() error {
 	}
 
 	if s.cfg.FlashPolicyListen != "" {
-		p, err := startPolicy(s.cfg.FlashPolicyListen, s.policyDocument(), s.log)
+		p, err := startPolicy(s.cfg.FlashPolicyListen, s.cfg.FlashPolicyMaxConns, s.policyDocument(), s.log)
 		if err != nil {
 			_ = s.engine.Stop(context.Background())
 			<-s.done
@@ -202,7 +213,8 @@ func (s *Server) Done() <-chan struct{} { return s.done }
 
 // Serving returns nil while the relay accepts connections and pushes, and
 // otherwise says why not: not started, shutting down, or its event loops
-// stopped. Safe for concurrent use; for health checks.
+// stopped, or a listener stopped accepting (the Flash policy listener).
+// Safe for concurrent use; for health checks.
 func (s *Server) Serving() error {
 	switch {
 	case !s.started.Load():
@@ -214,6 +226,11 @@ func (s *Server) Serving() error {
 	case <-s.done:
 		return fmt.Errorf("the relay's event loops stopped: %v", s.runErr)
 	default:
+	}
+	if s.policy != nil {
+		if err := s.policy.err(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -676,7 +693,11 @@ func (s *Server) Stats() Stats {
 // reserveAddr resolves addr to a concrete TCP address. Unless sharing is
 // wanted, it first binds the address exclusively: SO_REUSEPORT would
 // otherwise let a second relay join the port silently and split clients
-// between two processes. Port 0 becomes the free port the probe got.
+// between two processes. The probe sets SO_REUSEADDR as the relay's own
+// listeners do (probeControl): a port whose previous relay just stopped
+// still holds that relay's closed connections in FIN-WAIT-2 and TIME_WAIT
+// for up to a minute, and those must not block a restart; a live listener
+// does. Port 0 becomes the free port the probe got.
 func reserveAddr(addr string, shared bool) (*net.TCPAddr, error) {
 	if shared {
 		ta, err := net.ResolveTCPAddr("tcp", addr)
@@ -688,7 +709,8 @@ func reserveAddr(addr string, shared bool) (*net.TCPAddr, error) {
 		}
 		return ta, nil
 	}
-	ln, err := net.Listen("tcp", addr)
+	lc := net.ListenConfig{Control: probeControl}
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
 			return nil, fmt.Errorf("%w: %s (another pushrelay, or another server, listens there)", ErrAddrInUse, addr)

@@ -17,8 +17,6 @@ import (
 	"github.com/pushrelay/pushrelay/relay"
 )
 
-var httpRE = regexp.MustCompile(`msg="http listening" addr=(\S+)`)
-
 // TestDashboardAndAlertsQueryRealMetrics: every metric that
 // docs/grafana/pushrelay.json and docs/prometheus/alerts.yml query is in a
 // real relay's /metrics, along with the standard go_* and process_*

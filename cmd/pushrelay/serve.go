@@ -32,6 +32,7 @@ type serveFlags struct {
 	keepalive, writeTimeout        time.Duration
 	heartbeat, drainTimeout        time.Duration
 	policyListen, policyFile       string
+	policyMaxConns                 int
 	logLevel, logFormat            string
 
 	ingressPath, ingressMode             string
@@ -71,12 +72,13 @@ func (f *serveFlags) register(fs *flagSet) {
 	fs.Var(&f.maxOut, "max-outbound", "The cap on each connection's unsent `bytes`; a message that would pass it triggers the --slow policy.")
 	fs.Var(&f.sndbuf, "sndbuf", "SO_SNDBUF for every client socket, in `bytes` (the kernel doubles it): bounds the kernel memory a client that stops reading can hold, at the cost of the kernel's autotuning; 0 keeps autotuning.")
 	fs.StringVar(&f.slow, "slow", "close", "What happens to a client whose unsent bytes would pass --max-outbound: `close` disconnects it, drop drops that message for that client only.")
-	fs.IntVar(&f.maxConns, "max-conns", 0, "The most client connections held at once (`N`); more are closed at once and counted. 0 means the open-file limit minus a reserve of 160, logged at start.")
+	fs.IntVar(&f.maxConns, "max-conns", 0, "The most client connections held at once (`N`); more are closed at once and counted. 0 means the open-file limit minus a reserve (160, 7 per event loop, and --flash-policy-max-conns with the policy listener), logged at start.")
 	fs.DurationVar(&f.keepalive, "keepalive", relay.DefaultKeepAlive, "TCP keepalive idle `time` before probes (three probes, a third of it apart); 0 turns keepalive off.")
 	fs.DurationVar(&f.writeTimeout, "write-timeout", relay.DefaultWriteTimeout, "TCP_USER_TIMEOUT: a client that leaves written data unacknowledged this `long` is dropped by the kernel; 0 leaves the kernel default.")
 	fs.DurationVar(&f.heartbeat, "heartbeat", 0, "Write an empty frame to every client at this `interval` (a lone \\n under line framing); 0 turns heartbeats off.")
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", relay.DefaultDrainTimeout, "On SIGINT or SIGTERM, how `long` to keep writing queued messages before closing every connection.")
 	fs.StringVar(&f.policyListen, "flash-policy-listen", "", "Serve the Flash socket policy on this `HOST:PORT` (Flash players ask port 843); empty turns it off.")
+	fs.IntVar(&f.policyMaxConns, "flash-policy-max-conns", relay.DefaultFlashPolicyMaxConns, "The most Flash policy connections open at once (`N`); more are closed at once and counted. They come out of the descriptor budget, so the default --max-conns is lower by as many.")
 	fs.StringVar(&f.policyFile, "flash-policy-file", "", "A `file` holding the cross-domain policy to serve; empty serves one that allows the client port from any domain.")
 	fs.StringVar(&f.ingressPath, "ingress", "./pushrelay.sock", "The Unix socket `PATH` the web app pushes through (the ingress protocol, docs/protocol.md); empty turns it off.")
 	fs.StringVar(&f.ingressMode, "ingress-mode", "0660", "Permission bits of the ingress socket, in `octal`: who may push.")
@@ -130,6 +132,7 @@ func (f *serveFlags) config(logger *slog.Logger) (relay.Config, error) {
 		Heartbeat:           f.heartbeat,
 		DrainTimeout:        f.drainTimeout,
 		FlashPolicyListen:   f.policyListen,
+		FlashPolicyMaxConns: f.policyMaxConns,
 		Web:                 f.web,
 		WebMaxHeader:        int(f.webMaxHeader),
 		WebHandshakeTimeout: f.webHandshakeTimeout,
@@ -191,6 +194,9 @@ func (f *serveFlags) config(logger *slog.Logger) (relay.Config, error) {
 	}
 	if f.drainTimeout <= 0 {
 		return cfg, errors.New("--drain-timeout: want a positive duration")
+	}
+	if f.policyMaxConns <= 0 {
+		return cfg, errors.New("--flash-policy-max-conns: want a positive count")
 	}
 	if f.policyFile != "" {
 		doc, err := os.ReadFile(f.policyFile)
@@ -424,6 +430,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		logger.Error("event loops stopped unexpectedly", "err", srv.Err())
 		return 1
 	case err := <-ingressErr:
+		if err == nil {
+			err = errors.New("its accept loop returned without an error")
+		}
 		logger.Error("ingress stopped unexpectedly", "err", err)
 		srv.Shutdown(context.Background())
 		return 1
