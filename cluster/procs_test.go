@@ -306,7 +306,7 @@ func TestProcsTopicAndBroadcastOnEveryNode(t *testing.T) {
 		`{"id":"`+clients[4].id+`","data":"batch one"}`+"\n"+
 			`{"topic":"scores","data":"batch two"}`+"\n"+
 			`{"ids":["`+clients[8].id+`","`+relay.FormatID(&[relay.IDBytes]byte{0, 2})+`"],"data":"batch three"}`+"\n")
-	wantBody := `{"results":[{"queued":1,"unknown":0,"dropped":0,"overloaded":0},{"queued":3,"unknown":0,"dropped":0,"overloaded":0},{"queued":1,"unknown":1,"dropped":0,"overloaded":0}],"totals":{"queued":5,"unknown":1,"dropped":0,"overloaded":0}}` + "\n"
+	wantBody := `{"results":[{"queued":1,"unknown":0,"dropped":0,"overloaded":0,"unsupported":0},{"queued":3,"unknown":0,"dropped":0,"overloaded":0,"unsupported":0},{"queued":1,"unknown":1,"dropped":0,"overloaded":0,"unsupported":0}],"totals":{"queued":5,"unknown":1,"dropped":0,"overloaded":0,"unsupported":0}}` + "\n"
 	if code != 200 || body != wantBody {
 		t.Fatalf("batch through node 1: %d %s\nwant 200 %s", code, body, wantBody)
 	}
