@@ -79,12 +79,13 @@ type conn struct {
 	nc net.Conn
 
 	wmu     sync.Mutex // held while writing to nc: one write at a time
-	mu      sync.Mutex // guards out, pending, watches, err
+	mu      sync.Mutex // guards out, pending, watches, ended, err
 	out     []byte
 	spare   []byte
 	pending map[uint32]*call
 	watches map[uint32]*Watch
-	err     error // set once the connection broke
+	ended   []*Watch // taken from watches by fail; the reader ends them
+	err     error    // set once the connection broke
 	kick    chan struct{}
 	done    chan struct{} // closed when the reader exits
 }
@@ -303,7 +304,18 @@ func (cn *conn) writer() {
 
 // reader delivers replies and events until the connection breaks.
 func (cn *conn) reader(onError func(error)) {
-	defer close(cn.done)
+	defer func() {
+		// Only this goroutine sends on a watch's channel, so only it may
+		// close one: fail, which any goroutine may call, leaves that here.
+		cn.mu.Lock()
+		ended, err := cn.ended, cn.err
+		cn.ended = nil
+		cn.mu.Unlock()
+		for _, w := range ended {
+			w.end(err)
+		}
+		close(cn.done)
+	}()
 	br := bufio.NewReaderSize(cn.nc, 64<<10)
 	var hdr [wire.HeaderLen]byte
 	for {
@@ -363,16 +375,15 @@ func (cn *conn) fail(err error) {
 	}
 	cn.err = err
 	pending := cn.pending
-	watches := cn.watches
+	for _, w := range cn.watches {
+		cn.ended = append(cn.ended, w)
+	}
 	cn.pending, cn.watches = map[uint32]*call{}, map[uint32]*Watch{}
 	cn.mu.Unlock()
-	cn.nc.Close()
+	cn.nc.Close() // the reader then stops, and ends the watches
 	for _, cl := range pending {
 		cl.err = err
 		cl.done <- struct{}{}
-	}
-	for _, w := range watches {
-		w.end(err)
 	}
 }
 
