@@ -84,11 +84,14 @@ type batchError struct {
 func (e *batchError) Error() string { return fmt.Sprintf("line %d: %v", e.line, e.err) }
 func (e *batchError) Unwrap() error { return e.err }
 
-// reset prepares p for a body of n bytes.
+// reset prepares p for a body of n bytes. The arena takes a string's
+// unescaped bytes (at most its escaped length) and, for data_base64, its
+// decoded bytes too (three quarters of the unescaped ones): at most n +
+// n*3/4 in all, so it never grows while parsing.
 func (p *batchParser) reset(n int) {
 	clear(p.ids) // drop views of the last body
 	p.ops, p.ids = p.ops[:0], p.ids[:0]
-	if cap(p.arena) < n {
+	if n := n + n*3/4 + 4; cap(p.arena) < n {
 		p.arena = make([]byte, 0, n)
 	}
 	p.arena = p.arena[:0]
@@ -437,8 +440,9 @@ func hex4(b []byte) (rune, bool) {
 	return r, true
 }
 
-// base64 decodes standard base64, padded or not, into the arena (the
-// decoded bytes are fewer than the encoded ones: within capacity).
+// base64 decodes standard base64, padded or not, into the arena (within
+// the capacity reset gave it, even when v itself is in the arena because
+// it held escapes).
 func (p *batchParser) base64(v []byte) ([]byte, error) {
 	enc := base64.RawStdEncoding
 	if len(v) > 0 && v[len(v)-1] == '=' {
@@ -557,7 +561,7 @@ func (s *HTTPServer) batch(ctx *fasthttp.RequestCtx) {
 			c, st = s.relay.Broadcast(op.payload)
 		}
 		switch st {
-		case relay.Queued, relay.UnknownID, relay.DroppedSlow, relay.Overloaded, relay.Unreachable:
+		case relay.Queued, relay.UnknownID, relay.DroppedSlow, relay.Overloaded, relay.Unreachable, relay.Unsupported:
 			// In the counts. A publish or broadcast refused as overloaded
 			// counts its recipients as overloaded; one a node did not
 			// answer counts that node as unreachable.
