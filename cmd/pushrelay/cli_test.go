@@ -54,6 +54,11 @@ func TestMessageAfterTheIDIsTheMessage(t *testing.T) {
 	if code, out, _ := p.cli(t, "send", id, "x"); code != 0 || strings.TrimSpace(out) != "queued for 1 client" {
 		t.Errorf("send: exit %d, stdout %q; want \"queued for 1 client\"", code, out)
 	}
+	// A broadcast whose message starts with '-' needs "--", and the error
+	// says so.
+	if code, _, stderr := p.cli(t, "broadcast", "-5 degrees"); code != 2 || !strings.Contains(stderr, `goes after --: pushrelay broadcast -- "-5 degrees"`) {
+		t.Errorf("broadcast '-5 degrees': exit %d, stderr %q; want 2 and how to send it", code, stderr)
+	}
 	// --help before the ID still asks for help.
 	if code, out, _ := runBinary(t, nil, "send", "--help"); code != 0 || !strings.Contains(out, "Usage: pushrelay send") {
 		t.Errorf("send --help: exit %d, %q", code, out)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/pushrelay/pushrelay/ingress/client"
 	"github.com/pushrelay/pushrelay/ingress/wire"
@@ -83,6 +84,7 @@ func (c *clientCmd) parse(args []string, stdout io.Writer, minArgs, maxArgs int)
 // and `send ID --help` sends "--help". "--" ends the flags explicitly.
 func (c *clientCmd) parseMessage(args []string, stdout io.Writer, nargs int) ([]string, int, bool) {
 	i := 0
+	unknown := "" // the first argument that names no flag
 	for i < len(args) {
 		a := args[i]
 		if a == "--" {
@@ -94,6 +96,9 @@ func (c *clientCmd) parseMessage(args []string, stdout io.Writer, nargs int) ([]
 		i++
 		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		f := c.fs.Lookup(name)
+		if f == nil && unknown == "" {
+			unknown = a
+		}
 		if f == nil || hasValue {
 			continue // parseFlags names an unknown flag
 		}
@@ -104,6 +109,11 @@ func (c *clientCmd) parseMessage(args []string, stdout io.Writer, nargs int) ([]
 	}
 	i = min(i, len(args))
 	if err := c.fs.parseFlags(args[:i]); err != nil {
+		if unknown != "" && !errors.Is(err, flag.ErrHelp) && !flagShaped(strings.TrimLeft(unknown, "-")) {
+			// A message (broadcast's only argument) that starts with
+			// '-', not a mistyped flag: say how to send it.
+			err = fmt.Errorf("%w (a message that starts with '-' goes after --: pushrelay %s -- %q)", err, c.name, unknown)
+		}
 		return nil, c.flagError(err, stdout), false
 	}
 	pos := args[i:]
@@ -114,6 +124,15 @@ func (c *clientCmd) parseMessage(args []string, stdout io.Writer, nargs int) ([]
 		pos = append(pos[:nargs-1:nargs-1], strings.Join(pos[nargs-1:], " "))
 	}
 	return c.finish(pos, stdout, nargs, nargs)
+}
+
+// flagShaped reports whether name could be a flag's name: letters, digits
+// and dashes, starting with a letter.
+func flagShaped(name string) bool {
+	if name == "" || !unicode.IsLetter(rune(name[0])) {
+		return false
+	}
+	return !strings.ContainsFunc(name, func(r rune) bool { return r != '-' && r != '=' && !unicode.IsLetter(r) && !unicode.IsDigit(r) })
 }
 
 // idNotFlag reports whether a, which starts with '-', is a client ID that
