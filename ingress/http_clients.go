@@ -4,7 +4,6 @@ package ingress
 // list and presence.
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -33,7 +32,7 @@ func (s *HTTPServer) subscriptions(ctx *fasthttp.RequestCtx, subscribe bool) {
 		return
 	}
 	if !relay.ValidID(req.ID) {
-		s.badID(ctx, op, []byte(req.ID))
+		s.failed(ctx, badID(op.String(), []byte(req.ID)))
 		return
 	}
 	if req.Topics == nil {
@@ -41,25 +40,19 @@ func (s *HTTPServer) subscriptions(ctx *fasthttp.RequestCtx, subscribe bool) {
 		return
 	}
 	if len(req.Topics) > s.cfg.MaxTopics {
-		s.fail(ctx, errLimit, fmt.Sprintf("%s: %d topics, the most in one request is %d", op, len(req.Topics), s.cfg.MaxTopics))
+		s.failed(ctx, tooMany(op, len(req.Topics), "topics", s.cfg.MaxTopics))
 		return
 	}
-	var changed int
-	var err error
-	if subscribe {
-		changed, err = s.relay.Subscribe(req.ID, req.Topics...)
-	} else {
-		changed, err = s.relay.Unsubscribe(req.ID, req.Topics...)
-	}
-	if err != nil {
+	o := opTopics(s.relay, op, req.ID, req.Topics)
+	if o.failed() {
 		// A subscribe stopped by a limit may have added the topics
 		// before the one it could not: say how many.
-		s.failWith(ctx, fromWire(topicStatus(err)), fmt.Sprintf("%s: %v", op, err), func(b []byte) []byte {
-			return strconv.AppendInt(append(b, `"changed":`...), int64(changed), 10)
+		s.failWith(ctx, fromWire(o.status), o.msg, func(b []byte) []byte {
+			return strconv.AppendInt(append(b, `"changed":`...), int64(o.n), 10)
 		})
 		return
 	}
-	b := strconv.AppendInt(append(make([]byte, 0, 24), `{"changed":`...), int64(changed), 10)
+	b := strconv.AppendInt(append(make([]byte, 0, 24), `{"changed":`...), int64(o.n), 10)
 	replyJSON(ctx, append(b, "}\n"...))
 }
 
@@ -69,15 +62,8 @@ func (s *HTTPServer) kick(ctx *fasthttp.RequestCtx, arg []byte) {
 	if !ok {
 		return
 	}
-	switch st := s.relay.Kick(borrow(id)); st {
-	case relay.Queued:
+	if !s.failed(ctx, opKick(s.relay, id)) {
 		replyJSON(ctx, []byte("{}\n"))
-	case relay.UnknownID:
-		s.fail(ctx, errUnknownID, fmt.Sprintf("kick: no client %q is connected", id))
-	default:
-		if !s.pushFailed(ctx, wire.OpKick, st, nil) {
-			s.fail(ctx, errBadRequest, fmt.Sprintf("kick: %v", st))
-		}
 	}
 }
 
@@ -89,7 +75,8 @@ func (s *HTTPServer) info(ctx *fasthttp.RequestCtx, arg []byte) {
 	}
 	info, connected := s.relay.Info(borrow(id))
 	if !connected {
-		s.failWith(ctx, errUnknownID, fmt.Sprintf("info: no client %q is connected", id), func(b []byte) []byte {
+		o := notConnected(wire.OpInfo, id)
+		s.failWith(ctx, fromWire(o.status), o.msg, func(b []byte) []byte {
 			b = append(b, `"id":`...)
 			b = appendJSONString(b, borrow(id))
 			return append(b, `,"connected":false`...)
@@ -109,62 +96,32 @@ func (s *HTTPServer) info(ctx *fasthttp.RequestCtx, arg []byte) {
 
 // GET /v1/clients?cursor=&limit=.
 func (s *HTTPServer) list(ctx *fasthttp.RequestCtx) {
-	args := ctx.QueryArgs()
-	limit := 0
-	if v := args.Peek("limit"); args.Has("limit") {
-		n, err := strconv.Atoi(string(v))
-		if err != nil || n < 1 {
-			s.fail(ctx, errBadRequest, fmt.Sprintf("list: limit %q is not a whole number from 1 to %d", v, relay.MaxListPage))
-			return
-		}
-		limit = min(n, relay.MaxListPage)
-	}
-	ids, next, err := s.relay.List(string(args.Peek("cursor")), limit)
-	if errors.Is(err, relay.ErrUnreachable) {
-		s.fail(ctx, errUnavailable, fmt.Sprintf("list: %v", err))
+	limit, ok := s.limitArg(ctx, wire.OpList, relay.MaxListPage)
+	if !ok {
 		return
 	}
-	if err != nil {
-		s.fail(ctx, errBadRequest, fmt.Sprintf("list: %v", err))
+	ids, next, o := opList(s.relay, string(ctx.QueryArgs().Peek("cursor")), limit)
+	if s.failed(ctx, o) {
 		return
 	}
 	b := make([]byte, 0, 32+len(ids)*(relay.IDLen+3))
-	b = append(b, `{"ids":[`...)
-	for i, id := range ids {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendJSONString(b, id)
-	}
-	b = append(b, `],"next":`...)
-	b = appendJSONString(b, next)
-	replyJSON(ctx, append(b, "}\n"...))
+	b = append(b, '{')
+	replyJSON(ctx, appendIDPage(b, ids, next))
 }
 
 // GET /v1/topics/{topic}/subscribers?cursor=&limit=.
 func (s *HTTPServer) presence(ctx *fasthttp.RequestCtx, arg []byte) {
 	const op = wire.OpPresence
-	topic, err := pathArg(arg)
-	if err == nil {
-		err = relay.CheckTopic(borrow(topic))
-	}
-	if err != nil {
-		s.fail(ctx, errBadRequest, fmt.Sprintf("%s: topic: %v", op, err))
+	topic, ok := s.topicArg(ctx, op, arg)
+	if !ok || s.failed(ctx, checkTopic(op.String(), topic)) {
 		return
 	}
-	args := ctx.QueryArgs()
-	limit := 0
-	if v := args.Peek("limit"); args.Has("limit") {
-		n, err := strconv.Atoi(string(v))
-		if err != nil || n < 1 {
-			s.fail(ctx, errBadRequest, fmt.Sprintf("%s: limit %q is not a whole number from 1 to %d", op, v, relay.MaxPresencePage))
-			return
-		}
-		limit = min(n, relay.MaxPresencePage)
+	limit, ok := s.limitArg(ctx, op, relay.MaxPresencePage)
+	if !ok {
+		return
 	}
-	ids, next, count, err := s.relay.Presence(borrow(topic), string(args.Peek("cursor")), limit)
-	if err != nil {
-		s.fail(ctx, fromWire(topicStatus(err)), fmt.Sprintf("%s: %v", op, err))
+	ids, next, count, o := opPresence(s.relay, topic, string(ctx.QueryArgs().Peek("cursor")), limit)
+	if s.failed(ctx, o) {
 		return
 	}
 	b := make([]byte, 0, 64+len(topic)+len(ids)*(relay.IDLen+3))
@@ -172,7 +129,30 @@ func (s *HTTPServer) presence(ctx *fasthttp.RequestCtx, arg []byte) {
 	b = appendJSONString(b, borrow(topic))
 	b = append(b, `,"subscribers":`...)
 	b = strconv.AppendInt(b, int64(count), 10)
-	b = append(b, `,"ids":[`...)
+	b = append(b, ',')
+	replyJSON(ctx, appendIDPage(b, ids, next))
+}
+
+// limitArg reads the query's limit: 0 (the relay's default) when absent,
+// else a whole number from 1, capped at max. It answers the error itself.
+func (s *HTTPServer) limitArg(ctx *fasthttp.RequestCtx, op wire.Op, max int) (int, bool) {
+	args := ctx.QueryArgs()
+	if !args.Has("limit") {
+		return 0, true
+	}
+	v := args.Peek("limit")
+	n, err := strconv.Atoi(string(v))
+	if err != nil || n < 1 {
+		s.fail(ctx, errBadRequest, fmt.Sprintf("%s: limit %q is not a whole number from 1 to %d", op, v, max))
+		return 0, false
+	}
+	return min(n, max), true
+}
+
+// appendIDPage appends a page of IDs and the cursor of the next one, and
+// closes the object: "ids":[...],"next":"..."}.
+func appendIDPage(b []byte, ids []string, next string) []byte {
+	b = append(b, `"ids":[`...)
 	for i, id := range ids {
 		if i > 0 {
 			b = append(b, ',')
@@ -181,5 +161,5 @@ func (s *HTTPServer) presence(ctx *fasthttp.RequestCtx, arg []byte) {
 	}
 	b = append(b, `],"next":`...)
 	b = appendJSONString(b, next)
-	replyJSON(ctx, append(b, "}\n"...))
+	return append(b, "}\n"...)
 }

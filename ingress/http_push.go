@@ -1,7 +1,8 @@
 package ingress
 
-// The push routes of the HTTP API: send, send-many, publish (broadcast is
-// served in serveRoute).
+// The push routes of the HTTP API: send, send-many, publish and broadcast.
+// They decode the request and encode the outcome; ops.go checks and runs
+// the push.
 
 import (
 	"encoding/base64"
@@ -11,7 +12,6 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/pushrelay/pushrelay/ingress/wire"
-	"github.com/pushrelay/pushrelay/relay"
 )
 
 // POST /v1/send/{id}. The payload is the request body, which the relay
@@ -21,27 +21,11 @@ func (s *HTTPServer) sendID(ctx *fasthttp.RequestCtx, arg []byte) {
 	if !ok {
 		return
 	}
-	payload := ctx.PostBody()
-	st := s.relay.Send(borrow(id), payload)
-	if st == relay.UnknownID {
-		s.fail(ctx, errUnknownID, fmt.Sprintf("send: no client %q is connected", id))
-		return
+	o := opSend(s.relay, id, ctx.PostBody(), false)
+	if o.counts.UnknownID == 1 { // one recipient: an error here, a count in the Unix protocol
+		o = notConnected(wire.OpSend, id)
 	}
-	if st == relay.Unsupported {
-		s.fail(ctx, errUnsupported, "send: "+unsupportedReason(s.relay, string(id), payload))
-		return
-	}
-	if s.pushFailed(ctx, wire.OpSend, st, payload) {
-		return
-	}
-	var c relay.Counts
-	switch st {
-	case relay.Queued:
-		c.Queued = 1
-	case relay.DroppedSlow:
-		c.DroppedSlow = 1
-	}
-	replyCounts(ctx, c)
+	s.pushed(ctx, o)
 }
 
 // sendManyBody is POST /v1/send's request.
@@ -64,14 +48,11 @@ func (s *HTTPServer) sendMany(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if len(req.IDs) > s.cfg.MaxIDs {
-		s.fail(ctx, errLimit, fmt.Sprintf("%s: %d IDs, the most in one request is %d", op, len(req.IDs), s.cfg.MaxIDs))
+		s.failed(ctx, tooMany(op, len(req.IDs), "IDs", s.cfg.MaxIDs))
 		return
 	}
-	for i, id := range req.IDs {
-		if !relay.ValidID(id) {
-			s.fail(ctx, errBadRequest, fmt.Sprintf("%s: ID %d, %q, is not a client ID", op, i, id))
-			return
-		}
+	if s.failed(ctx, checkIDs(op.String(), req.IDs)) {
+		return
 	}
 	var payload []byte
 	switch {
@@ -91,11 +72,7 @@ func (s *HTTPServer) sendMany(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, errBadRequest, fmt.Sprintf(`%s: the body has neither "data" (text) nor "data_base64" (bytes)`, op))
 		return
 	}
-	counts, st := s.relay.SendMany(req.IDs, payload)
-	if s.pushFailed(ctx, op, st, payload) {
-		return
-	}
-	replyCounts(ctx, counts)
+	s.pushed(ctx, opSendMany(s.relay, req.IDs, payload))
 }
 
 // decodeBase64 reads standard base64 (RFC 4648 section 4), padded or not.
@@ -108,49 +85,21 @@ func decodeBase64(s string) ([]byte, error) {
 
 // POST /v1/publish/{topic}.
 func (s *HTTPServer) publish(ctx *fasthttp.RequestCtx, arg []byte) {
-	const op = wire.OpPublish
-	topic, err := pathArg(arg)
-	if err == nil {
-		err = relay.CheckTopic(borrow(topic))
-	}
-	if err != nil {
-		s.fail(ctx, errBadRequest, fmt.Sprintf("%s: topic: %v", op, err))
+	topic, ok := s.topicArg(ctx, wire.OpPublish, arg)
+	if !ok {
 		return
 	}
-	payload := ctx.PostBody()
-	counts, st := s.relay.Publish(borrow(topic), payload)
-	s.pushed(ctx, op, counts, st, payload)
+	s.pushed(ctx, opPublish(s.relay, topic, ctx.PostBody()))
 }
 
-// pushed answers a push to many: counts, or the reason the relay refused
-// it as a whole.
-func (s *HTTPServer) pushed(ctx *fasthttp.RequestCtx, op wire.Op, counts relay.Counts, st relay.Status, payload []byte) {
-	if !s.pushFailed(ctx, op, st, payload) {
-		replyCounts(ctx, counts)
-	}
+// POST /v1/broadcast.
+func (s *HTTPServer) broadcast(ctx *fasthttp.RequestCtx) {
+	s.pushed(ctx, opBroadcast(s.relay, ctx.PostBody()))
 }
 
-// pushFailed answers a push the relay refused as a whole and reports
-// whether it did; its messages are the Unix protocol's.
-func (s *HTTPServer) pushFailed(ctx *fasthttp.RequestCtx, op wire.Op, st relay.Status, payload []byte) bool {
-	switch st {
-	case relay.TooLarge:
-		s.fail(ctx, errTooLarge, fmt.Sprintf("%s: %v", op, s.relay.CheckPayload(payload)))
-	case relay.BadPayload:
-		s.fail(ctx, errBadRequest, fmt.Sprintf("%s: %v", op, s.relay.CheckPayload(payload)))
-	case relay.BadTopic:
-		s.fail(ctx, errBadRequest, fmt.Sprintf("%s: invalid topic", op))
-	case relay.Closed:
-		s.fail(ctx, errShuttingDown, fmt.Sprintf("%s: the relay is shutting down", op))
-	case relay.Overloaded:
-		if op == wire.OpSendMany {
-			return false // per recipient, counted in the reply
-		}
-		s.fail(ctx, errOverloaded, fmt.Sprintf("%s: the relay's queue is full; nothing was queued, retry later", op))
-	case relay.Unreachable:
-		s.fail(ctx, errUnavailable, fmt.Sprintf("%s: %v in time; it may or may not have been done, retry later", op, relay.ErrUnreachable))
-	default:
-		return false
+// pushed answers a push's outcome: its counts, or its failure.
+func (s *HTTPServer) pushed(ctx *fasthttp.RequestCtx, o outcome) {
+	if !s.failed(ctx, o) {
+		replyCounts(ctx, o.counts)
 	}
-	return true
 }

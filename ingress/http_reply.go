@@ -142,6 +142,15 @@ func (s *HTTPServer) failWith(ctx *fasthttp.RequestCtx, kind httpError, msg stri
 	ctx.Response.SetBodyRaw(b)
 }
 
+// failed answers an operation's failure (see ops.go) and reports whether
+// it did.
+func (s *HTTPServer) failed(ctx *fasthttp.RequestCtx, o outcome) bool {
+	if o.failed() {
+		s.fail(ctx, fromWire(o.status), o.msg)
+	}
+	return o.failed()
+}
+
 // replyJSON answers 200 with a JSON body.
 func replyJSON(ctx *fasthttp.RequestCtx, b []byte) {
 	ctx.SetStatusCode(fasthttp.StatusOK)
@@ -163,18 +172,25 @@ func pathArg(arg []byte) ([]byte, error) {
 	return []byte(v), nil
 }
 
-func (s *HTTPServer) badID(ctx *fasthttp.RequestCtx, op wire.Op, id []byte) {
-	s.fail(ctx, errBadRequest, fmt.Sprintf("%s: %q is not a client ID (22 to 64 characters of A-Z a-z 0-9 _ -)", op, id))
-}
-
 // idArg decodes and checks the ID in the path, answering the error itself.
 func (s *HTTPServer) idArg(ctx *fasthttp.RequestCtx, op wire.Op, arg []byte) ([]byte, bool) {
 	id, err := pathArg(arg)
 	if err != nil || !relay.ValidID(borrow(id)) {
-		s.badID(ctx, op, arg)
+		s.failed(ctx, badID(op.String(), arg))
 		return nil, false
 	}
 	return id, true
+}
+
+// topicArg decodes the topic in the path, answering the error itself; the
+// operation checks its name.
+func (s *HTTPServer) topicArg(ctx *fasthttp.RequestCtx, op wire.Op, arg []byte) ([]byte, bool) {
+	topic, err := pathArg(arg)
+	if err != nil {
+		s.fail(ctx, errBadRequest, fmt.Sprintf("%s: topic: %v", op, err))
+		return nil, false
+	}
+	return topic, true
 }
 
 // replyCounts answers 200 with counts, built without a JSON encoder: the

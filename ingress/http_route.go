@@ -16,8 +16,6 @@ import (
 	"strings"
 
 	"github.com/valyala/fasthttp"
-
-	"github.com/pushrelay/pushrelay/ingress/wire"
 )
 
 // Routes, for dispatch and for counting requests.
@@ -167,9 +165,7 @@ func (s *HTTPServer) serveRoute(ctx *fasthttp.RequestCtx, rt route, arg []byte) 
 	case routePublish:
 		s.publish(ctx, arg)
 	case routeBroadcast:
-		payload := ctx.PostBody()
-		counts, st := s.relay.Broadcast(payload)
-		s.pushed(ctx, wire.OpBroadcast, counts, st, payload)
+		s.broadcast(ctx)
 	case routeSubscriptions:
 		s.subscriptions(ctx, method == fasthttp.MethodPost)
 	case routeClient:
