@@ -84,17 +84,10 @@ func (n *Node) Kick(id string) relay.Status {
 	if !ok {
 		return relay.UnknownID
 	}
-	var resBuf [1]result
-	res := n.request(opKick, []uint16{node}, resBuf[:0], func(_ int, e *encoder) { e.id(&raw) })
-	if res[0].out != outReplied {
-		return n.unreached(node, res[0].out)
+	env, st, ok := n.requestOne(opKick, node, func(_ int, e *encoder) { e.id(&raw) })
+	if !ok {
+		return st
 	}
-	env, err := (&decoder{}).decode(res[0].data)
-	if err != nil || env.op != opKick|replyBit {
-		n.counters.badEnvelopes.Add(1)
-		return n.unreached(node, outTimeout)
-	}
-	n.peers.touch(node, time.Now())
 	return env.status
 }
 

@@ -51,12 +51,8 @@ func (n *Node) pumpEvents() {
 				}
 			}
 		}
-		if wait != nil {
-			select {
-			case <-wait:
-			case <-n.stop:
-				return
-			}
+		if wait != nil && !waitFor(wait, n.stop) {
+			return
 		}
 	}
 }

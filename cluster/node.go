@@ -83,15 +83,9 @@ func (cfg Config) withDefaults() (Config, error) {
 			return bad("subject prefix %q: want dot-separated tokens without spaces, '*' or '>'", cfg.Prefix)
 		}
 	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultTimeout
-	}
-	if cfg.Hello == 0 {
-		cfg.Hello = DefaultHello
-	}
-	if cfg.Forget == 0 {
-		cfg.Forget = DefaultForget
-	}
+	orDefault(&cfg.Timeout, DefaultTimeout)
+	orDefault(&cfg.Hello, DefaultHello)
+	orDefault(&cfg.Forget, DefaultForget)
 	if cfg.Timeout < 0 || cfg.Hello < 0 || cfg.Forget < 0 {
 		return bad("durations must be positive (timeout %v, hello %v, forget %v)", cfg.Timeout, cfg.Hello, cfg.Forget)
 	}
@@ -100,12 +94,8 @@ func (cfg Config) withDefaults() (Config, error) {
 	} else if cfg.CompressMin < 0 && cfg.CompressMin != Off {
 		return bad("compress-min %d: want a byte count, or Off", cfg.CompressMin)
 	}
-	if cfg.Events == 0 {
-		cfg.Events = relay.DefaultEventLog
-	}
-	if cfg.Inbox == 0 {
-		cfg.Inbox = DefaultInbox
-	}
+	orDefault(&cfg.Events, relay.DefaultEventLog)
+	orDefault(&cfg.Inbox, DefaultInbox)
 	if cfg.Events < 0 || cfg.Events > 1<<24 || cfg.Inbox < 0 {
 		return bad("events %d (1 to %d) or inbox %d out of range", cfg.Events, 1<<24, cfg.Inbox)
 	}
@@ -113,6 +103,24 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.Logger = slog.Default()
 	}
 	return cfg, nil
+}
+
+// orDefault sets a zero *v to def.
+func orDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// waitFor waits for c and reports true, or false once stop is closed.
+func waitFor[T any](c <-chan T, stop <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	case <-stop:
+		return false
+	}
 }
 
 // Node is one relay process in a cluster: the local relay plus a NATS
@@ -365,13 +373,8 @@ func (n *Node) announce() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.cfg.Hello)
 	defer t.Stop()
-	for {
-		select {
-		case <-n.stop:
-			return
-		case <-t.C:
-			n.hello(false)
-		}
+	for waitFor(t.C, n.stop) {
+		n.hello(false)
 	}
 }
 

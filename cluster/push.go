@@ -129,22 +129,33 @@ func (n *Node) Send(id string, payload []byte) relay.Status {
 	if !ok {
 		return relay.UnknownID
 	}
-	var resBuf [1]result
-	targets := [1]uint16{node}
-	res := n.request(opSend, targets[:], resBuf[:0], func(_ int, e *encoder) {
+	env, st, ok := n.requestOne(opSend, node, func(_ int, e *encoder) {
 		e.id(&raw)
 		e.payload(payload, n.cfg.CompressMin)
 	})
+	if !ok {
+		return st
+	}
+	return env.status
+}
+
+// requestOne sends request o to one node and decodes its reply. A node
+// that does not answer, or answers with a bad envelope, gives instead the
+// status its client gets (unreached) and false.
+func (n *Node) requestOne(o op, node uint16, build func(i int, e *encoder)) (envelope, relay.Status, bool) {
+	var resBuf [1]result
+	targets := [1]uint16{node}
+	res := n.request(o, targets[:], resBuf[:0], build)
 	if res[0].out != outReplied {
-		return n.unreached(node, res[0].out)
+		return envelope{}, n.unreached(node, res[0].out), false
 	}
 	env, err := (&decoder{}).decode(res[0].data)
-	if err != nil || env.op != opSend|replyBit {
+	if err != nil || env.op != o|replyBit {
 		n.counters.badEnvelopes.Add(1)
-		return n.unreached(node, outTimeout)
+		return envelope{}, n.unreached(node, outTimeout), false
 	}
 	n.peers.touch(node, time.Now())
-	return env.status
+	return env, 0, true
 }
 
 // UnsupportedReason explains an Unsupported status for id: in this

@@ -135,12 +135,7 @@ func (w *worker) answer(env *envelope) {
 			return
 		}
 		e.u8(errNone)
-		e.str8(next)
-		e.u16(uint16(len(ids)))
-		for _, id := range ids {
-			raw, _ := relay.ParseID(id)
-			e.id(&raw)
-		}
+		e.idPage(next, ids)
 	case opPresence:
 		var ids []string
 		var next string
@@ -160,14 +155,20 @@ func (w *worker) answer(env *envelope) {
 		}
 		e.u8(errNone)
 		e.u32(uint32(count))
-		e.str8(next)
-		e.u16(uint16(len(ids)))
-		for _, id := range ids {
-			raw, _ := relay.ParseID(id)
-			e.id(&raw)
-		}
+		e.idPage(next, ids)
 	case opPing:
 		e.str8(local.Instance())
+	}
+}
+
+// idPage appends a page of IDs as list and presence replies carry it:
+// the next cursor, the count, the IDs.
+func (e *encoder) idPage(next string, ids []string) {
+	e.str8(next)
+	e.u16(uint16(len(ids)))
+	for _, id := range ids {
+		raw, _ := relay.ParseID(id)
+		e.id(&raw)
 	}
 }
 

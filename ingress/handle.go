@@ -182,14 +182,7 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 		if failed(o) {
 			return
 		}
-		ok(func(b []byte) []byte {
-			b = wire.AppendStr8(b, next)
-			b = binary.BigEndian.AppendUint16(b, uint16(len(ids)))
-			for _, id := range ids {
-				b = wire.AppendStr8(b, id)
-			}
-			return b
-		})
+		ok(func(b []byte) []byte { return appendWireIDPage(b, next, ids) })
 
 	case wire.OpPresence:
 		topic := r.Str8("topic")
@@ -205,13 +198,7 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 			return
 		}
 		ok(func(b []byte) []byte {
-			b = binary.BigEndian.AppendUint32(b, uint32(count))
-			b = wire.AppendStr8(b, next)
-			b = binary.BigEndian.AppendUint16(b, uint16(len(ids)))
-			for _, id := range ids {
-				b = wire.AppendStr8(b, id)
-			}
-			return b
+			return appendWireIDPage(binary.BigEndian.AppendUint32(b, uint32(count)), next, ids)
 		})
 
 	case wire.OpStats:
@@ -258,6 +245,17 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 		ok(func(b []byte) []byte { return append(b, body...) })
 
 	}
+}
+
+// appendWireIDPage appends a page of IDs as list and presence replies
+// carry it: str8 next cursor, u16 count, str8 IDs.
+func appendWireIDPage(b []byte, next string, ids []string) []byte {
+	b = wire.AppendStr8(b, next)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(ids)))
+	for _, id := range ids {
+		b = wire.AppendStr8(b, id)
+	}
+	return b
 }
 
 func wireCounts(c relay.Counts) wire.Counts {

@@ -176,24 +176,14 @@ func (cfg HTTPConfig) withDefaults(maxMessage int) (HTTPConfig, error) {
 			return bad("the token holds byte 0x%02x at offset %d; use visible ASCII without spaces", c, i)
 		}
 	}
-	if cfg.MaxBody == 0 {
-		cfg.MaxBody = 2*maxMessage + httpBodySlack
-	}
+	orDefault(&cfg.MaxBody, 2*maxMessage+httpBodySlack)
 	if cfg.MaxBody < maxMessage {
 		return bad("max body %d cannot hold a payload of max-message %d", cfg.MaxBody, maxMessage)
 	}
-	if cfg.MaxConns == 0 {
-		cfg.MaxConns = DefaultHTTPMaxConns
-	}
-	if cfg.MaxIDs == 0 {
-		cfg.MaxIDs = wire.DefaultMaxIDs
-	}
-	if cfg.MaxTopics == 0 {
-		cfg.MaxTopics = wire.DefaultMaxTopics
-	}
-	if cfg.MaxBatch == 0 {
-		cfg.MaxBatch = DefaultMaxBatch
-	}
+	orDefault(&cfg.MaxConns, DefaultHTTPMaxConns)
+	orDefault(&cfg.MaxIDs, wire.DefaultMaxIDs)
+	orDefault(&cfg.MaxTopics, wire.DefaultMaxTopics)
+	orDefault(&cfg.MaxBatch, DefaultMaxBatch)
 	if cfg.MaxConns < 0 || cfg.MaxIDs < 0 || cfg.MaxTopics < 0 || cfg.MaxBatch < 0 {
 		return bad("limits must be positive (conns %d, ids %d, topics %d, batch %d)", cfg.MaxConns, cfg.MaxIDs, cfg.MaxTopics, cfg.MaxBatch)
 	}

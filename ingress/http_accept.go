@@ -6,7 +6,6 @@ package ingress
 
 import (
 	"container/list"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -190,11 +189,8 @@ func (a *acceptor) run(ln net.Listener) {
 				return
 			default:
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && !errors.Is(err, net.ErrClosed) {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				a.log.Warn("http accept failed; retrying", "err", err, "delay", delay)
-				time.Sleep(delay)
+			var retry bool
+			if delay, retry = retryAccept(err, delay, a.log, "http accept failed; retrying"); retry {
 				continue
 			}
 			a.errs <- fmt.Errorf("accept on %s: %w", ln.Addr(), err)

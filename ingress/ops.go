@@ -228,21 +228,25 @@ func unsupportedReason(rel Relay, id string, payload []byte) string {
 	return fmt.Sprintf("client %s cannot take this payload: its transport cannot carry it (tcp clients: the bytes the framing forbids; SSE: UTF-8 text only)", id)
 }
 
+// topicStatuses maps the errors of topic operations to statuses.
+var topicStatuses = [...]struct {
+	err error
+	st  wire.Status
+}{
+	{relay.ErrUnknownID, wire.StatusUnknownID},
+	{relay.ErrBadTopic, wire.StatusBadRequest},
+	{relay.ErrLimit, wire.StatusLimit},
+	{relay.ErrClosed, wire.StatusShuttingDown},
+	{relay.ErrOverloaded, wire.StatusOverloaded},
+	{relay.ErrUnreachable, wire.StatusUnavailable},
+}
+
 // topicStatus maps a topic operation's error to a status.
 func topicStatus(err error) wire.Status {
-	switch {
-	case errors.Is(err, relay.ErrUnknownID):
-		return wire.StatusUnknownID
-	case errors.Is(err, relay.ErrBadTopic):
-		return wire.StatusBadRequest
-	case errors.Is(err, relay.ErrLimit):
-		return wire.StatusLimit
-	case errors.Is(err, relay.ErrClosed):
-		return wire.StatusShuttingDown
-	case errors.Is(err, relay.ErrOverloaded):
-		return wire.StatusOverloaded
-	case errors.Is(err, relay.ErrUnreachable):
-		return wire.StatusUnavailable
+	for _, t := range topicStatuses {
+		if errors.Is(err, t.err) {
+			return t.st
+		}
 	}
 	return wire.StatusBadRequest
 }
