@@ -59,12 +59,7 @@ func (n *Node) pumpEvents() {
 
 // onEvents takes another node's batch of events into the cluster log.
 func (n *Node) onEvents(m *nats.Msg) {
-	d := decoder{}
-	env, err := d.decode(m.Data)
-	if err != nil || env.op != opEvents {
-		n.counters.badEnvelopes.Add(1)
-		return
+	if env, ok := n.receive(m, opEvents); ok {
+		n.events.Append(env.events...)
 	}
-	n.counters.received(opEvents, len(m.Data))
-	n.events.Append(env.events...)
 }

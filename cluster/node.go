@@ -378,14 +378,24 @@ func (n *Node) announce() {
 	}
 }
 
-func (n *Node) onHello(m *nats.Msg) {
+// receive decodes a message of kind o that another node published, and
+// counts it, or counts a bad envelope and returns false.
+func (n *Node) receive(m *nats.Msg, o op) (envelope, bool) {
 	d := decoder{}
 	env, err := d.decode(m.Data)
-	if err != nil || env.op != opHello {
+	if err != nil || env.op != o {
 		n.counters.badEnvelopes.Add(1)
+		return envelope{}, false
+	}
+	n.counters.received(o, len(m.Data))
+	return env, true
+}
+
+func (n *Node) onHello(m *nats.Msg) {
+	env, ok := n.receive(m, opHello)
+	if !ok {
 		return
 	}
-	n.counters.received(opHello, len(m.Data))
 	switch {
 	case env.from == n.id:
 		n.counters.conflicts.Add(1)

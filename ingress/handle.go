@@ -46,13 +46,20 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 			c.reply(uint8(op)|wire.ReplyBit, uint8(wire.StatusOK), req, func(b []byte) []byte { return wire.AppendCounts(b, counts) })
 		}
 	}
-	bad := func(err error) { c.fail(op, req, wire.StatusBadRequest, fmt.Sprintf("%s: %v", op, err)) }
+	// badBody answers a body that did not decode and reports whether it
+	// did.
+	badBody := func() bool {
+		if err := r.Err(); err != nil {
+			c.fail(op, req, wire.StatusBadRequest, fmt.Sprintf("%s: %v", op, err))
+			return true
+		}
+		return false
+	}
 	// oneID reads a body that is exactly one ID, answering the errors.
 	oneID := func() ([]byte, bool) {
 		id := r.Str8("id")
 		r.End()
-		if r.Err() != nil {
-			bad(r.Err())
+		if badBody() {
 			return nil, false
 		}
 		return id, !failed(checkID(op, id))
@@ -70,8 +77,7 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 	case wire.OpSend:
 		id := r.Str8("id")
 		payload := r.Rest()
-		if r.Err() != nil {
-			bad(r.Err())
+		if badBody() {
 			return
 		}
 		pushed(opSend(rel, id, payload, c.br.Buffered() > 0)) // more requests wait: batch
@@ -93,8 +99,7 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 		}
 		payload := r.Rest()
 		c.ids = ids
-		if r.Err() != nil {
-			bad(r.Err())
+		if badBody() {
 			return
 		}
 		o := opSendMany(rel, ids, payload)
@@ -104,8 +109,7 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 	case wire.OpPublish:
 		topic := r.Str8("topic")
 		payload := r.Rest()
-		if r.Err() != nil {
-			bad(r.Err())
+		if badBody() {
 			return
 		}
 		pushed(opPublish(rel, topic, payload))
@@ -126,8 +130,7 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 		}
 		r.End()
 		c.topics = topics
-		if r.Err() != nil {
-			bad(r.Err())
+		if badBody() {
 			return
 		}
 		if failed(checkID(op, id)) {
@@ -145,8 +148,7 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 	case wire.OpKick:
 		id := r.Str8("id")
 		r.End()
-		if r.Err() != nil {
-			bad(r.Err())
+		if badBody() {
 			return
 		}
 		if !failed(opKick(rel, id)) {
@@ -174,8 +176,7 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 		cursor := r.Str8("cursor")
 		limit := int(r.U16("limit"))
 		r.End()
-		if r.Err() != nil {
-			bad(r.Err())
+		if badBody() {
 			return
 		}
 		ids, next, o := opList(rel, string(cursor), limit)
@@ -189,8 +190,7 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 		cursor := r.Str8("cursor")
 		limit := int(r.U16("limit"))
 		r.End()
-		if r.Err() != nil {
-			bad(r.Err())
+		if badBody() {
 			return
 		}
 		ids, next, count, o := opPresence(rel, topic, string(cursor), limit)
@@ -203,8 +203,7 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 
 	case wire.OpStats:
 		r.End()
-		if r.Err() != nil {
-			bad(r.Err())
+		if badBody() {
 			return
 		}
 		ms := append(rel.Metrics(), c.srv.metrics()...)
@@ -221,8 +220,7 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 	case wire.OpWatch:
 		from := r.U64("from")
 		r.End()
-		if r.Err() != nil {
-			bad(r.Err())
+		if badBody() {
 			return
 		}
 		if c.watches >= cfg.MaxWatches {
