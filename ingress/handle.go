@@ -55,14 +55,11 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 		}
 		return false
 	}
-	// oneID reads a body that is exactly one ID, answering the errors.
-	oneID := func() ([]byte, bool) {
+	// idBody reads a body that is exactly one ID, answering the errors.
+	idBody := func() ([]byte, bool) {
 		id := r.Str8("id")
 		r.End()
-		if badBody() {
-			return nil, false
-		}
-		return id, !failed(checkID(op, id))
+		return id, !badBody()
 	}
 	if !op.Known() {
 		c.fail(0, req, wire.StatusUnknownOp, fmt.Sprintf("unknown operation 0x%02x", uint8(op)))
@@ -146,21 +143,19 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 		}
 
 	case wire.OpKick:
-		id := r.Str8("id")
-		r.End()
-		if badBody() {
-			return
-		}
-		if !failed(opKick(rel, id)) {
+		if id, decoded := idBody(); decoded && !failed(opKick(rel, id)) {
 			ok(func(b []byte) []byte { return b })
 		}
 
 	case wire.OpInfo:
-		id, valid := oneID()
-		if !valid {
+		id, decoded := idBody()
+		if !decoded {
 			return
 		}
-		info, connected := rel.Info(borrow(id))
+		info, connected, o := opInfo(rel, id)
+		if failed(o) {
+			return
+		}
 		ok(func(b []byte) []byte {
 			if !connected {
 				b = append(b, 0)
@@ -206,7 +201,7 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 		if badBody() {
 			return
 		}
-		ms := append(rel.Metrics(), c.srv.metrics()...)
+		ms := opStats(rel, c.srv.metrics())
 		ok(func(b []byte) []byte {
 			b = binary.BigEndian.AppendUint16(b, uint16(len(ms)))
 			for _, m := range ms {
@@ -224,14 +219,11 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 			return
 		}
 		if c.watches >= cfg.MaxWatches {
-			c.fail(op, req, wire.StatusLimit, fmt.Sprintf("watch: %d watches on this connection, the most allowed", cfg.MaxWatches))
+			failed(tooManyWatches(cfg.MaxWatches))
 			return
 		}
 		c.watches++
-		last := rel.LastEventSeq()
-		if from == 0 {
-			from = last + 1
-		}
+		from, last := opWatch(rel, from)
 		c.reply(uint8(op)|wire.ReplyBit, uint8(wire.StatusOK), req, func(b []byte) []byte {
 			b = wire.AppendStr8(b, rel.Instance())
 			return binary.BigEndian.AppendUint64(b, last)

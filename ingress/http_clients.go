@@ -73,8 +73,11 @@ func (s *HTTPServer) info(ctx *fasthttp.RequestCtx, arg []byte) {
 	if !ok {
 		return
 	}
-	info, connected := s.relay.Info(borrow(id))
-	if !connected {
+	info, connected, o := opInfo(s.relay, id)
+	if s.failed(ctx, o) {
+		return
+	}
+	if !connected { // an error here, a flag in the Unix protocol
 		o := notConnected(wire.OpInfo, id)
 		s.failWith(ctx, fromWire(o.status), o.msg, func(b []byte) []byte {
 			b = append(b, `"id":`...)

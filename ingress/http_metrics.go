@@ -43,11 +43,11 @@ func (s *HTTPServer) relayHealth() error { return s.relay.Serving() }
 
 // allMetrics is the relay's metrics, then Extra's, then the HTTP server's.
 func (s *HTTPServer) allMetrics() []relay.Metric {
-	ms := s.relay.Metrics()
+	var extra []relay.Metric
 	if s.cfg.Extra != nil {
-		ms = append(ms, s.cfg.Extra()...)
+		extra = s.cfg.Extra()
 	}
-	return append(ms, s.Metrics()...)
+	return opStats(s.relay, extra, s.Metrics())
 }
 
 // Metrics returns the HTTP server's own counters. Safe for concurrent use.

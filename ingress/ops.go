@@ -216,6 +216,41 @@ func opPresence(rel Relay, topic []byte, cursor string, limit int) (ids []string
 	return ids, next, count, outcome{}
 }
 
+// opInfo describes a client: whether it is connected, since when, from
+// where.
+func opInfo(rel Relay, id []byte) (relay.ClientInfo, bool, outcome) {
+	if o := checkID(wire.OpInfo, id); o.failed() {
+		return relay.ClientInfo{}, false, o
+	}
+	info, connected := rel.Info(borrow(id))
+	return info, connected, outcome{}
+}
+
+// opStats is every metric: the relay's, then the front end's own.
+func opStats(rel Relay, more ...[]relay.Metric) []relay.Metric {
+	ms := rel.Metrics()
+	for _, m := range more {
+		ms = append(ms, m...)
+	}
+	return ms
+}
+
+// opWatch starts a watch from event from, 0 meaning the next one: it
+// returns where the stream starts and the latest event's number.
+func opWatch(rel Relay, from uint64) (start, last uint64) {
+	last = rel.LastEventSeq()
+	if from == 0 {
+		from = last + 1
+	}
+	return from, last
+}
+
+// tooManyWatches is the failure of a watch over the limit of one
+// connection.
+func tooManyWatches(max int) outcome {
+	return failure(wire.StatusLimit, fmt.Sprintf("%s: %d watches on this connection, the most allowed", wire.OpWatch, max))
+}
+
 // unsupportedReason explains an Unsupported status for the client id in
 // the relay's own words (the client's transport and the offending byte),
 // or in general ones from a relay that cannot tell.
