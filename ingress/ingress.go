@@ -1,7 +1,9 @@
 // Package ingress is how the web app beside the relay talks to it: a binary
 // request/response protocol on a Unix socket (package ingress/wire has the
-// frames) and an HTTP API. Both decode requests and call the relay through
-// the small Relay interface.
+// frames) and an HTTP API. Both only decode requests and encode replies:
+// the operations layer (ops.go) checks each operation, runs it on the
+// relay through the small Relay interface and words its outcome, once for
+// both.
 package ingress
 
 import (
