@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,7 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/nats-io/nats.go"
 	"github.com/pushrelay/pushrelay/relay"
@@ -85,15 +83,9 @@ func (cfg Config) withDefaults() (Config, error) {
 			return bad("subject prefix %q: want dot-separated tokens without spaces, '*' or '>'", cfg.Prefix)
 		}
 	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultTimeout
-	}
-	if cfg.Hello == 0 {
-		cfg.Hello = DefaultHello
-	}
-	if cfg.Forget == 0 {
-		cfg.Forget = DefaultForget
-	}
+	orDefault(&cfg.Timeout, DefaultTimeout)
+	orDefault(&cfg.Hello, DefaultHello)
+	orDefault(&cfg.Forget, DefaultForget)
 	if cfg.Timeout < 0 || cfg.Hello < 0 || cfg.Forget < 0 {
 		return bad("durations must be positive (timeout %v, hello %v, forget %v)", cfg.Timeout, cfg.Hello, cfg.Forget)
 	}
@@ -102,12 +94,8 @@ func (cfg Config) withDefaults() (Config, error) {
 	} else if cfg.CompressMin < 0 && cfg.CompressMin != Off {
 		return bad("compress-min %d: want a byte count, or Off", cfg.CompressMin)
 	}
-	if cfg.Events == 0 {
-		cfg.Events = relay.DefaultEventLog
-	}
-	if cfg.Inbox == 0 {
-		cfg.Inbox = DefaultInbox
-	}
+	orDefault(&cfg.Events, relay.DefaultEventLog)
+	orDefault(&cfg.Inbox, DefaultInbox)
 	if cfg.Events < 0 || cfg.Events > 1<<24 || cfg.Inbox < 0 {
 		return bad("events %d (1 to %d) or inbox %d out of range", cfg.Events, 1<<24, cfg.Inbox)
 	}
@@ -115,6 +103,24 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.Logger = slog.Default()
 	}
 	return cfg, nil
+}
+
+// orDefault sets a zero *v to def.
+func orDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// waitFor waits for c and reports true, or false once stop is closed.
+func waitFor[T any](c <-chan T, stop <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	case <-stop:
+		return false
+	}
 }
 
 // Node is one relay process in a cluster: the local relay plus a NATS
@@ -367,24 +373,29 @@ func (n *Node) announce() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.cfg.Hello)
 	defer t.Stop()
-	for {
-		select {
-		case <-n.stop:
-			return
-		case <-t.C:
-			n.hello(false)
-		}
+	for waitFor(t.C, n.stop) {
+		n.hello(false)
 	}
 }
 
-func (n *Node) onHello(m *nats.Msg) {
+// receive decodes a message of kind o that another node published, and
+// counts it, or counts a bad envelope and returns false.
+func (n *Node) receive(m *nats.Msg, o op) (envelope, bool) {
 	d := decoder{}
 	env, err := d.decode(m.Data)
-	if err != nil || env.op != opHello {
+	if err != nil || env.op != o {
 		n.counters.badEnvelopes.Add(1)
+		return envelope{}, false
+	}
+	n.counters.received(o, len(m.Data))
+	return env, true
+}
+
+func (n *Node) onHello(m *nats.Msg) {
+	env, ok := n.receive(m, opHello)
+	if !ok {
 		return
 	}
-	n.counters.received(opHello, len(m.Data))
 	switch {
 	case env.from == n.id:
 		n.counters.conflicts.Add(1)
@@ -400,306 +411,6 @@ func (n *Node) onHello(m *nats.Msg) {
 	}
 }
 
-// precheck refuses, before anything crosses NATS, a payload this node
-// would refuse; the owner node checks it again against its own limits.
-func (n *Node) precheck(payload []byte) relay.Status {
-	if n.local.Serving() != nil {
-		return relay.Closed
-	}
-	if err := n.local.CheckPayload(payload); err != nil {
-		if errors.Is(err, relay.ErrTooLarge) {
-			return relay.TooLarge
-		}
-		return relay.BadPayload
-	}
-	return relay.Queued
-}
-
-// request publishes one request per target and waits, at most
-// Config.Timeout, for each one's reply. build appends request i's body to
-// an envelope already begun with o. res gets one outcome per target; the
-// replies' data stays valid after the call.
-func (n *Node) request(o op, targets []uint16, res []result, build func(i int, e *encoder)) []result {
-	res = res[:0]
-	for range targets {
-		res = append(res, result{})
-	}
-	if n.nc == nil || !n.nc.IsConnected() {
-		for i := range res {
-			res[i].out = outUnsent
-		}
-		n.counters.unsent.Add(uint64(len(targets)))
-		return res
-	}
-	c := n.calls.start(n.cfg.Timeout)
-	defer n.calls.finish(c)
-	e := n.encoders.Get().(*encoder)
-	waiting := 0
-	for i, node := range targets {
-		e.begin(o, n.id)
-		build(i, e)
-		if e.b[1]&flagCompressed != 0 {
-			n.counters.compressed.Add(1)
-		}
-		if err := n.nc.PublishRequest(n.nodeSubject(node), n.calls.subject(c, i), e.b); err != nil {
-			res[i].out = outUnsent
-			n.counters.unsent.Add(1)
-			continue
-		}
-		n.counters.sent(o, len(e.b))
-		waiting++
-	}
-	n.encoders.Put(e)
-	for waiting > 0 {
-		select {
-		case r := <-c.ch:
-			if r.base != c.base || r.idx >= len(res) || res[r.idx].out != outPending {
-				n.calls.late.Add(1)
-				continue
-			}
-			waiting--
-			if r.noResp {
-				res[r.idx].out = outNoResponders
-				continue
-			}
-			res[r.idx].out, res[r.idx].data = outReplied, r.data
-		case <-c.timer.C:
-			for i := range res {
-				if res[i].out == outPending {
-					res[i].out = outTimeout
-					n.counters.timeouts.Add(1)
-				}
-			}
-			waiting = 0
-		}
-	}
-	return res
-}
-
-// result is one request's outcome.
-type result struct {
-	out  outcome
-	data []byte
-}
-
-// unreached answers a request that got no reply: a node that left cleanly
-// or was never seen holds no clients (unknown); one that went silent, or
-// that we could not ask, may (unreachable).
-func (n *Node) unreached(node uint16, out outcome) relay.Status {
-	if out == outNoResponders && n.peers.state(node, time.Now()) == peerUnknown {
-		return relay.UnknownID
-	}
-	n.counters.unreachable.Add(1)
-	return relay.Unreachable
-}
-
-// SendPipelined is Send for a caller with more pushes right behind: a
-// client of this node gets it through relay.Server.SendPipelined.
-func (n *Node) SendPipelined(id string, payload []byte) relay.Status {
-	if node, ok := relay.NodeOf(id); !ok || node == n.id {
-		return n.local.SendPipelined(id, payload)
-	}
-	return n.Send(id, payload)
-}
-
-// Send pushes to one client, on whichever node holds it. A client of
-// another node costs one NATS round trip: the call returns the owner's
-// answer, or Unreachable within Config.Timeout.
-func (n *Node) Send(id string, payload []byte) relay.Status {
-	node, ok := relay.NodeOf(id)
-	if !ok || node == n.id {
-		return n.local.Send(id, payload)
-	}
-	if st := n.precheck(payload); st != relay.Queued {
-		return st
-	}
-	raw, ok := relay.ParseID(id)
-	if !ok {
-		return relay.UnknownID
-	}
-	var resBuf [1]result
-	targets := [1]uint16{node}
-	res := n.request(opSend, targets[:], resBuf[:0], func(_ int, e *encoder) {
-		e.id(&raw)
-		e.payload(payload, n.cfg.CompressMin)
-	})
-	if res[0].out != outReplied {
-		return n.unreached(node, res[0].out)
-	}
-	env, err := (&decoder{}).decode(res[0].data)
-	if err != nil || env.op != opSend|replyBit {
-		n.counters.badEnvelopes.Add(1)
-		return n.unreached(node, outTimeout)
-	}
-	n.peers.touch(node, time.Now())
-	return env.status
-}
-
-// UnsupportedReason explains an Unsupported status for id: in this
-// node's words for its own clients, in general ones for another node's.
-func (n *Node) UnsupportedReason(id string, payload []byte) string {
-	if node, ok := relay.NodeOf(id); !ok || node == n.id {
-		return n.local.UnsupportedReason(id, payload)
-	}
-	return fmt.Sprintf("client %s cannot take this payload: its transport cannot carry it (tcp clients: the bytes the framing forbids; SSE: UTF-8 text only)", id)
-}
-
-// SendMany pushes one payload to many clients: its own at once, and one
-// request per other node involved, all in flight together.
-func (n *Node) SendMany(ids []string, payload []byte) (relay.Counts, relay.Status) {
-	var c relay.Counts
-	if st := n.precheck(payload); st != relay.Queued {
-		return c, st
-	}
-	// Group by node: local IDs stay strings; others are parsed to bytes.
-	var local []string
-	groups := map[uint16][][relay.IDBytes]byte{}
-	for _, id := range ids {
-		node, ok := relay.NodeOf(id)
-		if !ok || node == n.id {
-			local = append(local, id)
-			continue
-		}
-		raw, ok := relay.ParseID(id)
-		if !ok {
-			c.UnknownID++
-			continue
-		}
-		groups[node] = append(groups[node], raw)
-	}
-	if len(local) > 0 {
-		lc, st := n.local.SendMany(local, payload)
-		if st != relay.Queued {
-			return relay.Counts{}, st
-		}
-		c.Merge(lc)
-	}
-	if len(groups) == 0 {
-		return c, relay.Queued
-	}
-	targets := make([]uint16, 0, len(groups))
-	for node := range groups {
-		targets = append(targets, node)
-	}
-	res := n.request(opSendMany, targets, nil, func(i int, e *encoder) {
-		g := groups[targets[i]]
-		e.u16(uint16(len(g)))
-		for j := range g {
-			e.id(&g[j])
-		}
-		e.payload(payload, n.cfg.CompressMin)
-	})
-	for i, r := range res {
-		node, count := targets[i], len(groups[targets[i]])
-		if r.out == outReplied {
-			env, err := (&decoder{}).decode(r.data)
-			if err == nil && env.op == opSendMany|replyBit {
-				n.peers.touch(node, time.Now())
-				if env.status == relay.Queued {
-					c.Merge(env.counts)
-				} else {
-					// The node refused the payload as a whole (its own
-					// limits, or it is closing): none of its IDs got it.
-					switch env.status {
-					case relay.Closed, relay.Overloaded:
-						c.Overloaded += count
-					default:
-						c.UnknownID += count
-					}
-				}
-				continue
-			}
-			n.counters.badEnvelopes.Add(1)
-		}
-		if n.unreached(node, r.out) == relay.UnknownID {
-			c.UnknownID += count
-		} else {
-			c.Unreachable += count
-		}
-	}
-	return c, relay.Queued
-}
-
-// fanout runs a publish or broadcast: locally, and once through NATS on
-// PREFIX.all, which every other node receives once. It waits, at most
-// Config.Timeout, for an answer from every node known alive; the counts
-// sum the answers, and Unreachable counts the nodes that did not answer
-// (alive ones past the timeout, and silent ones).
-func (n *Node) fanout(o op, topic string, payload []byte, local func() (relay.Counts, relay.Status)) (relay.Counts, relay.Status) {
-	if st := n.precheck(payload); st != relay.Queued {
-		return relay.Counts{}, st
-	}
-	c, st := local()
-	if st != relay.Queued {
-		return c, st
-	}
-	now := time.Now()
-	alive, silent, _ := n.peers.snapshot(nil, nil, now)
-	c.Unreachable += len(silent)
-	if n.nc == nil || !n.nc.IsConnected() {
-		c.Unreachable += len(alive)
-		n.counters.unsent.Add(1)
-		n.counters.unreachable.Add(uint64(len(alive) + len(silent)))
-		return c, relay.Queued
-	}
-	call := n.calls.start(n.cfg.Timeout)
-	defer n.calls.finish(call)
-	e := n.encoders.Get().(*encoder)
-	e.begin(o, n.id)
-	if o == opPublish {
-		e.str8(topic)
-	}
-	if e.payload(payload, n.cfg.CompressMin) {
-		n.counters.compressed.Add(1)
-	}
-	err := n.nc.PublishRequest(n.subjAll, n.calls.subject(call, 0), e.b)
-	n.counters.sent(o, len(e.b))
-	n.encoders.Put(e)
-	if err != nil {
-		c.Unreachable += len(alive)
-		n.counters.unsent.Add(1)
-		return c, relay.Queued
-	}
-	answered := make(map[uint16]bool, len(alive))
-	missing := len(alive)
-	var d decoder
-wait:
-	for missing > 0 {
-		select {
-		case r := <-call.ch:
-			if r.noResp {
-				break wait // no other node subscribes: none will answer
-			}
-			env, err := d.decode(r.data)
-			if err != nil || env.op != o|replyBit {
-				n.counters.badEnvelopes.Add(1)
-				continue
-			}
-			if answered[env.from] {
-				continue
-			}
-			answered[env.from] = true
-			n.peers.touch(env.from, time.Now())
-			if env.status == relay.Queued {
-				c.Merge(env.counts)
-			} else {
-				c.Unreachable++ // it refused as a whole (closing, full): not delivered there
-			}
-			if n.isAlive(env.from, alive) {
-				missing--
-			}
-		case <-call.timer.C:
-			n.counters.timeouts.Add(1)
-			break wait
-		}
-	}
-	if missing > 0 {
-		c.Unreachable += missing
-		n.counters.unreachable.Add(uint64(missing))
-	}
-	return c, relay.Queued
-}
-
 func (n *Node) isAlive(node uint16, alive []uint16) bool {
 	for _, a := range alive {
 		if a == node {
@@ -708,323 +419,6 @@ func (n *Node) isAlive(node uint16, alive []uint16) bool {
 	}
 	return false
 }
-
-// Publish pushes to a topic's subscribers on every node.
-func (n *Node) Publish(topic string, payload []byte) (relay.Counts, relay.Status) {
-	return n.fanout(opPublish, topic, payload, func() (relay.Counts, relay.Status) { return n.local.Publish(topic, payload) })
-}
-
-// Broadcast pushes to every client of every node.
-func (n *Node) Broadcast(payload []byte) (relay.Counts, relay.Status) {
-	return n.fanout(opBroadcast, "", payload, func() (relay.Counts, relay.Status) { return n.local.Broadcast(payload) })
-}
-
-// Subscribe adds a client, on whichever node holds it, to topics.
-func (n *Node) Subscribe(id string, topics ...string) (int, error) {
-	return n.topicOp(opSubscribe, id, topics)
-}
-
-// Unsubscribe removes a client, on whichever node holds it, from topics.
-func (n *Node) Unsubscribe(id string, topics ...string) (int, error) {
-	return n.topicOp(opUnsubscribe, id, topics)
-}
-
-func (n *Node) topicOp(o op, id string, topics []string) (int, error) {
-	node, ok := relay.NodeOf(id)
-	if !ok || node == n.id {
-		if o == opSubscribe {
-			return n.local.Subscribe(id, topics...)
-		}
-		return n.local.Unsubscribe(id, topics...)
-	}
-	for _, t := range topics {
-		if err := relay.CheckTopic(t); err != nil {
-			return 0, err
-		}
-	}
-	raw, ok := relay.ParseID(id)
-	if !ok {
-		return 0, fmt.Errorf("%w: %q", relay.ErrUnknownID, id)
-	}
-	var resBuf [1]result
-	res := n.request(o, []uint16{node}, resBuf[:0], func(_ int, e *encoder) {
-		e.id(&raw)
-		e.u16(uint16(len(topics)))
-		for _, t := range topics {
-			e.str8(t)
-		}
-	})
-	if res[0].out != outReplied {
-		if n.unreached(node, res[0].out) == relay.UnknownID {
-			return 0, fmt.Errorf("%w: %q (its node %d is not in the cluster)", relay.ErrUnknownID, id, node)
-		}
-		return 0, fmt.Errorf("%w: node %d, within %v", relay.ErrUnreachable, node, n.cfg.Timeout)
-	}
-	env, err := (&decoder{}).decode(res[0].data)
-	if err != nil || env.op != o|replyBit {
-		n.counters.badEnvelopes.Add(1)
-		return 0, fmt.Errorf("%w: node %d answered with a bad envelope", relay.ErrUnreachable, node)
-	}
-	n.peers.touch(node, time.Now())
-	if env.errKind == errNone {
-		return env.changed, nil
-	}
-	return env.changed, kindError(env.errKind, env.message)
-}
-
-// kindError rebuilds a relay error from a reply's error kind and message.
-func kindError(kind uint8, msg string) error {
-	if int(kind) < len(errKinds) && errKinds[kind] != nil {
-		base := errKinds[kind].Error()
-		return fmt.Errorf("%w%s", errKinds[kind], strings.TrimPrefix(msg, base))
-	}
-	return errors.New(msg)
-}
-
-// Kick closes a client's connection, on whichever node holds it.
-func (n *Node) Kick(id string) relay.Status {
-	node, ok := relay.NodeOf(id)
-	if !ok || node == n.id {
-		return n.local.Kick(id)
-	}
-	raw, ok := relay.ParseID(id)
-	if !ok {
-		return relay.UnknownID
-	}
-	var resBuf [1]result
-	res := n.request(opKick, []uint16{node}, resBuf[:0], func(_ int, e *encoder) { e.id(&raw) })
-	if res[0].out != outReplied {
-		return n.unreached(node, res[0].out)
-	}
-	env, err := (&decoder{}).decode(res[0].data)
-	if err != nil || env.op != opKick|replyBit {
-		n.counters.badEnvelopes.Add(1)
-		return n.unreached(node, outTimeout)
-	}
-	n.peers.touch(node, time.Now())
-	return env.status
-}
-
-// Info describes a client, on whichever node holds it. A client whose node
-// does not answer is reported as not connected.
-func (n *Node) Info(id string) (relay.ClientInfo, bool) {
-	node, ok := relay.NodeOf(id)
-	if !ok || node == n.id {
-		return n.local.Info(id)
-	}
-	raw, ok := relay.ParseID(id)
-	if !ok {
-		return relay.ClientInfo{}, false
-	}
-	var resBuf [1]result
-	res := n.request(opInfo, []uint16{node}, resBuf[:0], func(_ int, e *encoder) { e.id(&raw) })
-	if res[0].out != outReplied {
-		n.unreached(node, res[0].out)
-		return relay.ClientInfo{}, false
-	}
-	env, err := (&decoder{}).decode(res[0].data)
-	if err != nil || env.op != opInfo|replyBit || !env.found {
-		return relay.ClientInfo{}, false
-	}
-	env.info.ID = id
-	return env.info, true
-}
-
-// List pages through the connected IDs of the whole cluster, one node at
-// a time in ascending node order. The cursor is "NODE:LOCAL", where LOCAL
-// is that node's own cursor; a page may be empty while the cursor is not.
-// A node that does not answer makes the call fail (retry with the same
-// cursor); a node that left is skipped.
-func (n *Node) List(cursor string, limit int) ([]string, string, error) {
-	from, localCursor, err := parseCursor(cursor)
-	if err != nil {
-		return nil, "", err
-	}
-	alive, _, _ := n.peers.snapshot(nil, nil, time.Now())
-	nodes := mergeSorted(alive, n.id)
-	i := 0
-	for i < len(nodes) && nodes[i] < from {
-		i++
-	}
-	if i == len(nodes) {
-		return nil, "", nil
-	}
-	node := nodes[i]
-	if node != from {
-		localCursor = "" // the cursor's node left: start the next from its top
-	}
-	var ids []string
-	var next string
-	if node == n.id {
-		ids, next, err = n.local.List(localCursor, limit)
-		if err != nil {
-			return nil, "", err
-		}
-	} else {
-		var resBuf [1]result
-		res := n.request(opList, []uint16{node}, resBuf[:0], func(_ int, e *encoder) {
-			e.str8(localCursor)
-			e.u16(uint16(min(max(limit, 0), relay.MaxListPage)))
-		})
-		if res[0].out != outReplied {
-			n.unreached(node, res[0].out)
-			return nil, "", fmt.Errorf("%w: node %d did not answer the listing within %v; retry with the same cursor", relay.ErrUnreachable, node, n.cfg.Timeout)
-		}
-		env, err := (&decoder{}).decode(res[0].data)
-		if err != nil || env.op != opList|replyBit {
-			n.counters.badEnvelopes.Add(1)
-			return nil, "", fmt.Errorf("%w: node %d answered the listing with a bad envelope", relay.ErrUnreachable, node)
-		}
-		if env.errKind != errNone {
-			return nil, "", kindError(env.errKind, env.message)
-		}
-		ids = make([]string, len(env.ids))
-		for j := range env.ids {
-			ids[j] = relay.FormatID(&env.ids[j])
-		}
-		next = env.message
-	}
-	switch {
-	case next != "":
-		next = strconv.Itoa(int(node)) + ":" + next
-	case i+1 < len(nodes):
-		next = strconv.Itoa(int(nodes[i+1])) + ":"
-	}
-	return ids, next, nil
-}
-
-// Presence pages through the subscribers of topic on the whole cluster,
-// one node at a time in ascending node order, as List does (same cursor
-// shape, "NODE:LOCAL"); count is the sum of every node's subscribers,
-// asked of all of them in the same round. A node that does not answer makes
-// the call fail (retry with the same cursor); a node that left is skipped.
-func (n *Node) Presence(topic, cursor string, limit int) ([]string, string, int, error) {
-	if err := relay.CheckTopic(topic); err != nil {
-		return nil, "", 0, err
-	}
-	from, localCursor, err := parseCursor(cursor)
-	if err != nil {
-		return nil, "", 0, err
-	}
-	alive, _, _ := n.peers.snapshot(nil, nil, time.Now())
-	nodes := mergeSorted(alive, n.id)
-	i := 0
-	for i < len(nodes) && nodes[i] < from {
-		i++
-	}
-	page := uint16(0) // the node whose subscribers this page lists; 0 (no node has it): none left
-	if i < len(nodes) {
-		page = nodes[i]
-		if page != from {
-			localCursor = ""
-		}
-	}
-	if limit <= 0 || limit > relay.MaxPresencePage {
-		limit = relay.MaxPresencePage
-	}
-	var ids []string
-	var next string
-	count := 0
-	if page == n.id {
-		ids, next, count, err = n.local.Presence(topic, localCursor, limit)
-		if err != nil {
-			return nil, "", 0, err
-		}
-	} else {
-		count = n.local.Subscribers(topic)
-	}
-	others := make([]uint16, 0, len(alive))
-	for _, node := range alive {
-		if node != n.id {
-			others = append(others, node)
-		}
-	}
-	res := n.request(opPresence, others, make([]result, 0, len(others)), func(j int, e *encoder) {
-		e.str8(topic)
-		if others[j] == page {
-			e.str8(localCursor)
-			e.u16(uint16(limit))
-		} else {
-			e.str8("")
-			e.u16(0) // the count only
-		}
-	})
-	var d decoder
-	for j, node := range others {
-		if res[j].out != outReplied {
-			if n.unreached(node, res[j].out) == relay.UnknownID {
-				continue // it left: its subscribers left with it
-			}
-			return nil, "", 0, fmt.Errorf("%w: node %d did not answer the presence query within %v; retry with the same cursor", relay.ErrUnreachable, node, n.cfg.Timeout)
-		}
-		env, err := d.decode(res[j].data)
-		if err != nil || env.op != opPresence|replyBit {
-			n.counters.badEnvelopes.Add(1)
-			return nil, "", 0, fmt.Errorf("%w: node %d answered the presence query with a bad envelope", relay.ErrUnreachable, node)
-		}
-		if env.errKind != errNone {
-			return nil, "", 0, kindError(env.errKind, env.message)
-		}
-		count += env.changed
-		if node == page {
-			ids = make([]string, len(env.ids))
-			for k := range env.ids {
-				ids[k] = relay.FormatID(&env.ids[k])
-			}
-			next = env.message
-		}
-	}
-	switch {
-	case page == 0: // past the last node
-	case next != "":
-		next = strconv.Itoa(int(page)) + ":" + next
-	case i+1 < len(nodes):
-		next = strconv.Itoa(int(nodes[i+1])) + ":"
-	}
-	return ids, next, count, nil
-}
-
-// parseCursor reads a cluster listing cursor.
-func parseCursor(c string) (node uint16, local string, err error) {
-	if c == "" {
-		return 0, "", nil
-	}
-	num, local, ok := strings.Cut(c, ":")
-	v, err := strconv.ParseUint(num, 10, 16)
-	if !ok || err != nil {
-		return 0, "", fmt.Errorf("invalid cursor %q: pass back the cursor a previous page returned, or nothing to start", c)
-	}
-	return uint16(v), local, nil
-}
-
-// mergeSorted returns sorted with v inserted in order.
-func mergeSorted(sorted []uint16, v uint16) []uint16 {
-	out := make([]uint16, 0, len(sorted)+1)
-	done := false
-	for _, s := range sorted {
-		if !done && v < s {
-			out = append(out, v)
-			done = true
-		}
-		if s != v {
-			out = append(out, s)
-		}
-	}
-	if !done {
-		out = append(out, v)
-	}
-	return out
-}
-
-// EventsSince reads the cluster's event log: every node's connects and
-// disconnects, each marked with its node (relay.Event.Node).
-func (n *Node) EventsSince(from uint64, dst []relay.Event, max int) ([]relay.Event, uint64, uint64, <-chan struct{}) {
-	return n.events.Since(from, dst, max)
-}
-
-// LastEventSeq returns the sequence number of the cluster log's latest
-// event.
-func (n *Node) LastEventSeq() uint64 { return n.events.Last() }
 
 // Instance returns the local relay's instance: the cluster event log is
 // this process's, and starts over when it restarts.
@@ -1036,223 +430,6 @@ func (n *Node) CheckPayload(payload []byte) error { return n.local.CheckPayload(
 // Serving is the local relay's: a node without NATS still serves its own
 // clients.
 func (n *Node) Serving() error { return n.local.Serving() }
-
-// pumpEvents copies the local relay's events into the cluster log and
-// publishes them, in batches, to the other nodes.
-func (n *Node) pumpEvents() {
-	defer n.wg.Done()
-	buf := make([]relay.Event, 0, maxEventBatch)
-	var e encoder
-	from := uint64(1)
-	for {
-		evs, next, lost, wait := n.local.EventsSince(from, buf[:0], maxEventBatch)
-		if lost > 0 {
-			n.counters.eventsLost.Add(lost)
-		}
-		from = next
-		if len(evs) > 0 {
-			n.events.Append(evs...)
-			if n.nc.IsConnected() {
-				e.begin(opEvents, n.id)
-				e.u64(evs[0].Seq)
-				e.u16(uint16(len(evs)))
-				for i := range evs {
-					ev := &evs[i]
-					e.u8(uint8(ev.Kind))
-					e.u8(uint8(ev.Reason))
-					e.u64(uint64(ev.Time))
-					raw, _ := relay.ParseID(ev.ID)
-					e.id(&raw)
-					e.addr(ev.Remote)
-				}
-				if n.nc.Publish(n.subjEvts, e.b) == nil {
-					n.counters.sent(opEvents, len(e.b))
-				}
-			}
-		}
-		if wait != nil {
-			select {
-			case <-wait:
-			case <-n.stop:
-				return
-			}
-		}
-	}
-}
-
-// onEvents takes another node's batch of events into the cluster log.
-func (n *Node) onEvents(m *nats.Msg) {
-	d := decoder{}
-	env, err := d.decode(m.Data)
-	if err != nil || env.op != opEvents {
-		n.counters.badEnvelopes.Add(1)
-		return
-	}
-	n.counters.received(opEvents, len(m.Data))
-	n.events.Append(env.events...)
-}
-
-// serve answers other nodes' requests, in the order they arrive, until
-// Close.
-func (n *Node) serve() {
-	defer n.wg.Done()
-	d := decoder{maxPayload: n.local.Config().MaxMessage}
-	w := &worker{n: n}
-	for {
-		select {
-		case <-n.stop:
-			return
-		case m := <-n.inbox:
-			env, err := d.decode(m.Data)
-			if err != nil || env.op&replyBit != 0 || env.op >= opHello {
-				n.counters.badEnvelopes.Add(1)
-				if n.counters.badEnvelopes.Load()%1000 == 1 {
-					n.log.Warn("cluster: bad envelope from another node (counted; logged once per 1000)", "subject", m.Subject, "err", err)
-				}
-				continue
-			}
-			n.counters.received(env.op, len(m.Data))
-			if m.Reply == "" {
-				continue
-			}
-			w.answer(&env)
-			if err := n.nc.Publish(m.Reply, w.e.b); err == nil {
-				n.counters.sent(env.op|replyBit, len(w.e.b))
-			}
-		}
-	}
-}
-
-// worker holds serve's scratch buffers.
-type worker struct {
-	n      *Node
-	e      encoder
-	idText []byte
-	ids    []string
-}
-
-// idString views raw's text form, written into the worker's buffer, as a
-// string valid until the next call (the relay does not keep IDs it looks
-// up).
-func (w *worker) idStrings(raws [][relay.IDBytes]byte) []string {
-	need := len(raws) * relay.IDLen
-	if cap(w.idText) < need {
-		w.idText = make([]byte, need)
-	}
-	text := w.idText[:need]
-	ids := w.ids[:0]
-	for i := range raws {
-		t := text[i*relay.IDLen : (i+1)*relay.IDLen]
-		base64.RawURLEncoding.Encode(t, raws[i][:])
-		ids = append(ids, unsafe.String(unsafe.SliceData(t), len(t)))
-	}
-	w.ids = ids
-	return ids
-}
-
-// answer builds the reply to env in w.e.
-func (w *worker) answer(env *envelope) {
-	n, e := w.n, &w.e
-	local := n.local
-	e.begin(env.op|replyBit, n.id)
-	switch env.op {
-	case opSend:
-		one := [1][relay.IDBytes]byte{env.id}
-		st := local.Send(w.idStrings(one[:])[0], env.payload)
-		var c relay.Counts
-		c.Add(st)
-		e.counts(st, c)
-	case opSendMany:
-		c, st := local.SendMany(w.idStrings(env.ids), env.payload)
-		clear(w.ids)
-		e.counts(st, c)
-	case opPublish:
-		c, st := local.Publish(env.topic, env.payload)
-		e.counts(st, c)
-	case opBroadcast:
-		c, st := local.Broadcast(env.payload)
-		e.counts(st, c)
-	case opSubscribe, opUnsubscribe:
-		one := [1][relay.IDBytes]byte{env.id}
-		id := w.idStrings(one[:])[0]
-		var changed int
-		var err error
-		if env.op == opSubscribe {
-			changed, err = local.Subscribe(id, env.topics...)
-		} else {
-			changed, err = local.Unsubscribe(id, env.topics...)
-		}
-		if err != nil {
-			e.u8(errKindOf(err))
-		} else {
-			e.u8(errNone)
-		}
-		e.u32(uint32(changed))
-		if err != nil {
-			e.str8(err.Error())
-		} else {
-			e.str8("")
-		}
-	case opKick:
-		one := [1][relay.IDBytes]byte{env.id}
-		e.u8(uint8(local.Kick(w.idStrings(one[:])[0])))
-	case opInfo:
-		one := [1][relay.IDBytes]byte{env.id}
-		info, ok := local.Info(w.idStrings(one[:])[0])
-		if ok {
-			e.u8(1)
-			e.u64(uint64(info.Since.UnixNano()))
-		} else {
-			e.u8(0)
-			e.u64(0)
-		}
-		e.addr(info.Remote)
-	case opList:
-		ids, next, err := local.List(env.cursor, env.limit)
-		if err != nil {
-			e.u8(errKindOf(err))
-			e.str8(err.Error())
-			e.u16(0)
-			return
-		}
-		e.u8(errNone)
-		e.str8(next)
-		e.u16(uint16(len(ids)))
-		for _, id := range ids {
-			raw, _ := relay.ParseID(id)
-			e.id(&raw)
-		}
-	case opPresence:
-		var ids []string
-		var next string
-		var count int
-		var err error
-		if env.limit == 0 {
-			count = local.Subscribers(env.topic)
-		} else {
-			ids, next, count, err = local.Presence(env.topic, env.cursor, env.limit)
-		}
-		if err != nil {
-			e.u8(errKindOf(err))
-			e.u32(0)
-			e.str8(err.Error())
-			e.u16(0)
-			return
-		}
-		e.u8(errNone)
-		e.u32(uint32(count))
-		e.str8(next)
-		e.u16(uint16(len(ids)))
-		for _, id := range ids {
-			raw, _ := relay.ParseID(id)
-			e.id(&raw)
-		}
-	case opPing:
-		e.str8(local.Instance())
-	}
-}
-
-func timeFromUnixNano(ns int64) time.Time { return time.Unix(0, ns) }
 
 // Connected reports whether the node's NATS connection is up.
 func (n *Node) Connected() bool { return n.nc != nil && n.nc.IsConnected() }

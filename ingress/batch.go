@@ -32,6 +32,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/pushrelay/pushrelay/ingress/wire"
 	"github.com/pushrelay/pushrelay/relay"
 )
 
@@ -460,51 +461,39 @@ func (p *batchParser) base64(v []byte) ([]byte, error) {
 
 // check validates every parsed op against the relay's rules, so that a
 // bad line fails the batch before anything is pushed. It returns the
-// HTTP error kind and message of the first bad line.
-func (p *batchParser) check(r Relay) (httpError, string, bool) {
+// failure of the first bad line.
+func (p *batchParser) check(r Relay) outcome {
 	for i := range p.ops {
 		op := &p.ops[i]
 		switch op.target {
 		case targetID:
 			if !relay.ValidID(borrow(op.name)) {
-				return errBadRequest, fmt.Sprintf("batch: line %d: %q is not a client ID (22 to 64 characters of A-Z a-z 0-9 _ -)", op.line, op.name), false
+				return badID(batchLine(op.line), op.name)
 			}
 		case targetIDs:
 			for j, id := range p.ids[op.ids[0]:op.ids[1]] {
 				if !relay.ValidID(id) {
-					return errBadRequest, fmt.Sprintf("batch: line %d: ID %d, %q, is not a client ID", op.line, j, id), false
+					return badIDAt(batchLine(op.line), j, id)
 				}
 			}
 		case targetTopic:
-			if err := relay.CheckTopic(borrow(op.name)); err != nil {
-				return errBadRequest, fmt.Sprintf("batch: line %d: topic: %v", op.line, err), false
+			if o := checkTopic("", op.name); o.failed() {
+				return checkTopic(batchLine(op.line)+": topic", op.name) // words TestHTTPBatch pins
 			}
 		}
 		if err := r.CheckPayload(op.payload); err != nil {
-			kind := errBadRequest
+			st := wire.StatusBadRequest
 			if errors.Is(err, relay.ErrTooLarge) {
-				kind = errTooLarge
+				st = wire.StatusTooLarge
 			}
-			return kind, fmt.Sprintf("batch: line %d: %v", op.line, err), false
+			return failure(st, fmt.Sprintf("%s: %v", batchLine(op.line), err))
 		}
 	}
-	return 0, "", true
+	return outcome{}
 }
 
-// batchRefused is the error of a push the relay refused as a whole.
-func (s *HTTPServer) batchRefused(st relay.Status, payload []byte) (httpError, string) {
-	switch st {
-	case relay.TooLarge:
-		return errTooLarge, fmt.Sprint(s.relay.CheckPayload(payload))
-	case relay.BadPayload:
-		return errBadRequest, fmt.Sprint(s.relay.CheckPayload(payload))
-	case relay.BadTopic:
-		return errBadRequest, "invalid topic"
-	case relay.Closed:
-		return errShuttingDown, "the relay is shutting down"
-	}
-	return errBadRequest, st.String()
-}
+// batchLine names a line of a batch in its errors.
+func batchLine(line int) string { return fmt.Sprintf("batch: line %d", line) }
 
 // batchScratch holds a request's per-line counts; pooled with the parser.
 type batchScratch struct {
@@ -528,8 +517,7 @@ func (s *HTTPServer) batch(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, kind, "batch: "+err.Error())
 		return
 	}
-	if kind, msg, ok := p.check(s.relay); !ok {
-		s.fail(ctx, kind, msg)
+	if s.failed(ctx, p.check(s.relay)) {
 		return
 	}
 	sc := batchScratches.Get().(*batchScratch)
@@ -571,8 +559,11 @@ func (s *HTTPServer) batch(ctx *fasthttp.RequestCtx) {
 		default:
 			// Refused as a whole (shutting down, or a check the relay made
 			// otherwise than ours): stop, and say how far the batch got.
-			kind, msg := s.batchRefused(st, op.payload)
-			s.failWith(ctx, kind, fmt.Sprintf("batch: line %d: %s; the %d pushes before it were made, the rest were not", op.line, msg, i), func(b []byte) []byte {
+			ws, reason, refused := refusal(s.relay, st, op.payload)
+			if !refused {
+				ws, reason = wire.StatusBadRequest, st.String()
+			}
+			s.failWith(ctx, fromWire(ws), fmt.Sprintf("%s: %s; the %d pushes before it were made, the rest were not", batchLine(op.line), reason, i), func(b []byte) []byte {
 				return strconv.AppendInt(append(b, `"done":`...), int64(i), 10)
 			})
 			return

@@ -1,7 +1,9 @@
 // Package ingress is how the web app beside the relay talks to it: a binary
 // request/response protocol on a Unix socket (package ingress/wire has the
-// frames) and an HTTP API. Both decode requests and call the relay through
-// the small Relay interface.
+// frames) and an HTTP API. Both only decode requests and encode replies:
+// the operations layer (ops.go) checks each operation, runs it on the
+// relay through the small Relay interface and words its outcome, once for
+// both.
 package ingress
 
 import (
@@ -85,6 +87,14 @@ const (
 // ErrBadConfig: a configuration value is out of range.
 var ErrBadConfig = errors.New("invalid ingress configuration")
 
+// orDefault sets a zero *v to def.
+func orDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
 func (cfg Config) withDefaults(maxMessage int) (Config, error) {
 	bad := func(format string, args ...any) (Config, error) {
 		return Config{}, fmt.Errorf("%w: "+format, append([]any{ErrBadConfig}, args...)...)
@@ -95,36 +105,22 @@ func (cfg Config) withDefaults(maxMessage int) (Config, error) {
 	if len(cfg.Path) > 107 {
 		return bad("socket path %q is %d bytes; Unix sockets allow 107", cfg.Path, len(cfg.Path))
 	}
-	if cfg.Mode == 0 {
-		cfg.Mode = DefaultMode
-	}
+	orDefault(&cfg.Mode, DefaultMode)
 	if cfg.Mode&^os.ModePerm != 0 {
 		return bad("mode %v: want permission bits only, such as 0660", cfg.Mode)
 	}
-	if cfg.MaxRequest == 0 {
-		cfg.MaxRequest = wire.DefaultMaxRequest
-	}
+	orDefault(&cfg.MaxRequest, wire.DefaultMaxRequest)
 	if cfg.MaxRequest < maxMessage+wire.HeaderLen+wire.MaxStr8+1 {
 		return bad("max request %d cannot hold a message of max-message %d and its fields", cfg.MaxRequest, maxMessage)
 	}
-	if cfg.MaxIDs == 0 {
-		cfg.MaxIDs = wire.DefaultMaxIDs
-	}
-	if cfg.MaxTopics == 0 {
-		cfg.MaxTopics = wire.DefaultMaxTopics
-	}
-	if cfg.MaxConns == 0 {
-		cfg.MaxConns = DefaultMaxConns
-	}
-	if cfg.MaxWatches == 0 {
-		cfg.MaxWatches = DefaultMaxWatches
-	}
+	orDefault(&cfg.MaxIDs, wire.DefaultMaxIDs)
+	orDefault(&cfg.MaxTopics, wire.DefaultMaxTopics)
+	orDefault(&cfg.MaxConns, DefaultMaxConns)
+	orDefault(&cfg.MaxWatches, DefaultMaxWatches)
 	if cfg.MaxIDs < 0 || cfg.MaxIDs > 65535 || cfg.MaxTopics < 0 || cfg.MaxTopics > 65535 || cfg.MaxConns < 0 || cfg.MaxWatches < 0 {
 		return bad("limits out of range (ids %d, topics %d: 1 to 65535; conns %d, watches %d: positive)", cfg.MaxIDs, cfg.MaxTopics, cfg.MaxConns, cfg.MaxWatches)
 	}
-	if cfg.FrameTimeout == 0 {
-		cfg.FrameTimeout = DefaultFrameTimeout
-	}
+	orDefault(&cfg.FrameTimeout, DefaultFrameTimeout)
 	if cfg.FrameTimeout < 0 {
 		return bad("frame timeout %v: want a positive duration, such as 5s", cfg.FrameTimeout)
 	}

@@ -3,6 +3,7 @@ package ingress
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"strconv"
@@ -52,4 +53,18 @@ func listenSocket(path string, mode os.FileMode, what string) (*net.UnixListener
 		}
 	}
 	return ln, nil
+}
+
+// retryAccept reports whether an accept error is one to ride out (EMFILE
+// and friends): it then logs it, sleeps the next delay, doubling from 5 ms
+// up to 1 s, and returns that delay, for the caller to keep serving.
+func retryAccept(err error, delay time.Duration, log *slog.Logger, msg string) (time.Duration, bool) {
+	var ne net.Error
+	if !errors.As(err, &ne) || errors.Is(err, net.ErrClosed) {
+		return delay, false
+	}
+	delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+	log.Warn(msg, "err", err, "delay", delay)
+	time.Sleep(delay)
+	return delay, true
 }

@@ -85,12 +85,8 @@ func (s *UnixServer) Serve() error {
 			if closed {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && !errors.Is(err, net.ErrClosed) {
-				// EMFILE and friends: back off and keep serving.
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.log.Warn("ingress accept failed; retrying", "err", err, "delay", delay)
-				time.Sleep(delay)
+			var retry bool
+			if delay, retry = retryAccept(err, delay, s.log, "ingress accept failed; retrying"); retry {
 				continue
 			}
 			return fmt.Errorf("ingress: accept: %w", err)
