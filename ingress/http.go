@@ -52,8 +52,8 @@ package ingress
 // The acceptor admits at most MaxConns at once across the TCP and Unix
 // listeners. A connection is untrusted until it has sent a request that
 // passed the Host, Origin and token checks; at the limit, a new connection
-// takes the place of the oldest untrusted one (closed, counted as evicted),
-// and only when every connection is trusted is it refused with a
+// takes the place of an untrusted one (closed, counted as evicted): the
+// oldest of the source holding the most (see acceptor.victim), and only when every connection is trusted is it refused with a
 // plain-text 503. A request must arrive whole within httpReadTimeout of the
 // connection opening (or of its first byte, on a keep-alive connection), so
 // silent connections cannot keep token holders out.

@@ -92,22 +92,34 @@ type acceptor struct {
 	stop  sync.Once
 	wg    sync.WaitGroup
 
-	mu        sync.Mutex
-	open      int       // guarded by mu: admitted and not yet closed
-	untrusted list.List // guarded by mu: *httpConn not yet trusted, oldest first
+	mu          sync.Mutex
+	open        int            // guarded by mu: admitted and not yet closed
+	untrusted   list.List      // guarded by mu: *httpConn not yet trusted, oldest first
+	untrustedBy map[string]int // guarded by mu: untrusted connections by source
 
 	refused atomic.Uint64 // over max with every connection trusted
 	evicted atomic.Uint64 // untrusted connections closed for a newcomer
 }
 
 func newAcceptor(lns []net.Listener, max int, log *slog.Logger) *acceptor {
-	return &acceptor{lns: lns, max: max, log: log, conns: make(chan net.Conn), errs: make(chan error, len(lns)), done: make(chan struct{})}
+	return &acceptor{lns: lns, max: max, log: log, conns: make(chan net.Conn), errs: make(chan error, len(lns)), done: make(chan struct{}), untrustedBy: map[string]int{}}
+}
+
+// sourceOf names where a connection comes from, for fair eviction: the
+// peer's IP address, or "unix" for the Unix socket (the web app on this
+// host).
+func sourceOf(nc net.Conn) string {
+	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	return "unix"
 }
 
 // httpConn is an admitted connection. fasthttp closes it when done with it.
 type httpConn struct {
 	net.Conn
 	a       *acceptor
+	src     string        // fixed: sourceOf(Conn)
 	trusted atomic.Bool   // set once, by trust
 	elem    *list.Element // guarded by a.mu: in a.untrusted, or nil
 	closed  bool          // guarded by a.mu
@@ -121,46 +133,76 @@ func (c *httpConn) Close() error {
 	if !c.closed {
 		c.closed = true
 		a.open--
-		if c.elem != nil {
-			a.untrusted.Remove(c.elem)
-			c.elem = nil
-		}
+		a.untrust(c)
 	}
 	a.mu.Unlock()
 	return c.Conn.Close()
+}
+
+// untrust takes c off the untrusted list, if it is on it. a.mu is held.
+func (a *acceptor) untrust(c *httpConn) {
+	if c.elem == nil {
+		return
+	}
+	a.untrusted.Remove(c.elem)
+	c.elem = nil
+	if a.untrustedBy[c.src]--; a.untrustedBy[c.src] == 0 {
+		delete(a.untrustedBy, c.src)
+	}
 }
 
 // trust takes c off the untrusted list: it has sent an authorized request.
 func (a *acceptor) trust(c *httpConn) {
 	c.trusted.Store(true)
 	a.mu.Lock()
-	if c.elem != nil {
-		a.untrusted.Remove(c.elem)
-		c.elem = nil
-	}
+	a.untrust(c)
 	a.mu.Unlock()
 }
 
-// admit wraps nc for serving, closing the oldest untrusted connection if
-// the limit is reached, or returns nil if every place is held by a trusted
-// connection.
+// victim picks the untrusted connection a newcomer from src replaces: the
+// oldest of the source that holds the most untrusted connections, the
+// newcomer counted with its own. So a host that churns connections evicts
+// its own, not a token holder's request still in flight from another
+// host; only a source that holds no more than one gives up its oldest to
+// anyone. a.mu is held; nil if none is untrusted.
+func (a *acceptor) victim(src string) *httpConn {
+	best, most := src, a.untrustedBy[src]+1
+	for s, n := range a.untrustedBy {
+		if n > most {
+			best, most = s, n
+		}
+	}
+	if a.untrustedBy[best] == 0 {
+		best = "" // no source holds more than one: the oldest of all
+	}
+	for e := a.untrusted.Front(); e != nil; e = e.Next() {
+		if c := e.Value.(*httpConn); best == "" || c.src == best {
+			return c
+		}
+	}
+	return nil
+}
+
+// admit wraps nc for serving, closing an untrusted connection (see
+// victim) if the limit is reached, or returns nil if every place is held
+// by a trusted connection.
 func (a *acceptor) admit(nc net.Conn) *httpConn {
+	src := sourceOf(nc)
 	var victim *httpConn
 	a.mu.Lock()
 	if a.open >= a.max {
-		front := a.untrusted.Front()
-		if front == nil {
+		victim = a.victim(src)
+		if victim == nil {
 			a.mu.Unlock()
 			return nil
 		}
-		victim = front.Value.(*httpConn)
-		a.untrusted.Remove(front)
-		victim.elem = nil
+		a.untrust(victim)
 		victim.closed = true
 		a.open--
 	}
-	c := &httpConn{Conn: nc, a: a}
+	c := &httpConn{Conn: nc, a: a, src: src}
 	c.elem = a.untrusted.PushBack(c)
+	a.untrustedBy[src]++
 	a.open++
 	a.mu.Unlock()
 	if victim != nil {

@@ -226,3 +226,88 @@ func firstLine(b []byte) string {
 	s, _, _ := strings.Cut(string(b), "\r\n")
 	return s
 }
+
+// A host that churns connections at the limit evicts its own, not a token
+// holder's first request still in flight from another host: the holder
+// sends its headers, pauses as a slow network would, then its body, and is
+// served every time. (Before eviction was by source, the churn closed most
+// such requests.)
+func TestHTTPChurnDoesNotEvictAnotherHostsRequest(t *testing.T) {
+	const token, maxConns, tries = "tok-for-churn", 4, 8
+	srv := httpStartRelay(t, relay.Config{})
+	h := httpStart(t, srv, srv.Config().MaxMessage, HTTPConfig{Token: token, MaxConns: maxConns})
+	addr := h.Addr()
+	c := dialRelayClient(t, srv)
+
+	// The attacker: 127.0.0.1, opening connections and leaving them silent
+	// until evicted; bounded in count and time.
+	stop := make(chan struct{})
+	churned := make(chan int)
+	go func() {
+		n := 0
+		defer func() { churned <- n }()
+		end := time.Now().Add(20 * time.Second)
+		var held []net.Conn
+		defer func() {
+			for _, nc := range held {
+				nc.Close()
+			}
+		}()
+		for n < 200000 && time.Now().Before(end) {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			nc, err := net.DialTimeout("tcp", addr, time.Second)
+			if err != nil {
+				continue
+			}
+			n++
+			held = append(held, nc)
+			if len(held) > 64 {
+				held[0].Close()
+				held = held[1:]
+			}
+		}
+	}()
+
+	// The token holder: another host, 127.0.0.2.
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 5 * time.Second}
+	served := 0
+	for i := 0; i < tries; i++ {
+		nc, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("dial from 127.0.0.2: %v", err)
+		}
+		nc.SetDeadline(time.Now().Add(10 * time.Second))
+		payload := fmt.Sprintf("push %d", i)
+		fmt.Fprintf(nc, "POST /v1/send/%s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n", c.id, addr, token, len(payload))
+		time.Sleep(100 * time.Millisecond) // the body comes a round trip later
+		io.WriteString(nc, payload)
+		res, err := http.ReadResponse(bufio.NewReader(nc), nil)
+		if err == nil {
+			io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			if res.StatusCode == 200 {
+				served++
+				c.expect([]byte(payload))
+			} else {
+				t.Logf("try %d: status %d", i, res.StatusCode)
+			}
+		} else {
+			t.Logf("try %d: %v", i, err)
+		}
+		nc.Close()
+	}
+	close(stop)
+	n := <-churned
+	evicted := metricValue(h.Metrics(), "pushrelay_http_evicted_total")
+	t.Logf("%d of %d served while 127.0.0.1 opened %d connections (%v evicted)", served, tries, n, evicted)
+	if evicted < maxConns {
+		t.Fatalf("only %v evictions: the churn never reached the limit, so this proves nothing", evicted)
+	}
+	if served != tries {
+		t.Fatalf("the token holder was served %d times of %d; want every time", served, tries)
+	}
+}

@@ -70,13 +70,14 @@ func (s *HTTPServer) Metrics() []relay.Metric {
 			Type: "counter", Help: "HTTP error replies, by status.", Value: float64(c.errors[k].Load()),
 		})
 	}
-	refused := s.ln.refused.Load()
+	var busy uint64
 	if s.srv != nil {
-		refused += uint64(s.srv.GetRejectedConnectionsCount())
+		busy = uint64(s.srv.GetRejectedConnectionsCount())
 	}
 	return append(ms,
 		relay.Metric{Name: "pushrelay_http_connections", Type: "gauge", Help: "HTTP connections open.", Value: float64(c.conns.Load())},
-		relay.Metric{Name: "pushrelay_http_refused_total", Type: "counter", Help: "HTTP connections refused over the connection limit, every open one having sent an authorized request.", Value: float64(refused)},
+		relay.Metric{Name: "pushrelay_http_refused_total", Type: "counter", Help: "HTTP connections refused over the connection limit, every open one having sent an authorized request.", Value: float64(s.ln.refused.Load())},
+		relay.Metric{Name: "pushrelay_http_busy_total", Type: "counter", Help: "HTTP connections refused (503) because every serving goroutine was taken, evicted connections still winding down included.", Value: float64(busy)},
 		relay.Metric{Name: "pushrelay_http_evicted_total", Type: "counter", Help: "HTTP connections closed, before they sent an authorized request, to make room for a new one at the connection limit.", Value: float64(s.ln.evicted.Load())},
 	)
 }
