@@ -115,11 +115,11 @@ func (l *loop) handBack(it item) {
 	l.mu.Unlock()
 }
 
-// acquire makes the loop's goroutine the loop's owner for one gnet
+// enterCallback makes the loop's goroutine the loop's owner for one gnet
 // callback, waiting for a direct write under way. It returns false, taking
 // nothing, inside a callback that owns the loop already: gnet runs OnClose
 // inside Close.
-func (l *loop) acquire() bool {
+func (l *loop) enterCallback() bool {
 	if l.inCallback {
 		return false
 	}
@@ -128,8 +128,8 @@ func (l *loop) acquire() bool {
 	return true
 }
 
-// release ends what acquire began, if it took the lock.
-func (l *loop) release(took bool) {
+// exitCallback ends what enterCallback began, if it took the lock.
+func (l *loop) exitCallback(took bool) {
 	if took {
 		l.inCallback = false
 		l.own.Unlock()

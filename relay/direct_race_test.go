@@ -20,7 +20,7 @@ func bigPayload(n int) []byte {
 // forceDirectAfterInbound makes the interleaving "the loop wakes for the
 // client's bytes while a producer holds own for a direct write" happen:
 // the test holds own (as a producer in the middle of its write(2) would),
-// the client sends, the loop blocks in acquire for that OnTraffic, then
+// the client sends, the loop blocks in enterCallback for that OnTraffic, then
 // the test lets go and writes the frame directly before the loop gets own.
 // It returns true if the direct write was taken and came up short.
 func forceDirectAfterInbound(t *testing.T, srv *Server, sess *session, f *Frame, clientSends func()) bool {
@@ -28,7 +28,7 @@ func forceDirectAfterInbound(t *testing.T, srv *Server, sess *session, f *Frame,
 	before := srv.Stats().DirectShort
 	l.own.Lock()
 	clientSends()
-	time.Sleep(100 * time.Millisecond) // the loop is now waiting in acquire (OnTraffic)
+	time.Sleep(100 * time.Millisecond) // the loop is now waiting in enterCallback (OnTraffic)
 	l.own.Unlock()
 	took := l.writeDirect(sess, f)
 	if !took {
@@ -40,7 +40,7 @@ func forceDirectAfterInbound(t *testing.T, srv *Server, sess *session, f *Frame,
 
 // TestPongWaitsForTheRestOfAShortDirectWrite: a direct write to a WebSocket
 // comes up short; the rest of the frame waits in the loop's backlog, not
-// in gnet's buffer. A ping the loop handles before its drain must get its
+// in gnet's buffer. A ping the loop handles before its mailbox pass must get its
 // pong after the rest of the data frame, not inside it (found in review:
 // it did land inside).
 func TestPongWaitsForTheRestOfAShortDirectWrite(t *testing.T) {

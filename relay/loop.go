@@ -48,7 +48,7 @@ type item struct {
 	topicReply chan<- topicOp
 }
 
-// pendFrame is a frame staged for one session during a drain; staged frames
+// pendFrame is a frame staged for one session during a mailbox pass; staged frames
 // of a session form a singly linked list through next.
 type pendFrame struct {
 	b         []byte
@@ -62,7 +62,7 @@ const iovMax = 1024
 // loop is pushrelay's side of one gnet event loop: its sessions and its
 // mailbox. Producers (any goroutine) append to the mailbox and ring the
 // doorbell, a socketpair whose read end gnet polls like any connection; the
-// loop drains the mailbox in OnTraffic of the doorbell and does every write
+// loop works through the mailbox in OnTraffic of the doorbell and does every write
 // itself. A doorbell ring is one write(2) and allocates nothing, where gnet's
 // own Execute and Wake allocate a closure per call.
 type loop struct {
@@ -76,14 +76,14 @@ type loop struct {
 	// the length of each gnet callback, or a producer writing a unicast
 	// to an idle loop's client itself (direct.go). Everything below
 	// marked "owned by the event loop" is touched only by its holder.
-	// Lock order: own, then mu.
+	// Lock order: locks.go.
 	own sync.Mutex
 
 	// Guarded by mu: the mailbox.
 	mu         sync.Mutex
 	queue      []item
 	queueBytes int
-	rung       bool // a ring is on its way: the next drain takes the queue
+	rung       bool // a ring is on its way: the next pass takes the queue
 	stopped    bool // the engine stopped and bellW is closed: refuse work
 
 	// Atomic.
@@ -108,7 +108,7 @@ type loop struct {
 	// frames, so this stays empty and costs idle sessions nothing.
 	wsSkip    map[*session]uint32
 	pend      []pendFrame
-	dirty     []*session // sessions with staged frames this drain
+	dirty     []*session // sessions with staged frames this pass
 	congested []*session // sessions with congested set, re-checked on ticks
 	iov       [][]byte
 	iovecs    []unix.Iovec
@@ -232,12 +232,28 @@ func (l *loop) ring() {
 	}
 }
 
-// drain runs on the loop when the doorbell rings. It moves the mailbox to
-// the backlog and works through it in order: items are applied at once,
-// fanouts become jobs served in turns (fanout.go). When a job or items
-// behind it remain, it rings the doorbell itself so the loop comes back
-// after serving other sockets.
-func (l *loop) drain() {
+// serveMailbox runs on the loop when the doorbell rings: one mailbox pass.
+// It moves the mailbox to the backlog and works through it in order: items
+// are applied at once, fanouts become jobs served in turns (fanout.go).
+// When a job or items behind it remain, it rings the doorbell itself so the
+// loop comes back after serving other sockets. l.own is held.
+func (l *loop) serveMailbox() {
+	l.takeMailbox()
+	applied := l.workBacklog()
+	l.flushAll()
+	left := l.keepUnapplied(applied)
+	l.tally.publish(&l.counters)
+	if l.jobs.n > 0 || left > 0 {
+		l.ringAgain()
+	}
+	if l.jobs.n > 0 {
+		l.yieldCore()
+	}
+}
+
+// takeMailbox moves the mailbox's items to the end of the backlog and
+// leaves the mailbox empty for producers.
+func (l *loop) takeMailbox() {
 	l.mu.Lock()
 	batch := l.queue
 	l.queue = l.spare[:0]
@@ -253,7 +269,14 @@ func (l *loop) drain() {
 		clear(batch)
 		l.spare = batch[:0]
 	}
+}
 
+// workBacklog applies the backlog's items in order and serves jobs in
+// turns until the turn's budget (sliceTargets recipients, or its time) is
+// spent or no job is left. It returns how many items from the backlog's
+// front it applied or made jobs; an item that finds every job slot taken
+// stops it, with everything behind it.
+func (l *loop) workBacklog() int {
 	budget := sliceTargets
 	var turn time.Time // the turn's start, read when a job first runs
 	i := 0
@@ -272,7 +295,7 @@ func (l *loop) drain() {
 			i++
 		}
 		if l.jobs.n == 0 {
-			break
+			return i
 		}
 		if turn.IsZero() {
 			turn = time.Now()
@@ -280,33 +303,40 @@ func (l *loop) drain() {
 		served, ended := l.runJob(budget, turn)
 		budget -= served
 		if !ended || budget <= 0 {
-			break
+			return i
 		}
 	}
-	l.flushAll()
+}
 
-	n := copy(l.backlog, l.backlog[i:])
+// keepUnapplied drops the first applied items of the backlog, keeping the
+// rest in order for the next pass, and returns how many are left.
+func (l *loop) keepUnapplied(applied int) int {
+	n := copy(l.backlog, l.backlog[applied:])
 	clear(l.backlog[n:])
 	l.backlog = l.backlog[:n]
 	l.backlogLen.Store(int64(n))
-	l.tally.publish(&l.counters)
-	if l.jobs.n > 0 || n > 0 {
-		l.mu.Lock()
-		if !l.rung {
-			l.rung = true
-			l.ring()
-		}
-		l.mu.Unlock()
+	return n
+}
+
+// ringAgain rings the loop's own doorbell, unless a ring is on its way, so
+// the loop comes back for the work left after serving other sockets.
+func (l *loop) ringAgain() {
+	l.mu.Lock()
+	if !l.rung {
+		l.rung = true
+		l.ring()
 	}
-	if l.jobs.n > 0 {
-		// A fanout keeps the loop's thread busy from turn to turn, and
-		// the scheduler may let a thread that just woke up (an ingress
-		// goroutine's, holding a unicast) wait a whole time slice of a
-		// few milliseconds. Give the core away at the end of each turn,
-		// so the turn bounds that wait too; if nothing else waits for
-		// this core, the call returns at once.
-		unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
-	}
+	l.mu.Unlock()
+}
+
+// yieldCore gives the core away at the end of a turn with a job left. A
+// fanout keeps the loop's thread busy from turn to turn, and the scheduler
+// may let a thread that just woke up (an ingress goroutine's, holding a
+// unicast) wait a whole time slice of a few milliseconds. Yielding makes
+// the turn bound that wait too; if nothing else waits for this core, the
+// call returns at once.
+func (l *loop) yieldCore() {
+	unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
 }
 
 // apply carries out one item that is not a fanout, and releases its frame.
@@ -343,7 +373,7 @@ func (l *loop) apply(it *item) {
 	}
 	if it.frame != nil {
 		// gnet copies what a write leaves unsent, so once flushed (at the
-		// latest by the flushAll that ends this drain) the frame is free.
+		// latest by the flushAll that ends this pass) the frame is free.
 		// Release it after that flush: keep it until then.
 		l.done = append(l.done, it.frame)
 		it.frame = nil
@@ -352,7 +382,7 @@ func (l *loop) apply(it *item) {
 }
 
 // stage links frame f, as s's transport reads it, onto s's list of frames
-// to write in this drain.
+// to write in this pass.
 func (l *loop) stage(s *session, f *Frame, heartbeat bool) {
 	l.stageFrom(s, f, 0, heartbeat)
 }
@@ -396,7 +426,7 @@ func (l *loop) stageFrom(s *session, f *Frame, off int, heartbeat bool) {
 	s.tail = idx
 }
 
-// flushAll flushes every session staged in this drain, then releases the
+// flushAll flushes every session staged in this pass, then releases the
 // frames of the items applied so far (staged bytes point into them).
 func (l *loop) flushAll() {
 	for _, s := range l.dirty {
@@ -626,7 +656,7 @@ func (l *loop) closeSession(s *session, why CloseReason) {
 }
 
 // tick does the loop's housekeeping: heartbeats when due, and clearing the
-// congested mark of sessions that have drained to half their cap.
+// congested mark of sessions whose unsent bytes fell to half their cap.
 func (l *loop) tick() {
 	// A heartbeat is a job like a broadcast; while other jobs are under
 	// way, data flows anyway and the heartbeat waits for a later tick.

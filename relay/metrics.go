@@ -161,7 +161,7 @@ type counters struct {
 }
 
 // loopCounters are one event loop's per-message counters. Only that loop
-// writes them, once per drain; anyone may read them.
+// writes them, once per mailbox pass; anyone may read them.
 type loopCounters struct {
 	written     atomic.Uint64
 	bytes       atomic.Uint64
@@ -176,7 +176,7 @@ type loopCounters struct {
 	fanoutMaxNanos, fanoutMaxSize          atomic.Uint64
 }
 
-// loopTally accumulates a drain's counts in plain fields, so the hot loop
+// loopTally accumulates a mailbox pass's counts in plain fields, so the hot loop
 // touches no shared cache line; publish adds them to loopCounters once.
 type loopTally struct {
 	written, bytes, heartbeats, writes uint64
