@@ -28,7 +28,7 @@ func (p SlowPolicy) String() string {
 	return "close"
 }
 
-// ParseSlowPolicy reads a policy name as given to --slow.
+// ParseSlowPolicy reads a policy name ("close", "drop") for Config.Slow.
 func ParseSlowPolicy(s string) (SlowPolicy, error) {
 	switch s {
 	case "close":
@@ -50,7 +50,7 @@ const (
 	DefaultMailboxItems = 1 << 16
 	DefaultMailboxBytes = 64 << 20
 
-	// FileReserve is how many file descriptors the default --max-conns
+	// FileReserve is how many file descriptors the default MaxConns
 	// leaves for everything that is not a client: ingress connections (64
 	// Unix, 32 HTTP by default) and 64 for listeners, epoll and doorbell
 	// sockets, log files and the like. gnet stops its engine on EMFILE in
@@ -69,14 +69,14 @@ const (
 	// back from the default MaxConns on top of FileReserve: its epoll and
 	// eventfd, its own listener on the client and on the web port
 	// (SO_REUSEPORT), the two ends of its doorbell, and the one accepted
-	// socket that may wait for admission. Measured: 14 descriptors at
-	// start with 1 loop, 42 with 8; 40 clients then add 42 and 56.
+	// socket that may wait for admission. The count measured at start
+	// and under clients is in docs/architecture.md (One listener per loop).
 	LoopFiles = 7
 
 	// DefaultFlashPolicyMaxConns is how many Flash policy connections may
 	// be open at once. A player holds one for a round trip; an idle one
 	// is closed after 5 s. With the policy listener on, these descriptors
-	// come out of the default --max-conns too.
+	// come out of the default MaxConns too.
 	DefaultFlashPolicyMaxConns = 32
 )
 

@@ -10,9 +10,9 @@ import (
 //
 // A unicast normally travels producer → mailbox → doorbell → loop → socket:
 // two threads wake for it, the producer's (an ingress goroutine woken by
-// its request) and the loop's. On this kind of host each wake-up is tens
-// of microseconds, and at a low push rate, when the loop sleeps, they are
-// most of the latency the relay adds. So when the loop is idle a producer
+// its request) and the loop's. At a low push rate, when the loop sleeps,
+// the two wake-ups are most of the latency the relay adds
+// (docs/architecture.md, Direct writes). So when the loop is idle a producer
 // acts as the loop for one write: it takes the loop's ownership lock
 // (loop.own), which the loop's goroutine holds through every gnet
 // callback, checks that nothing of the loop's could go before this frame,

@@ -39,7 +39,7 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	// Reserve the slot in one step: a check then a later increment let
-	// two loops admit at once past the limit (seen: 151 of 150).
+	// two loops admit at once past the limit.
 	if s.open.Add(1) > int64(s.cfg.MaxConns) {
 		s.open.Add(-1)
 		s.counters.rejected[RejectFull].Add(1)

@@ -412,7 +412,7 @@ func (l *loop) stageFrom(s *session, f *Frame, off int, heartbeat bool) {
 		return
 	}
 	if heartbeat && s.transport != transportRaw && s.transport != transportSSE {
-		s.wsFlags |= wsPingOut // the pong it asks for is free of --max-inbound
+		s.wsFlags |= wsPingOut // the pong it asks for is free of MaxInbound
 	}
 	b = b[off:]
 	idx := int32(len(l.pend))
@@ -509,9 +509,9 @@ func (l *loop) flush(s *session) {
 // past 4 KiB, by a quarter at a time until it holds what is asked, and
 // takes each new array from a pool of powers of two: a ring asked to hold
 // b bytes can grow to just under 1.25 b and sit in an array of the next
-// power of two. Asked for the whole 256 KiB default, it grew to 284,214
-// bytes in a 512 KiB array, and a stalled client held 512 KiB
-// (TestStalledClientMemoryWithinMaxOutbound). Holding at most 4/5 of the
+// power of two, twice the cap for a ring asked to hold all of it
+// (figures: docs/architecture.md; guarded by
+// TestStalledClientMemoryWithinMaxOutbound). Holding at most 4/5 of the
 // largest power of two p within maxOutbound keeps the ring's array at p
 // or less, and keeps the bytes out of gnet's linked list (which starts
 // past gnet's write buffer cap, a power of two at least p, and allocates
@@ -563,9 +563,8 @@ func (l *loop) dropStaged(head int32, why DropReason) {
 // The calls are raw: the socket is non-blocking, so they never sleep, and
 // the loop keeps its P through them. Through Go's syscall entry a loop
 // writing a broadcast spends most of its time in system calls, and sysmon,
-// retaking such Ps, stays at its 20 us tick: during broadcasts to 19,000
-// clients it woke 3,400 times a second and took 6 % of a core; with raw
-// calls, 470 times and 0.8 %.
+// retaking such Ps, stays at its shortest tick and takes a share of a core
+// (figures: docs/architecture.md, Own writev on the fast path).
 func (l *loop) write(s *session, iov [][]byte) {
 	l.tally.writes++
 	if s.conn.OutboundBuffered() > 0 {

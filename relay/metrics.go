@@ -13,8 +13,8 @@ const (
 	ReasonPeerClosed CloseReason = iota // the client closed (EOF)
 	ReasonPeerReset                     // the client reset the connection
 	ReasonTimeout                       // keepalive or TCP_USER_TIMEOUT expired
-	ReasonSlow                          // over --max-outbound under --slow=close
-	ReasonInbound                       // sent more than --max-inbound
+	ReasonSlow                          // over MaxOutbound under SlowClose
+	ReasonInbound                       // sent more than MaxInbound
 	ReasonKicked                        // closed through the API (kick)
 	ReasonShutdown                      // the relay shut down
 	ReasonError                         // any other socket error
@@ -55,7 +55,7 @@ func CloseReasons() []CloseReason {
 type DropReason uint8
 
 const (
-	DropSlow        DropReason = iota // over --max-outbound (either policy)
+	DropSlow        DropReason = iota // over MaxOutbound (either policy)
 	DropClosed                        // the connection closed before the write
 	DropOverloaded                    // the event loop's mailbox was full
 	DropUnsupported                   // the recipient's transport cannot carry the payload (Status Unsupported)
@@ -90,7 +90,7 @@ func DropReasons() []DropReason {
 type RejectReason uint8
 
 const (
-	RejectFull     RejectReason = iota // --max-conns reached
+	RejectFull     RejectReason = iota // MaxConns reached
 	RejectDraining                     // the relay is shutting down
 	numRejectReasons
 )

@@ -13,9 +13,9 @@ const (
 	// UnknownID: no open connection has that ID (never had, or closed).
 	UnknownID
 	// DroppedSlow: the connection is known to be over its outbound cap under
-	// --slow=drop, so this message was not queued for it.
+	// SlowDrop, so this message was not queued for it.
 	DroppedSlow
-	// TooLarge: the payload is larger than --max-message.
+	// TooLarge: the payload is larger than Config.MaxMessage.
 	TooLarge
 	// BadPayload: the payload is empty, or no transport the relay serves
 	// could carry it (no web listener, and a byte the framing forbids).
@@ -34,7 +34,7 @@ const (
 	Unreachable
 	// Unsupported: the connection's transport cannot carry this payload
 	// (a raw client and a byte its framing forbids; an SSE client and a
-	// payload that is not UTF-8, or whose event would pass --max-outbound).
+	// payload that is not UTF-8, or whose event would pass MaxOutbound).
 	// Nothing was queued for it; a client of another transport could take
 	// the same payload.
 	Unsupported
@@ -66,7 +66,7 @@ func (s Status) String() string {
 type Counts struct {
 	Queued      int // written or queued for writing
 	UnknownID   int // IDs with no open connection
-	DroppedSlow int // recipients over their outbound cap under --slow=drop
+	DroppedSlow int // recipients over their outbound cap under SlowDrop
 	Overloaded  int // recipients whose loop mailbox was full
 	// Unreachable is cluster only: for send_many, the IDs whose node did
 	// not answer in time; for publish and broadcast, the nodes that did

@@ -80,7 +80,7 @@ func (f *Frame) bytesFor(t transport) []byte {
 //
 //	raw (tcp)   what the listener's framing allows (Framing.Check)
 //	WebSocket   any bytes: a text frame if UTF-8, else a binary frame
-//	SSE         UTF-8 text only, and an event no larger than --max-outbound
+//	SSE         UTF-8 text only, and an event no larger than MaxOutbound
 //
 // A payload is refused as a whole (BadPayload) only when no transport the
 // relay serves could carry it: without a web listener, a byte the framing
@@ -119,7 +119,7 @@ func (s *Server) encode(payload []byte, set encodings) *Frame {
 	if set&encSSE != 0 && text {
 		// Each line costs 7 bytes more as SSE: a payload of newlines grows
 		// sevenfold. An event over what a connection may hold could never be written
-		// and would close (or, under --slow=drop, stall) every SSE client.
+		// and would close (or, under SlowDrop, stall) every SSE client.
 		if n := sseEventLen(payload); n <= outboundHold(s.cfg.MaxOutbound) {
 			sseLen = n
 		}
