@@ -262,12 +262,13 @@ func (cfg Config) withDefaults() (Config, error) {
 	if loops == 0 {
 		loops = numCPU()
 	}
-	reserve := FileReserve + loops*LoopFiles
+	policyConns := 0
 	why := fmt.Sprintf(" (%d, and %d for each of %d event loops", FileReserve, LoopFiles, loops)
 	if cfg.FlashPolicyListen != "" {
-		reserve += cfg.FlashPolicyMaxConns
+		policyConns = cfg.FlashPolicyMaxConns
 		why += fmt.Sprintf(", and flash-policy-max-conns %d", cfg.FlashPolicyMaxConns)
 	}
+	reserve := FileReserveFor(loops, policyConns)
 	why += ")"
 	room := limit - reserve
 	switch {
@@ -363,6 +364,17 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.Logger = slog.Default()
 	}
 	return cfg, nil
+}
+
+// FileReserveFor is how many descriptors of RLIMIT_NOFILE the default
+// MaxConns leaves out for a relay with that many event loops and, with the
+// Flash policy listener on, that FlashPolicyMaxConns (0 with it off):
+// FileReserve, LoopFiles per loop, and the policy connections. The default
+// MaxConns is RLIMIT_NOFILE minus this; a larger MaxConns is refused.
+// Capacity planners (pushrelay doctor) use it too, so the budget is
+// written once.
+func FileReserveFor(loops, policyConns int) int {
+	return FileReserve + loops*LoopFiles + policyConns
 }
 
 // fileLimit returns the soft RLIMIT_NOFILE. Go raises the soft limit to the
