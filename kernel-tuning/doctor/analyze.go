@@ -5,6 +5,8 @@ import (
 	"math"
 	"sort"
 	"strings"
+
+	"github.com/pushrelay/pushrelay/relay"
 )
 
 // Analyze works out which of h's limits stop opts.Target connections, in
@@ -20,6 +22,8 @@ func Analyze(h *Host, opts Options) *Report {
 		opts.Stalled = DefaultStalled(opts.Target)
 	}
 	a := &analysis{h: h, n: opts.Target, lg: opts.Loadgen, m: opts.Model, stalled: opts.Stalled}
+	a.loops = max(h.CPUs, 1)
+	a.reserve = int64(relay.FileReserveFor(int(a.loops), 0))
 	r := &Report{
 		Target:          a.n,
 		Loadgen:         a.lg,
@@ -64,6 +68,12 @@ type analysis struct {
 	lg      bool
 	m       Model
 	stalled int64
+	// loops is the relay's default number of event loops here (one per
+	// CPU, at least one), and reserve the descriptors its default MaxConns
+	// leaves out of RLIMIT_NOFILE: the relay's own budget, policy listener
+	// off.
+	loops   int64
+	reserve int64
 }
 
 // perConn is how many of a per-connection resource the host spends for

@@ -37,6 +37,10 @@ type Host struct {
 	// it cannot be gained by sudo or by a systemd unit in this container.
 	CapEff uint64 `json:"cap_eff"`
 	CapBnd uint64 `json:"cap_bnd"`
+	// CPUs is how many CPUs the process may run on (Cpus_allowed_list):
+	// the relay's default number of event loops, each of which holds
+	// descriptors of its own.
+	CPUs int64 `json:"cpus"`
 	// ProcSysReadOnly is true when /proc/sys is mounted read-only, as
 	// container runtimes do.
 	ProcSysReadOnly bool `json:"proc_sys_read_only"`
@@ -277,7 +281,7 @@ func parseLimit(s string) int64 {
 
 // readStatus reads the UID and the capability sets from proc/self/status.
 func (h *Host) readStatus(r *reader) {
-	h.UID = Unknown
+	h.UID, h.CPUs = Unknown, Unknown
 	s, ok := r.read("proc/self/status")
 	if !ok {
 		return
@@ -298,8 +302,32 @@ func (h *Host) readStatus(r *reader) {
 			h.CapEff, _ = strconv.ParseUint(v, 16, 64)
 		case "CapBnd":
 			h.CapBnd, _ = strconv.ParseUint(v, 16, 64)
+		case "Cpus_allowed_list":
+			h.CPUs = parseCPUList(v)
 		}
 	}
+}
+
+// parseCPUList counts the CPUs in a kernel CPU list ("0-3,8,10-11"), as
+// runtime.NumCPU counts the affinity mask. It returns Unknown for anything
+// else.
+func parseCPUList(s string) int64 {
+	var n int64
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.ParseUint(lo, 10, 31)
+		if err != nil {
+			return Unknown
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.ParseUint(hi, 10, 31); err != nil || b < a {
+				return Unknown
+			}
+		}
+		n += int64(b-a) + 1
+	}
+	return n
 }
 
 // readMounts finds the mount that holds /proc/sys and whether it is

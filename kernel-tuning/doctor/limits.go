@@ -19,8 +19,8 @@ func goSoftLimit(soft, hard int64) int64 {
 // recommendNofile is the open-file limit to ask for: the target plus the
 // relay's reserve, at least the usual 1,048,576 (raising a limit costs
 // nothing until descriptors are used).
-func recommendNofile(n int64) int64 {
-	return max(1<<20, roundUp(n+relay.FileReserve, 1<<16))
+func (a *analysis) recommendNofile() int64 {
+	return max(1<<20, roundUp(a.n+a.reserve, 1<<16))
 }
 
 func (a *analysis) nofile() *Limit {
@@ -33,14 +33,14 @@ func (a *analysis) nofile() *Limit {
 		ID:       LimitNofile,
 		Name:     "open files per process (RLIMIT_NOFILE)",
 		Setting:  fmt.Sprintf("soft %s, hard %s", count(h.NofileSoft), count(h.NofileHard)),
-		Capacity: soft - relay.FileReserve,
+		Capacity: soft - a.reserve,
 		Scope:    ScopeProcess,
-		Basis:    fmt.Sprintf("the relay's soft limit, %s, minus the %d descriptors it keeps for listeners, epoll and ingress (--max-conns defaults to this); EMFILE beyond", count(soft), relay.FileReserve),
+		Basis:    fmt.Sprintf("the relay's soft limit, %s, minus the %d descriptors it keeps for listeners, epoll and ingress (%d, and %d for each of its %d event loops, one per CPU; --max-conns defaults to this); EMFILE beyond", count(soft), a.reserve, relay.FileReserve, relay.LoopFiles, a.loops),
 	}
 	if soft != h.NofileSoft {
 		l.Basis += ". Go raises a lower soft limit to the hard limit less one when a program starts"
 	}
-	rec := recommendNofile(a.n)
+	rec := a.recommendNofile()
 	// How high one process can go from here: to rec, to fs.nr_open when
 	// that cannot be raised, or nowhere without CAP_SYS_RESOURCE.
 	ceiling := rec
@@ -61,7 +61,7 @@ func (a *analysis) nofile() *Limit {
 			fmt.Sprintf("ulimit -n %d   # as root, in the shell that starts pushrelay serve by hand", ceiling),
 		)
 	}
-	perProc := ceiling - relay.FileReserve
+	perProc := ceiling - a.reserve
 	fix := &Fix{Raisable: perProc >= a.n, Lines: lines, CapacityAfter: perProc}
 	if !fix.Raisable {
 		fix.Processes = ceilDiv(a.n, max(perProc, 1))
@@ -85,15 +85,15 @@ func (a *analysis) nrOpen() *Limit {
 	if h.NrOpen == Unknown {
 		return nil
 	}
-	rec := recommendNofile(a.n)
+	rec := a.recommendNofile()
 	l := &Limit{
 		ID:       LimitNrOpen,
 		Name:     "largest open-file limit (fs.nr_open)",
 		Setting:  count(h.NrOpen),
-		Capacity: h.NrOpen - relay.FileReserve,
+		Capacity: h.NrOpen - a.reserve,
 		Scope:    ScopeProcess,
 		Basis:    "caps what RLIMIT_NOFILE can be raised to, for every process; setrlimit fails with EPERM above it (systemd: \"Failed at step LIMITS\")",
-		Fix:      a.sysctlFix(rec-relay.FileReserve, fmt.Sprintf("sysctl -w fs.nr_open=%d", rec)),
+		Fix:      a.sysctlFix(rec-a.reserve, fmt.Sprintf("sysctl -w fs.nr_open=%d", rec)),
 	}
 	if !l.Fix.Raisable {
 		l.Fix.Processes = ceilDiv(a.n, max(l.Capacity, 1))
