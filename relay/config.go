@@ -308,15 +308,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.MailboxItems < 0 || cfg.MailboxBytes < cfg.MaxMessage+cfg.Framing.Overhead() {
 		return bad("mailbox bounds (%d items, %d bytes) must hold at least one largest message", cfg.MailboxItems, cfg.MailboxBytes)
 	}
-	if cfg.MaxTopicsPerConn == 0 {
-		cfg.MaxTopicsPerConn = DefaultMaxTopicsPerConn
-	}
-	if cfg.MaxTopics == 0 {
-		cfg.MaxTopics = DefaultMaxTopics
-	}
-	if cfg.EventLog == 0 {
-		cfg.EventLog = DefaultEventLog
-	}
+	orDefault(&cfg.MaxTopicsPerConn, DefaultMaxTopicsPerConn)
+	orDefault(&cfg.MaxTopics, DefaultMaxTopics)
+	orDefault(&cfg.EventLog, DefaultEventLog)
 	if cfg.MaxTopicsPerConn < 0 || cfg.MaxTopics < 0 || cfg.MaxSubscribers < 0 {
 		return bad("topic limits must not be negative (max-topics-per-conn %d, max-topics %d, max-subscribers %d)", cfg.MaxTopicsPerConn, cfg.MaxTopics, cfg.MaxSubscribers)
 	}
@@ -364,6 +358,15 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.Logger = slog.Default()
 	}
 	return cfg, nil
+}
+
+// orDefault sets *v to def when *v is zero: a Config field left at its
+// default.
+func orDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
 }
 
 // FileReserveFor is how many descriptors of RLIMIT_NOFILE the default

@@ -703,12 +703,7 @@ func (l *loop) addSession(s *session) {
 // removeSession forgets s (swap-remove) and marks it closed.
 func (l *loop) removeSession(s *session) {
 	s.closed = true
-	last := len(l.sessions) - 1
-	moved := l.sessions[last]
-	l.sessions[s.idx] = moved
-	moved.idx = s.idx
-	l.sessions[last] = nil
-	l.sessions = l.sessions[:last]
+	l.sessions = swapRemove(l.sessions, s)
 	if cap(l.sessions) > 1024 && len(l.sessions) < cap(l.sessions)/4 {
 		// Give back the memory of a crowd that left.
 		l.sessions = append([]*session(nil), l.sessions...)

@@ -35,21 +35,10 @@ var closeReasonNames = [numCloseReasons]string{
 }
 
 // String returns the reason as a snake_case word, as used in metrics.
-func (r CloseReason) String() string {
-	if r < numCloseReasons {
-		return closeReasonNames[r]
-	}
-	return "unknown"
-}
+func (r CloseReason) String() string { return enumName(r, closeReasonNames[:], "unknown") }
 
 // CloseReasons lists every reason, in order, for exporters.
-func CloseReasons() []CloseReason {
-	rs := make([]CloseReason, numCloseReasons)
-	for i := range rs {
-		rs[i] = CloseReason(i)
-	}
-	return rs
-}
+func CloseReasons() []CloseReason { return enumValues(numCloseReasons) }
 
 // DropReason says why a message did not reach one recipient.
 type DropReason uint8
@@ -70,21 +59,10 @@ var dropReasonNames = [numDropReasons]string{
 }
 
 // String returns the reason as a snake_case word, as used in metrics.
-func (r DropReason) String() string {
-	if r < numDropReasons {
-		return dropReasonNames[r]
-	}
-	return "unknown"
-}
+func (r DropReason) String() string { return enumName(r, dropReasonNames[:], "unknown") }
 
 // DropReasons lists every reason, in order, for exporters.
-func DropReasons() []DropReason {
-	rs := make([]DropReason, numDropReasons)
-	for i := range rs {
-		rs[i] = DropReason(i)
-	}
-	return rs
-}
+func DropReasons() []DropReason { return enumValues(numDropReasons) }
 
 // RejectReason says why an accepted socket was closed before it got an ID.
 type RejectReason uint8
@@ -98,11 +76,24 @@ const (
 var rejectReasonNames = [numRejectReasons]string{RejectFull: "max_conns", RejectDraining: "draining"}
 
 // String returns the reason as a snake_case word, as used in metrics.
-func (r RejectReason) String() string {
-	if r < numRejectReasons {
-		return rejectReasonNames[r]
+func (r RejectReason) String() string { return enumName(r, rejectReasonNames[:], "unknown") }
+
+// enumName returns the name of v, one of the small enums above, or
+// unknown for a value past the end of names.
+func enumName[E ~uint8](v E, names []string, unknown string) string {
+	if int(v) < len(names) {
+		return names[v]
 	}
-	return "unknown"
+	return unknown
+}
+
+// enumValues lists the values of an enum below n, in order.
+func enumValues[E ~uint8](n E) []E {
+	vs := make([]E, n)
+	for i := range vs {
+		vs[i] = E(i)
+	}
+	return vs
 }
 
 // Stats is a snapshot of the relay's counters. Counters only grow; Open and

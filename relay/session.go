@@ -85,3 +85,14 @@ func (s *session) removeMembership(i int) {
 	list[len(list)-1] = membership{}
 	*s.subs = list[:len(list)-1]
 }
+
+// swapRemove removes s from list, in which s.idx is its position, by
+// moving the last session into its place, and returns the shorter list.
+func swapRemove(list []*session, s *session) []*session {
+	last := len(list) - 1
+	moved := list[last]
+	list[s.idx] = moved
+	moved.idx = s.idx
+	list[last] = nil
+	return list[:last]
+}

@@ -54,12 +54,7 @@ var statusNames = [...]string{
 }
 
 // String returns the status as a snake_case word, as used in logs and JSON.
-func (s Status) String() string {
-	if int(s) < len(statusNames) {
-		return statusNames[s]
-	}
-	return "unknown_status"
-}
+func (s Status) String() string { return enumName(s, statusNames[:], "unknown_status") }
 
 // Counts tallies the outcome of a push to many connections. Each recipient is
 // counted once, under the Status it got.
@@ -103,10 +98,9 @@ func (c *Counts) Add(s Status) { c.add(s) }
 
 // Merge adds o's counts to c.
 func (c *Counts) Merge(o Counts) {
-	c.Queued += o.Queued
-	c.UnknownID += o.UnknownID
-	c.DroppedSlow += o.DroppedSlow
-	c.Overloaded += o.Overloaded
-	c.Unreachable += o.Unreachable
-	c.Unsupported += o.Unsupported
+	*c = Counts{
+		Queued: c.Queued + o.Queued, UnknownID: c.UnknownID + o.UnknownID,
+		DroppedSlow: c.DroppedSlow + o.DroppedSlow, Overloaded: c.Overloaded + o.Overloaded,
+		Unreachable: c.Unreachable + o.Unreachable, Unsupported: c.Unsupported + o.Unsupported,
+	}
 }

@@ -30,12 +30,7 @@ var transportNames = [numTransports]string{
 	transportSSE:       "sse",
 }
 
-func (t transport) String() string {
-	if t < numTransports {
-		return transportNames[t]
-	}
-	return "handshake"
-}
+func (t transport) String() string { return enumName(t, transportNames[:], "handshake") }
 
 // encodings is a set of a message's encodings, one bit per transport.
 type encodings uint8

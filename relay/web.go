@@ -51,12 +51,7 @@ func (l *loop) openWeb(s *session) {
 
 // removeHandshake forgets a handshake session (swap-remove).
 func (l *loop) removeHandshake(s *session) {
-	last := len(l.handshakes) - 1
-	moved := l.handshakes[last]
-	l.handshakes[s.idx] = moved
-	moved.idx = s.idx
-	l.handshakes[last] = nil
-	l.handshakes = l.handshakes[:last]
+	l.handshakes = swapRemove(l.handshakes, s)
 }
 
 // handshake reads a handshake session's request head and answers it.

@@ -65,11 +65,10 @@ func (a *analysis) slowClients(r *Report) *SlowClients {
 
 func (a *analysis) portsReport() *Ports {
 	h := a.h
-	if !a.lg || h.PortLow == Unknown || h.PortHigh == Unknown {
+	per, after, ok := a.portCounts()
+	if !ok {
 		return nil
 	}
-	per := h.PortHigh - h.PortLow + 1
-	after := int64(portsAfterHigh - portsAfterLow + 1)
 	return &Ports{
 		Range:        fmt.Sprintf("%d-%d", h.PortLow, h.PortHigh),
 		PerSource:    per,

@@ -144,6 +144,16 @@ func (r *reader) read(name string) (string, bool) {
 	return s, ok
 }
 
+// lines reads name as lines, or returns none when it cannot be read
+// (recorded as missing).
+func (r *reader) lines(name string) []string {
+	s, ok := r.read(name)
+	if !ok {
+		return nil
+	}
+	return strings.Split(s, "\n")
+}
+
 // optional reads name without recording it as missing.
 func (r *reader) optional(name string) (string, bool) {
 	b, err := os.ReadFile(filepath.Join(r.root, filepath.FromSlash(name)))
@@ -253,11 +263,7 @@ func (h *Host) readLimits(r *reader) {
 			return
 		}
 	}
-	s, ok := r.read("proc/self/limits")
-	if !ok {
-		return
-	}
-	for _, line := range strings.Split(s, "\n") {
+	for _, line := range r.lines("proc/self/limits") {
 		if !strings.HasPrefix(line, "Max open files") {
 			continue
 		}
@@ -279,14 +285,11 @@ func parseLimit(s string) int64 {
 	return v
 }
 
-// readStatus reads the UID and the capability sets from proc/self/status.
+// readStatus reads the UID, the capability sets and the CPUs the process
+// may run on from proc/self/status.
 func (h *Host) readStatus(r *reader) {
 	h.UID, h.CPUs = Unknown, Unknown
-	s, ok := r.read("proc/self/status")
-	if !ok {
-		return
-	}
-	for _, line := range strings.Split(s, "\n") {
+	for _, line := range r.lines("proc/self/status") {
 		k, v, ok := strings.Cut(line, ":")
 		if !ok {
 			continue
@@ -358,11 +361,7 @@ func (h *Host) readMounts(r *reader) {
 
 func (h *Host) readMeminfo(r *reader) {
 	h.MemTotal, h.MemAvailable = Unknown, Unknown
-	s, ok := r.read("proc/meminfo")
-	if !ok {
-		return
-	}
-	for _, line := range strings.Split(s, "\n") {
+	for _, line := range r.lines("proc/meminfo") {
 		f := strings.Fields(line)
 		if len(f) < 2 {
 			continue
@@ -472,11 +471,7 @@ func statField(r *reader, name, key string) int64 {
 //	TCP: inuse 1 orphan 0 tw 1255 alloc 1 mem 318
 func (h *Host) readSockstat(r *reader) {
 	h.SocketsUsed, h.TCPInUse, h.TCPTimeWait, h.TCPMemPages = Unknown, Unknown, Unknown, Unknown
-	s, ok := r.read("proc/net/sockstat")
-	if !ok {
-		return
-	}
-	for _, line := range strings.Split(s, "\n") {
+	for _, line := range r.lines("proc/net/sockstat") {
 		f := strings.Fields(line)
 		if len(f) == 0 {
 			continue

@@ -249,13 +249,22 @@ const (
 	portsAfterHigh = 65535
 )
 
-func (a *analysis) ports() *Limit {
+// portCounts returns the ephemeral ports a load generator here has per
+// source address now and after the recommended range, when it counts.
+func (a *analysis) portCounts() (per, after int64, ok bool) {
 	h := a.h
 	if !a.lg || h.PortLow == Unknown || h.PortHigh == Unknown {
+		return 0, 0, false
+	}
+	return h.PortHigh - h.PortLow + 1, portsAfterHigh - portsAfterLow + 1, true
+}
+
+func (a *analysis) ports() *Limit {
+	h := a.h
+	per, after, ok := a.portCounts()
+	if !ok {
 		return nil
 	}
-	per := h.PortHigh - h.PortLow + 1
-	after := int64(portsAfterHigh - portsAfterLow + 1)
 	sources := ceilDiv(a.n, max(after, per))
 	l := &Limit{
 		ID:       LimitPorts,
