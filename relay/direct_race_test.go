@@ -48,14 +48,7 @@ func TestPongWaitsForTheRestOfAShortDirectWrite(t *testing.T) {
 	srv := startWeb(t, Config{MaxMessage: big, MaxOutbound: 32 << 20, SendBuffer: 4096})
 	payload := bigPayload(big)
 	for attempt := 0; attempt < 10; attempt++ {
-		w := dialWS(t, srv)
-		if st := srv.Send(w.id, []byte("hello")); st != Queued {
-			t.Fatalf("Send hello: %v", st)
-		}
-		if f := w.frame(); string(f.payload) != "hello" {
-			t.Fatalf("got %q", f.payload)
-		}
-		sess := srv.reg.get(w.id)
+		w, sess := dialWSHello(t, srv)
 		f := srv.encode(payload, encodingOf(sess.transport))
 		took := forceDirectAfterInbound(t, srv, sess, f, func() {
 			w.send(0x80|wsOpPing, []byte("ping!"), true)
@@ -98,14 +91,7 @@ func TestCloseReplyWaitsForTheRestOfAShortDirectWrite(t *testing.T) {
 	payload := bigPayload(big)
 	want := appendWSFrame(nil, wsOpText, false, payload)
 	for attempt := 0; attempt < 10; attempt++ {
-		w := dialWS(t, srv)
-		if st := srv.Send(w.id, []byte("hello")); st != Queued {
-			t.Fatalf("Send hello: %v", st)
-		}
-		if f := w.frame(); string(f.payload) != "hello" {
-			t.Fatalf("got %q", f.payload)
-		}
-		sess := srv.reg.get(w.id)
+		w, sess := dialWSHello(t, srv)
 		f := srv.encode(payload, encodingOf(sess.transport))
 		var got bytes.Buffer
 		done := make(chan struct{})
@@ -177,4 +163,18 @@ func TestFailedDirectWriteIsCountedAsDropped(t *testing.T) {
 		return
 	}
 	t.Skip("could not force the interleaving")
+}
+
+// dialWSHello connects a WebSocket, pushes it "hello" and reads it back,
+// so the loop has written to it once, and returns it with its session.
+func dialWSHello(t *testing.T, srv *Server) (*webConn, *session) {
+	t.Helper()
+	w := dialWS(t, srv)
+	if st := srv.Send(w.id, []byte("hello")); st != Queued {
+		t.Fatalf("Send hello: %v", st)
+	}
+	if f := w.frame(); string(f.payload) != "hello" {
+		t.Fatalf("got %q", f.payload)
+	}
+	return w, srv.reg.get(w.id)
 }
