@@ -4,13 +4,14 @@ package relay
 // here; change it here when a lock is added or a path nests differently.
 //
 // A lock may be taken while holding only locks above it in this list, and
-// it is released before its holder returns to gnet:
+// no lock outlives the call that took it:
 //
 //  1. loop.own, one loop's at a time: held by the loop's goroutine for the
-//     length of each gnet callback (loop.enterCallback, exitCallback), by Server.Shutdown
-//     in loop.stop, and tried (TryLock, never waited for) by a producer
-//     making a direct write (loop.writeDirect). Nothing holds two loops'
-//     own at once, and nothing takes own while holding any lock below.
+//     length of each gnet callback (loop.enterCallback, exitCallback), by
+//     Server.Shutdown in loop.stop, and tried (TryLock, never waited for)
+//     by a producer making a direct write (loop.writeDirect). Nothing
+//     holds two loops' own at once, and nothing takes own while holding
+//     any lock below.
 //  2. Each of the following is a leaf: taken alone, or inside own, and
 //     never while holding another one of them:
 //     - loop.mu, the mailbox. Inside own: the mailbox pass swaps the
@@ -22,8 +23,8 @@ package relay
 //     Server.loops (append-only, so the same order for every caller),
 //     and never inside own.
 //     - registryShard.mu (RWMutex). Inside own: the loop adds and removes
-//     its clients (register, OnClose). Alone: lookups by ID, listing,
-//     counting; registry.each's fn must take no lock.
+//     its clients (register, OnClose). Alone: lookups by ID, listing
+//     (page) and counting.
 //     - topicShard.mu. Inside own: the loop counts its clients'
 //     subscriptions in and out (subscribe, leave). Alone: Publish,
 //     Subscribers and Presence read the counts.
