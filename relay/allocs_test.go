@@ -14,7 +14,7 @@ import (
 // TestSendPathAllocatesNothing guards the claim that a push costs no heap
 // allocation in steady state. Each run pushes one message and reads it on
 // the client, so the producer side (lookup, framing, mailbox, doorbell) and
-// the loop side (drain, write) are both inside the measurement:
+// the loop side (serveMailbox, write) are both inside the measurement:
 // AllocsPerRun counts every goroutine's allocations.
 func TestSendPathAllocatesNothing(t *testing.T) {
 	for _, f := range allFramings {

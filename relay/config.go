@@ -28,7 +28,7 @@ func (p SlowPolicy) String() string {
 	return "close"
 }
 
-// ParseSlowPolicy reads a policy name as given to --slow.
+// ParseSlowPolicy reads a policy name ("close", "drop") for Config.Slow.
 func ParseSlowPolicy(s string) (SlowPolicy, error) {
 	switch s {
 	case "close":
@@ -50,7 +50,7 @@ const (
 	DefaultMailboxItems = 1 << 16
 	DefaultMailboxBytes = 64 << 20
 
-	// FileReserve is how many file descriptors the default --max-conns
+	// FileReserve is how many file descriptors the default MaxConns
 	// leaves for everything that is not a client: ingress connections (64
 	// Unix, 32 HTTP by default) and 64 for listeners, epoll and doorbell
 	// sockets, log files and the like. gnet stops its engine on EMFILE in
@@ -69,14 +69,14 @@ const (
 	// back from the default MaxConns on top of FileReserve: its epoll and
 	// eventfd, its own listener on the client and on the web port
 	// (SO_REUSEPORT), the two ends of its doorbell, and the one accepted
-	// socket that may wait for admission. Measured: 14 descriptors at
-	// start with 1 loop, 42 with 8; 40 clients then add 42 and 56.
+	// socket that may wait for admission. The count measured at start
+	// and under clients is in docs/architecture.md (One listener per loop).
 	LoopFiles = 7
 
 	// DefaultFlashPolicyMaxConns is how many Flash policy connections may
 	// be open at once. A player holds one for a round trip; an idle one
 	// is closed after 5 s. With the policy listener on, these descriptors
-	// come out of the default --max-conns too.
+	// come out of the default MaxConns too.
 	DefaultFlashPolicyMaxConns = 32
 )
 
@@ -262,12 +262,13 @@ func (cfg Config) withDefaults() (Config, error) {
 	if loops == 0 {
 		loops = numCPU()
 	}
-	reserve := FileReserve + loops*LoopFiles
+	policyConns := 0
 	why := fmt.Sprintf(" (%d, and %d for each of %d event loops", FileReserve, LoopFiles, loops)
 	if cfg.FlashPolicyListen != "" {
-		reserve += cfg.FlashPolicyMaxConns
+		policyConns = cfg.FlashPolicyMaxConns
 		why += fmt.Sprintf(", and flash-policy-max-conns %d", cfg.FlashPolicyMaxConns)
 	}
+	reserve := FileReserveFor(loops, policyConns)
 	why += ")"
 	room := limit - reserve
 	switch {
@@ -307,15 +308,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.MailboxItems < 0 || cfg.MailboxBytes < cfg.MaxMessage+cfg.Framing.Overhead() {
 		return bad("mailbox bounds (%d items, %d bytes) must hold at least one largest message", cfg.MailboxItems, cfg.MailboxBytes)
 	}
-	if cfg.MaxTopicsPerConn == 0 {
-		cfg.MaxTopicsPerConn = DefaultMaxTopicsPerConn
-	}
-	if cfg.MaxTopics == 0 {
-		cfg.MaxTopics = DefaultMaxTopics
-	}
-	if cfg.EventLog == 0 {
-		cfg.EventLog = DefaultEventLog
-	}
+	orDefault(&cfg.MaxTopicsPerConn, DefaultMaxTopicsPerConn)
+	orDefault(&cfg.MaxTopics, DefaultMaxTopics)
+	orDefault(&cfg.EventLog, DefaultEventLog)
 	if cfg.MaxTopicsPerConn < 0 || cfg.MaxTopics < 0 || cfg.MaxSubscribers < 0 {
 		return bad("topic limits must not be negative (max-topics-per-conn %d, max-topics %d, max-subscribers %d)", cfg.MaxTopicsPerConn, cfg.MaxTopics, cfg.MaxSubscribers)
 	}
@@ -363,6 +358,26 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.Logger = slog.Default()
 	}
 	return cfg, nil
+}
+
+// orDefault sets *v to def when *v is zero: a Config field left at its
+// default.
+func orDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// FileReserveFor is how many descriptors of RLIMIT_NOFILE the default
+// MaxConns leaves out for a relay with that many event loops and, with the
+// Flash policy listener on, that FlashPolicyMaxConns (0 with it off):
+// FileReserve, LoopFiles per loop, and the policy connections. The default
+// MaxConns is RLIMIT_NOFILE minus this; a larger MaxConns is refused.
+// Capacity planners (pushrelay doctor) use it too, so the budget is
+// written once.
+func FileReserveFor(loops, policyConns int) int {
+	return FileReserve + loops*LoopFiles + policyConns
 }
 
 // fileLimit returns the soft RLIMIT_NOFILE. Go raises the soft limit to the

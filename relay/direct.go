@@ -10,9 +10,9 @@ import (
 //
 // A unicast normally travels producer → mailbox → doorbell → loop → socket:
 // two threads wake for it, the producer's (an ingress goroutine woken by
-// its request) and the loop's. On this kind of host each wake-up is tens
-// of microseconds, and at a low push rate, when the loop sleeps, they are
-// most of the latency the relay adds. So when the loop is idle a producer
+// its request) and the loop's. At a low push rate, when the loop sleeps,
+// the two wake-ups are most of the latency the relay adds
+// (docs/architecture.md, Direct writes). So when the loop is idle a producer
 // acts as the loop for one write: it takes the loop's ownership lock
 // (loop.own), which the loop's goroutine holds through every gnet
 // callback, checks that nothing of the loop's could go before this frame,
@@ -115,11 +115,11 @@ func (l *loop) handBack(it item) {
 	l.mu.Unlock()
 }
 
-// acquire makes the loop's goroutine the loop's owner for one gnet
+// enterCallback makes the loop's goroutine the loop's owner for one gnet
 // callback, waiting for a direct write under way. It returns false, taking
 // nothing, inside a callback that owns the loop already: gnet runs OnClose
 // inside Close.
-func (l *loop) acquire() bool {
+func (l *loop) enterCallback() bool {
 	if l.inCallback {
 		return false
 	}
@@ -128,8 +128,8 @@ func (l *loop) acquire() bool {
 	return true
 }
 
-// release ends what acquire began, if it took the lock.
-func (l *loop) release(took bool) {
+// exitCallback ends what enterCallback began, if it took the lock.
+func (l *loop) exitCallback(took bool) {
 	if took {
 		l.inCallback = false
 		l.own.Unlock()

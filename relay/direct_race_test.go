@@ -20,7 +20,7 @@ func bigPayload(n int) []byte {
 // forceDirectAfterInbound makes the interleaving "the loop wakes for the
 // client's bytes while a producer holds own for a direct write" happen:
 // the test holds own (as a producer in the middle of its write(2) would),
-// the client sends, the loop blocks in acquire for that OnTraffic, then
+// the client sends, the loop blocks in enterCallback for that OnTraffic, then
 // the test lets go and writes the frame directly before the loop gets own.
 // It returns true if the direct write was taken and came up short.
 func forceDirectAfterInbound(t *testing.T, srv *Server, sess *session, f *Frame, clientSends func()) bool {
@@ -28,7 +28,7 @@ func forceDirectAfterInbound(t *testing.T, srv *Server, sess *session, f *Frame,
 	before := srv.Stats().DirectShort
 	l.own.Lock()
 	clientSends()
-	time.Sleep(100 * time.Millisecond) // the loop is now waiting in acquire (OnTraffic)
+	time.Sleep(100 * time.Millisecond) // the loop is now waiting in enterCallback (OnTraffic)
 	l.own.Unlock()
 	took := l.writeDirect(sess, f)
 	if !took {
@@ -40,7 +40,7 @@ func forceDirectAfterInbound(t *testing.T, srv *Server, sess *session, f *Frame,
 
 // TestPongWaitsForTheRestOfAShortDirectWrite: a direct write to a WebSocket
 // comes up short; the rest of the frame waits in the loop's backlog, not
-// in gnet's buffer. A ping the loop handles before its drain must get its
+// in gnet's buffer. A ping the loop handles before its mailbox pass must get its
 // pong after the rest of the data frame, not inside it (found in review:
 // it did land inside).
 func TestPongWaitsForTheRestOfAShortDirectWrite(t *testing.T) {
@@ -48,14 +48,7 @@ func TestPongWaitsForTheRestOfAShortDirectWrite(t *testing.T) {
 	srv := startWeb(t, Config{MaxMessage: big, MaxOutbound: 32 << 20, SendBuffer: 4096})
 	payload := bigPayload(big)
 	for attempt := 0; attempt < 10; attempt++ {
-		w := dialWS(t, srv)
-		if st := srv.Send(w.id, []byte("hello")); st != Queued {
-			t.Fatalf("Send hello: %v", st)
-		}
-		if f := w.frame(); string(f.payload) != "hello" {
-			t.Fatalf("got %q", f.payload)
-		}
-		sess := srv.reg.get(w.id)
+		w, sess := dialWSHello(t, srv)
 		f := srv.encode(payload, encodingOf(sess.transport))
 		took := forceDirectAfterInbound(t, srv, sess, f, func() {
 			w.send(0x80|wsOpPing, []byte("ping!"), true)
@@ -98,14 +91,7 @@ func TestCloseReplyWaitsForTheRestOfAShortDirectWrite(t *testing.T) {
 	payload := bigPayload(big)
 	want := appendWSFrame(nil, wsOpText, false, payload)
 	for attempt := 0; attempt < 10; attempt++ {
-		w := dialWS(t, srv)
-		if st := srv.Send(w.id, []byte("hello")); st != Queued {
-			t.Fatalf("Send hello: %v", st)
-		}
-		if f := w.frame(); string(f.payload) != "hello" {
-			t.Fatalf("got %q", f.payload)
-		}
-		sess := srv.reg.get(w.id)
+		w, sess := dialWSHello(t, srv)
 		f := srv.encode(payload, encodingOf(sess.transport))
 		var got bytes.Buffer
 		done := make(chan struct{})
@@ -177,4 +163,18 @@ func TestFailedDirectWriteIsCountedAsDropped(t *testing.T) {
 		return
 	}
 	t.Skip("could not force the interleaving")
+}
+
+// dialWSHello connects a WebSocket, pushes it "hello" and reads it back,
+// so the loop has written to it once, and returns it with its session.
+func dialWSHello(t *testing.T, srv *Server) (*webConn, *session) {
+	t.Helper()
+	w := dialWS(t, srv)
+	if st := srv.Send(w.id, []byte("hello")); st != Queued {
+		t.Fatalf("Send hello: %v", st)
+	}
+	if f := w.frame(); string(f.payload) != "hello" {
+		t.Fatalf("got %q", f.payload)
+	}
+	return w, srv.reg.get(w.id)
 }

@@ -24,7 +24,7 @@ func TestIdlePushesAreWrittenDirectly(t *testing.T) {
 					t.Fatalf("Send %d: %v", i, st)
 				}
 				c.expect(msg)
-				// A loop that wrote the push is still finishing its drain
+				// A loop that wrote the push is still finishing its mailbox pass
 				// when the client reads; it publishes its counts at the
 				// end. Push again once it has, as an idle loop.
 				waitFor(t, 5*time.Second, "the push counted", func() bool { return srv.Stats().MessagesWritten == uint64(i+1) })
@@ -116,7 +116,7 @@ func TestShortDirectWriteIsFinishedByTheLoop(t *testing.T) {
 		written := srv.Stats().MessagesWritten
 		srv.Send(c.id, []byte(msg))
 		c.expect(msg)
-		// Push again once the loop has finished the drain that wrote it
+		// Push again once the loop has finished the mailbox pass that wrote it
 		// (it publishes its counts at the end).
 		waitFor(t, 5*time.Second, "the push counted", func() bool { return srv.Stats().MessagesWritten > written })
 	}

@@ -10,7 +10,7 @@ var (
 	// ErrEmpty: the payload is empty, which a client would read as a
 	// heartbeat.
 	ErrEmpty = errors.New("empty payload")
-	// ErrTooLarge: the payload is larger than --max-message.
+	// ErrTooLarge: the payload is larger than Config.MaxMessage.
 	ErrTooLarge = errors.New("payload too large")
 	// ErrBadConfig: a configuration value is out of range.
 	ErrBadConfig = errors.New("invalid configuration")

@@ -2,8 +2,9 @@ package relay
 
 import "time"
 
-// Fanout in slices. A broadcast to 10,000 connections keeps a loop busy for
-// tens of milliseconds; a unicast queued behind it would wait that long. So
+// Fanout in slices. A broadcast to many connections keeps a loop busy for
+// as long as its writes take; a unicast queued behind it would wait that
+// long (figures: docs/architecture.md, Fanout in slices). So
 // a loop serves fanouts as jobs, sliceTargets recipients per turn, and
 // between turns goes back to gnet (other sockets' events) and to its
 // mailbox, whose items are handled at once.
@@ -24,9 +25,9 @@ import "time"
 
 // A job's turn ends after sliceTargets recipients or turnTime, whichever
 // comes first: the bound on a unicast's wait behind a fanout. Time, not
-// only count, because a write costs 2 to 9 us depending on the host and
-// the loops' share of the cores (256 writes took 5 ms on the reference
-// machine with two loops and a client sharing two cores).
+// only count, because what a write costs varies severalfold with the host
+// and the loops' share of the cores (docs/architecture.md, Fanout in
+// slices).
 const (
 	sliceTargets = 256
 	turnTime     = 500 * time.Microsecond

@@ -218,12 +218,12 @@ func TestFullMailboxRefusesAndLosesNothingAccepted(t *testing.T) {
 	t.Logf("%d accepted, %d refused", len(accepted), refused)
 }
 
-// loopGate holds an event loop inside a drain, so a test decides which
-// items the loop's next drain takes together. It is two topic operations
+// loopGate holds an event loop inside a mailbox pass, so a test decides which
+// items the loop's next mailbox pass takes together. It is two topic operations
 // naming no topic, whose replies nobody reads until the test says so: the
 // loop applies the first (reached returns then), and waits on the second
 // until release, doing nothing else meanwhile. Items queued while it waits
-// are taken together by the next drain.
+// are taken together by the next mailbox pass.
 type loopGate struct {
 	t            testing.TB
 	reach, hold  chan topicOp
@@ -287,7 +287,7 @@ func (c *client) buffered() int {
 // TestUnicastOvertakesQueuedBroadcasts: a unicast queued behind two
 // broadcasts, the first under way, reaches its client (after both
 // broadcasts' frames, in order) before the first broadcast has reached
-// everyone. Gates fix which items each drain of the loop takes, and hold
+// everyone. Gates fix which items each mailbox pass of the loop takes, and hold
 // the loop while the clients' sockets are looked at, so the test checks
 // the order of writes, not how fast they are.
 func TestUnicastOvertakesQueuedBroadcasts(t *testing.T) {
@@ -305,12 +305,12 @@ func TestUnicastOvertakesQueuedBroadcasts(t *testing.T) {
 	srv.Send(w.id, []byte("u0")) // w gets b1 first: job 1 has served someone
 	g2 := holdLoop(t, l)
 	g1.release()
-	g2.reached() // b1 is a job now; b2 comes in a later drain
+	g2.reached() // b1 is a job now; b2 comes in a later pass
 	srv.Broadcast([]byte("b2"))
 	srv.Send(x.id, []byte("u"))
 	srv.Kick(x.id) // writes what is queued for x, then closes it
 	g3 := holdLoop(t, l)
-	g2.release() // one turn of b1, then a drain takes b2, u, the kick and g3
+	g2.release() // one turn of b1, then a pass takes b2, u, the kick and g3
 	g3.reached()
 
 	// The loop is held: whatever a socket has now was written before u
@@ -361,7 +361,7 @@ func waitQueued(t testing.TB, l *loop, n int) {
 
 // TestQueuedPublishesTakeTheMembersOfTheirTurn: two publishes to one topic
 // with a subscribe and an unsubscribe between them, all taken by one
-// drain: each publish reaches the members of its own moment, so the second
+// mailbox pass: each publish reaches the members of its own moment, so the second
 // must not join the first's job.
 func TestQueuedPublishesTakeTheMembersOfTheirTurn(t *testing.T) {
 	srv := startServer(t, Config{Loops: 1})
@@ -400,7 +400,7 @@ func TestQueuedPublishesTakeTheMembersOfTheirTurn(t *testing.T) {
 }
 
 // TestManyQueuedFanoutsKeepOrderAndReleaseFrames queues more fanout jobs
-// than a loop has slots, in rounds taken by one drain each while earlier
+// than a loop has slots, in rounds taken by one pass each while earlier
 // rounds' jobs still run: broadcasts, publishes to two topics, sends and
 // send-to-many in a random mix, with heartbeats, clients hanging up on
 // their own, and a shutdown at the end. Every client still open gets

@@ -9,7 +9,7 @@ import (
 // Frame is one message encoded in a listener's framing, shared read-only by
 // every recipient. Its bytes come from a size-classed pool and go back there
 // when the last event loop holding it is done: gnet copies whatever a write
-// leaves unsent into its own buffer, so a frame never outlives the drain that
+// leaves unsent into its own buffer, so a frame never outlives the mailbox pass that
 // wrote it.
 type Frame struct {
 	b     []byte       // the encoded frame (raw listener); fixed once published

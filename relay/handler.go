@@ -39,7 +39,7 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	// Reserve the slot in one step: a check then a later increment let
-	// two loops admit at once past the limit (seen: 151 of 150).
+	// two loops admit at once past the limit.
 	if s.open.Add(1) > int64(s.cfg.MaxConns) {
 		s.open.Add(-1)
 		s.counters.rejected[RejectFull].Add(1)
@@ -51,7 +51,7 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		s.log.Error("cannot serve connections on this event loop", "err", err)
 		return nil, gnet.Close
 	}
-	defer l.release(l.acquire())
+	defer l.exitCallback(l.enterCallback())
 	sess := &session{
 		conn:   c,
 		loop:   l,
@@ -99,13 +99,13 @@ func (l *loop) register(s *session, t transport) {
 func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 	switch x := c.Context().(type) {
 	case *session:
-		defer x.loop.release(x.loop.acquire())
+		defer x.loop.exitCallback(x.loop.enterCallback())
 		if len(x.loop.backlog) > 0 {
 			// The rest of a short direct write may wait there for this
 			// session, and it must reach the socket before anything this
 			// callback writes to it (a pong, a close frame): work
 			// through the backlog first.
-			x.loop.drain()
+			x.loop.serveMailbox()
 			if x.closed {
 				return gnet.Close
 			}
@@ -116,8 +116,8 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 		return x.loop.clientBytes(x, c)
 	case *loop:
 		_, _ = c.Discard(-1)
-		defer x.release(x.acquire())
-		x.drain()
+		defer x.exitCallback(x.enterCallback())
+		x.serveMailbox()
 	default:
 		_, _ = c.Discard(-1)
 	}
@@ -129,7 +129,7 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 	if !ok {
 		return gnet.None // rejected before admission, or a doorbell at shutdown
 	}
-	defer sess.loop.release(sess.loop.acquire())
+	defer sess.loop.exitCallback(sess.loop.enterCallback())
 	s := h.srv
 	if sess.transport == transportHandshake {
 		// Never a client: no ID, no registry entry, no event.

@@ -5,14 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/bits"
 	"net"
 	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
@@ -48,21 +46,10 @@ type item struct {
 	topicReply chan<- topicOp
 }
 
-// pendFrame is a frame staged for one session during a drain; staged frames
-// of a session form a singly linked list through next.
-type pendFrame struct {
-	b         []byte
-	next      int32
-	heartbeat bool
-}
-
-// iovMax is the kernel's limit on iovecs per writev (IOV_MAX).
-const iovMax = 1024
-
 // loop is pushrelay's side of one gnet event loop: its sessions and its
 // mailbox. Producers (any goroutine) append to the mailbox and ring the
 // doorbell, a socketpair whose read end gnet polls like any connection; the
-// loop drains the mailbox in OnTraffic of the doorbell and does every write
+// loop works through the mailbox in OnTraffic of the doorbell and does every write
 // itself. A doorbell ring is one write(2) and allocates nothing, where gnet's
 // own Execute and Wake allocate a closure per call.
 type loop struct {
@@ -76,14 +63,14 @@ type loop struct {
 	// the length of each gnet callback, or a producer writing a unicast
 	// to an idle loop's client itself (direct.go). Everything below
 	// marked "owned by the event loop" is touched only by its holder.
-	// Lock order: own, then mu.
+	// Lock order: locks.go.
 	own sync.Mutex
 
 	// Guarded by mu: the mailbox.
 	mu         sync.Mutex
 	queue      []item
 	queueBytes int
-	rung       bool // a ring is on its way: the next drain takes the queue
+	rung       bool // a ring is on its way: the next pass takes the queue
 	stopped    bool // the engine stopped and bellW is closed: refuse work
 
 	// Atomic.
@@ -108,7 +95,7 @@ type loop struct {
 	// frames, so this stays empty and costs idle sessions nothing.
 	wsSkip    map[*session]uint32
 	pend      []pendFrame
-	dirty     []*session // sessions with staged frames this drain
+	dirty     []*session // sessions with staged frames this pass
 	congested []*session // sessions with congested set, re-checked on ticks
 	iov       [][]byte
 	iovecs    []unix.Iovec
@@ -232,12 +219,28 @@ func (l *loop) ring() {
 	}
 }
 
-// drain runs on the loop when the doorbell rings. It moves the mailbox to
-// the backlog and works through it in order: items are applied at once,
-// fanouts become jobs served in turns (fanout.go). When a job or items
-// behind it remain, it rings the doorbell itself so the loop comes back
-// after serving other sockets.
-func (l *loop) drain() {
+// serveMailbox runs on the loop when the doorbell rings: one mailbox pass.
+// It moves the mailbox to the backlog and works through it in order: items
+// are applied at once, fanouts become jobs served in turns (fanout.go).
+// When a job or items behind it remain, it rings the doorbell itself so the
+// loop comes back after serving other sockets. l.own is held.
+func (l *loop) serveMailbox() {
+	l.takeMailbox()
+	applied := l.workBacklog()
+	l.flushAll()
+	left := l.keepUnapplied(applied)
+	l.tally.publish(&l.counters)
+	if l.jobs.n > 0 || left > 0 {
+		l.ringAgain()
+	}
+	if l.jobs.n > 0 {
+		l.yieldCore()
+	}
+}
+
+// takeMailbox moves the mailbox's items to the end of the backlog and
+// leaves the mailbox empty for producers.
+func (l *loop) takeMailbox() {
 	l.mu.Lock()
 	batch := l.queue
 	l.queue = l.spare[:0]
@@ -253,7 +256,14 @@ func (l *loop) drain() {
 		clear(batch)
 		l.spare = batch[:0]
 	}
+}
 
+// workBacklog applies the backlog's items in order and serves jobs in
+// turns until the turn's budget (sliceTargets recipients, or its time) is
+// spent or no job is left. It returns how many items from the backlog's
+// front it applied or made jobs; an item that finds every job slot taken
+// stops it, with everything behind it.
+func (l *loop) workBacklog() int {
 	budget := sliceTargets
 	var turn time.Time // the turn's start, read when a job first runs
 	i := 0
@@ -272,7 +282,7 @@ func (l *loop) drain() {
 			i++
 		}
 		if l.jobs.n == 0 {
-			break
+			return i
 		}
 		if turn.IsZero() {
 			turn = time.Now()
@@ -280,33 +290,40 @@ func (l *loop) drain() {
 		served, ended := l.runJob(budget, turn)
 		budget -= served
 		if !ended || budget <= 0 {
-			break
+			return i
 		}
 	}
-	l.flushAll()
+}
 
-	n := copy(l.backlog, l.backlog[i:])
+// keepUnapplied drops the first applied items of the backlog, keeping the
+// rest in order for the next pass, and returns how many are left.
+func (l *loop) keepUnapplied(applied int) int {
+	n := copy(l.backlog, l.backlog[applied:])
 	clear(l.backlog[n:])
 	l.backlog = l.backlog[:n]
 	l.backlogLen.Store(int64(n))
-	l.tally.publish(&l.counters)
-	if l.jobs.n > 0 || n > 0 {
-		l.mu.Lock()
-		if !l.rung {
-			l.rung = true
-			l.ring()
-		}
-		l.mu.Unlock()
+	return n
+}
+
+// ringAgain rings the loop's own doorbell, unless a ring is on its way, so
+// the loop comes back for the work left after serving other sockets.
+func (l *loop) ringAgain() {
+	l.mu.Lock()
+	if !l.rung {
+		l.rung = true
+		l.ring()
 	}
-	if l.jobs.n > 0 {
-		// A fanout keeps the loop's thread busy from turn to turn, and
-		// the scheduler may let a thread that just woke up (an ingress
-		// goroutine's, holding a unicast) wait a whole time slice of a
-		// few milliseconds. Give the core away at the end of each turn,
-		// so the turn bounds that wait too; if nothing else waits for
-		// this core, the call returns at once.
-		unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
-	}
+	l.mu.Unlock()
+}
+
+// yieldCore gives the core away at the end of a turn with a job left. A
+// fanout keeps the loop's thread busy from turn to turn, and the scheduler
+// may let a thread that just woke up (an ingress goroutine's, holding a
+// unicast) wait a whole time slice of a few milliseconds. Yielding makes
+// the turn bound that wait too; if nothing else waits for this core, the
+// call returns at once.
+func (l *loop) yieldCore() {
+	unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
 }
 
 // apply carries out one item that is not a fanout, and releases its frame.
@@ -343,268 +360,12 @@ func (l *loop) apply(it *item) {
 	}
 	if it.frame != nil {
 		// gnet copies what a write leaves unsent, so once flushed (at the
-		// latest by the flushAll that ends this drain) the frame is free.
+		// latest by the flushAll that ends this pass) the frame is free.
 		// Release it after that flush: keep it until then.
 		l.done = append(l.done, it.frame)
 		it.frame = nil
 	}
 	*it = item{}
-}
-
-// stage links frame f, as s's transport reads it, onto s's list of frames
-// to write in this drain.
-func (l *loop) stage(s *session, f *Frame, heartbeat bool) {
-	l.stageFrom(s, f, 0, heartbeat)
-}
-
-// stageFrom stages f from byte off on: the rest of a frame a direct write
-// began (direct.go).
-func (l *loop) stageFrom(s *session, f *Frame, off int, heartbeat bool) {
-	if s.closed {
-		if !heartbeat {
-			l.tally.drops[DropClosed]++
-		}
-		return
-	}
-	b := f.bytesFor(s.transport)
-	if b == nil || s.wsFlags&wsCloseSent != 0 || len(b) > l.hold {
-		switch {
-		case heartbeat:
-		case b != nil && s.wsFlags&wsCloseSent != 0:
-			l.tally.drops[DropClosed]++ // a WebSocket closing: nothing may follow its close frame
-		default:
-			// SSE: not UTF-8, or an event longer than a connection may
-			// hold unsent (newlines grow it sevenfold), which would
-			// otherwise close or stall every SSE client. Counted in the
-			// push's reply as unsupported where the relay could tell.
-			l.tally.drops[DropUnsupported]++
-		}
-		return
-	}
-	if heartbeat && s.transport != transportRaw && s.transport != transportSSE {
-		s.wsFlags |= wsPingOut // the pong it asks for is free of --max-inbound
-	}
-	b = b[off:]
-	idx := int32(len(l.pend))
-	l.pend = append(l.pend, pendFrame{b: b, next: -1, heartbeat: heartbeat})
-	if s.tail < 0 {
-		s.head = idx
-		l.dirty = append(l.dirty, s)
-	} else {
-		l.pend[s.tail].next = idx
-	}
-	s.tail = idx
-}
-
-// flushAll flushes every session staged in this drain, then releases the
-// frames of the items applied so far (staged bytes point into them).
-func (l *loop) flushAll() {
-	for _, s := range l.dirty {
-		l.flush(s)
-	}
-	clear(l.dirty)
-	l.dirty = l.dirty[:0]
-	clear(l.pend)
-	l.pend = l.pend[:0]
-	for _, f := range l.done {
-		f.release()
-	}
-	clear(l.done)
-	l.done = l.done[:0]
-}
-
-// flush writes s's staged frames, enforcing l.hold (what MaxOutbound
-// allows gnet to hold, see outboundHold): under SlowClose a
-// batch that would pass the cap closes the connection; under SlowDrop each
-// frame that would pass it is skipped and the session marked congested.
-func (l *loop) flush(s *session) {
-	if s.head < 0 {
-		return
-	}
-	head := s.head
-	s.head, s.tail = -1, -1
-	if s.closed {
-		l.dropStaged(head, DropClosed)
-		return
-	}
-	room := l.hold - s.conn.OutboundBuffered()
-	if l.srv.cfg.Slow == SlowClose {
-		total := 0
-		for i := head; i >= 0; i = l.pend[i].next {
-			total += len(l.pend[i].b)
-		}
-		if total > room {
-			l.dropStaged(head, DropSlow)
-			l.closeSession(s, ReasonSlow)
-			return
-		}
-	}
-	iov := l.iov[:0]
-	var msgs, beats, bytes uint64
-	for i := head; i >= 0; i = l.pend[i].next {
-		p := &l.pend[i]
-		if len(p.b) > room { // only under SlowDrop
-			if !p.heartbeat {
-				l.tally.drops[DropSlow]++
-			}
-			if !s.congested.Load() {
-				s.congested.Store(true)
-				l.congested = append(l.congested, s)
-			}
-			continue
-		}
-		room -= len(p.b)
-		iov = append(iov, p.b)
-		if p.heartbeat {
-			beats++
-		} else {
-			msgs++
-			bytes += uint64(len(p.b))
-		}
-	}
-	if len(iov) > 0 {
-		l.armTimeout(s)
-		l.write(s, iov)
-	}
-	clear(iov)
-	l.iov = iov[:0]
-	l.tally.written += msgs
-	l.tally.bytes += bytes
-	l.tally.heartbeats += beats
-}
-
-// outboundHold is how many unsent bytes of one connection the relay lets
-// gnet hold, so that gnet's buffer for them stays within maxOutbound bytes
-// of memory. gnet keeps a connection's unsent bytes in a ring that grows,
-// past 4 KiB, by a quarter at a time until it holds what is asked, and
-// takes each new array from a pool of powers of two: a ring asked to hold
-// b bytes can grow to just under 1.25 b and sit in an array of the next
-// power of two. Asked for the whole 256 KiB default, it grew to 284,214
-// bytes in a 512 KiB array, and a stalled client held 512 KiB
-// (TestStalledClientMemoryWithinMaxOutbound). Holding at most 4/5 of the
-// largest power of two p within maxOutbound keeps the ring's array at p
-// or less, and keeps the bytes out of gnet's linked list (which starts
-// past gnet's write buffer cap, a power of two at least p, and allocates
-// per write). The arithmetic holds for p of 8 KiB and more; below, gnet's
-// doubling of rings under 4 KiB can reach 8 KiB.
-func outboundHold(maxOutbound int) int {
-	p := 1 << (bits.Len(uint(maxOutbound)) - 1)
-	return p / 5 * 4
-}
-
-// minMaxOutbound is the smallest MaxOutbound whose hold takes a frame of
-// n bytes.
-func minMaxOutbound(n int) int {
-	p := 1
-	for outboundHold(p) < n {
-		p <<= 1
-	}
-	return p
-}
-
-// armTimeout sets TCP_USER_TIMEOUT on s before its first write after the
-// ID. It bounds how long written data may stay unacknowledged, so it
-// matters from the first write on; setting it here rather than at accept
-// keeps a system call off the accept path, which a reconnect storm is made
-// of (gnet offers no hook to set it on its listeners).
-func (l *loop) armTimeout(s *session) {
-	if !s.timeoutSet {
-		s.timeoutSet = true
-		if to := l.srv.cfg.WriteTimeout; to > 0 {
-			_ = setUserTimeout(s.conn.Fd(), to)
-		}
-	}
-}
-
-// dropStaged counts every non-heartbeat frame from head on as dropped.
-func (l *loop) dropStaged(head int32, why DropReason) {
-	for i := head; i >= 0; i = l.pend[i].next {
-		if !l.pend[i].heartbeat {
-			l.tally.drops[why]++
-		}
-	}
-}
-
-// write hands iov to the socket. While gnet holds nothing unsent for the
-// connection, it calls write or writev itself (gnet's Writev allocates past
-// eight buffers) and gives gnet only what the kernel did not take;
-// otherwise gnet appends to its buffer, keeping the order.
-//
-// The calls are raw: the socket is non-blocking, so they never sleep, and
-// the loop keeps its P through them. Through Go's syscall entry a loop
-// writing a broadcast spends most of its time in system calls, and sysmon,
-// retaking such Ps, stays at its 20 us tick: during broadcasts to 19,000
-// clients it woke 3,400 times a second and took 6 % of a core; with raw
-// calls, 470 times and 0.8 %.
-func (l *loop) write(s *session, iov [][]byte) {
-	l.tally.writes++
-	if s.conn.OutboundBuffered() > 0 {
-		l.gnetWrite(s, iov)
-		return
-	}
-	// gnet holds nothing of s, and keeps holding nothing unless this
-	// write comes up short: producers may write to s directly again.
-	s.direct = true
-	fd := uintptr(s.conn.Fd())
-	for len(iov) > 0 {
-		chunk := iov[:min(len(iov), iovMax)]
-		var n, total uintptr
-		var errno unix.Errno
-		if len(chunk) == 1 {
-			b := chunk[0]
-			total = uintptr(len(b))
-			n, _, errno = unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(unsafe.SliceData(b))), total)
-		} else {
-			vecs := l.iovecs[:0]
-			for _, b := range chunk {
-				v := unix.Iovec{Base: unsafe.SliceData(b)}
-				v.SetLen(len(b))
-				vecs = append(vecs, v)
-				total += uintptr(len(b))
-			}
-			l.iovecs = vecs
-			n, _, errno = unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(unsafe.SliceData(vecs))), uintptr(len(vecs)))
-			clear(vecs) // no stale pointers into pooled frames
-		}
-		switch errno {
-		case 0:
-		case unix.EAGAIN, unix.EINTR:
-			n = 0
-		default:
-			l.closeSession(s, classify(errno))
-			return
-		}
-		if n == total {
-			iov = iov[len(chunk):]
-			continue
-		}
-		// A short write: skip what the kernel took and hand the rest to
-		// gnet, which buffers it in order and asks epoll to say when the
-		// socket is writable again.
-		for n >= uintptr(len(iov[0])) {
-			n -= uintptr(len(iov[0]))
-			iov = iov[1:]
-		}
-		iov[0] = iov[0][n:]
-		l.gnetWrite(s, iov)
-		return
-	}
-}
-
-// gnetWrite writes through gnet, which writes directly when its buffer is
-// empty and copies what is left. gnet closes the connection itself on a
-// hard error (OnClose runs inside the call).
-func (l *loop) gnetWrite(s *session, iov [][]byte) {
-	s.direct = false // gnet's buffer goes first, written when epoll says
-	for len(iov) > 0 && !s.closed {
-		chunk := iov[:min(len(iov), iovMax)]
-		if len(chunk) == 1 {
-			_, _ = s.conn.Write(chunk[0])
-		} else {
-			_, _ = s.conn.Writev(chunk)
-		}
-		iov = iov[len(chunk):]
-	}
 }
 
 // closeSession closes s on the loop. Slow and flooding clients are reset
@@ -626,7 +387,7 @@ func (l *loop) closeSession(s *session, why CloseReason) {
 }
 
 // tick does the loop's housekeeping: heartbeats when due, and clearing the
-// congested mark of sessions that have drained to half their cap.
+// congested mark of sessions whose unsent bytes fell to half their cap.
 func (l *loop) tick() {
 	// A heartbeat is a job like a broadcast; while other jobs are under
 	// way, data flows anyway and the heartbeat waits for a later tick.
@@ -674,12 +435,7 @@ func (l *loop) addSession(s *session) {
 // removeSession forgets s (swap-remove) and marks it closed.
 func (l *loop) removeSession(s *session) {
 	s.closed = true
-	last := len(l.sessions) - 1
-	moved := l.sessions[last]
-	l.sessions[s.idx] = moved
-	moved.idx = s.idx
-	l.sessions[last] = nil
-	l.sessions = l.sessions[:last]
+	l.sessions = swapRemove(l.sessions, s)
 	if cap(l.sessions) > 1024 && len(l.sessions) < cap(l.sessions)/4 {
 		// Give back the memory of a crowd that left.
 		l.sessions = append([]*session(nil), l.sessions...)

@@ -13,8 +13,8 @@ const (
 	ReasonPeerClosed CloseReason = iota // the client closed (EOF)
 	ReasonPeerReset                     // the client reset the connection
 	ReasonTimeout                       // keepalive or TCP_USER_TIMEOUT expired
-	ReasonSlow                          // over --max-outbound under --slow=close
-	ReasonInbound                       // sent more than --max-inbound
+	ReasonSlow                          // over MaxOutbound under SlowClose
+	ReasonInbound                       // sent more than MaxInbound
 	ReasonKicked                        // closed through the API (kick)
 	ReasonShutdown                      // the relay shut down
 	ReasonError                         // any other socket error
@@ -35,27 +35,16 @@ var closeReasonNames = [numCloseReasons]string{
 }
 
 // String returns the reason as a snake_case word, as used in metrics.
-func (r CloseReason) String() string {
-	if r < numCloseReasons {
-		return closeReasonNames[r]
-	}
-	return "unknown"
-}
+func (r CloseReason) String() string { return enumName(r, closeReasonNames[:], "unknown") }
 
 // CloseReasons lists every reason, in order, for exporters.
-func CloseReasons() []CloseReason {
-	rs := make([]CloseReason, numCloseReasons)
-	for i := range rs {
-		rs[i] = CloseReason(i)
-	}
-	return rs
-}
+func CloseReasons() []CloseReason { return enumValues(numCloseReasons) }
 
 // DropReason says why a message did not reach one recipient.
 type DropReason uint8
 
 const (
-	DropSlow        DropReason = iota // over --max-outbound (either policy)
+	DropSlow        DropReason = iota // over MaxOutbound (either policy)
 	DropClosed                        // the connection closed before the write
 	DropOverloaded                    // the event loop's mailbox was full
 	DropUnsupported                   // the recipient's transport cannot carry the payload (Status Unsupported)
@@ -70,27 +59,16 @@ var dropReasonNames = [numDropReasons]string{
 }
 
 // String returns the reason as a snake_case word, as used in metrics.
-func (r DropReason) String() string {
-	if r < numDropReasons {
-		return dropReasonNames[r]
-	}
-	return "unknown"
-}
+func (r DropReason) String() string { return enumName(r, dropReasonNames[:], "unknown") }
 
 // DropReasons lists every reason, in order, for exporters.
-func DropReasons() []DropReason {
-	rs := make([]DropReason, numDropReasons)
-	for i := range rs {
-		rs[i] = DropReason(i)
-	}
-	return rs
-}
+func DropReasons() []DropReason { return enumValues(numDropReasons) }
 
 // RejectReason says why an accepted socket was closed before it got an ID.
 type RejectReason uint8
 
 const (
-	RejectFull     RejectReason = iota // --max-conns reached
+	RejectFull     RejectReason = iota // MaxConns reached
 	RejectDraining                     // the relay is shutting down
 	numRejectReasons
 )
@@ -98,11 +76,24 @@ const (
 var rejectReasonNames = [numRejectReasons]string{RejectFull: "max_conns", RejectDraining: "draining"}
 
 // String returns the reason as a snake_case word, as used in metrics.
-func (r RejectReason) String() string {
-	if r < numRejectReasons {
-		return rejectReasonNames[r]
+func (r RejectReason) String() string { return enumName(r, rejectReasonNames[:], "unknown") }
+
+// enumName returns the name of v, one of the small enums above, or
+// unknown for a value past the end of names.
+func enumName[E ~uint8](v E, names []string, unknown string) string {
+	if int(v) < len(names) {
+		return names[v]
 	}
-	return "unknown"
+	return unknown
+}
+
+// enumValues lists the values of an enum below n, in order.
+func enumValues[E ~uint8](n E) []E {
+	vs := make([]E, n)
+	for i := range vs {
+		vs[i] = E(i)
+	}
+	return vs
 }
 
 // Stats is a snapshot of the relay's counters. Counters only grow; Open and
@@ -161,7 +152,7 @@ type counters struct {
 }
 
 // loopCounters are one event loop's per-message counters. Only that loop
-// writes them, once per drain; anyone may read them.
+// writes them, once per mailbox pass; anyone may read them.
 type loopCounters struct {
 	written     atomic.Uint64
 	bytes       atomic.Uint64
@@ -176,7 +167,7 @@ type loopCounters struct {
 	fanoutMaxNanos, fanoutMaxSize          atomic.Uint64
 }
 
-// loopTally accumulates a drain's counts in plain fields, so the hot loop
+// loopTally accumulates a mailbox pass's counts in plain fields, so the hot loop
 // touches no shared cache line; publish adds them to loopCounters once.
 type loopTally struct {
 	written, bytes, heartbeats, writes uint64

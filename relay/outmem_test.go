@@ -168,15 +168,5 @@ func TestSSEEventOverTheHoldIsDropped(t *testing.T) {
 	if _, st := srv.Broadcast(payload); st != Queued {
 		t.Fatalf("Broadcast: %v", st)
 	}
-	if f := ws.frame(); len(f.payload) != len(payload) {
-		t.Fatalf("ws got %d bytes", len(f.payload))
-	}
-	srv.Send(sse.id, []byte("after"))
-	if got := sse.event(); got != "after" {
-		t.Fatalf("SSE event %q, want the next one", got)
-	}
-	waitFor(t, 5*time.Second, "the drop to be counted", func() bool { return srv.Stats().Drops[DropUnsupported] == 1 })
-	if n := srv.Stats().Closed[ReasonSlow]; n != 0 {
-		t.Fatalf("%d clients closed as slow", n)
-	}
+	expectSSESkipped(t, srv, ws, sse, payload)
 }

@@ -96,23 +96,6 @@ func (r *registry) len() int {
 	return n
 }
 
-// each calls fn for every session until fn returns false. Shards are visited
-// one at a time under their read lock; fn must not call back into the
-// registry.
-func (r *registry) each(fn func(*session) bool) {
-	for i := range r.shards {
-		sh := &r.shards[i]
-		sh.mu.RLock()
-		for _, s := range sh.m {
-			if !fn(s) {
-				sh.mu.RUnlock()
-				return
-			}
-		}
-		sh.mu.RUnlock()
-	}
-}
-
 // page appends to dst up to limit IDs that come after cursor in (shard, ID)
 // order and returns the cursor of the next page, "" after the last. An ID
 // connected for the whole listing appears exactly once, however the set

@@ -27,7 +27,7 @@ type session struct {
 	// Atomic: written by the loop, read by producers.
 	congested atomic.Bool // over loop.hold (outboundHold) under SlowDrop; cleared at half
 
-	// Owned by the event loop; touch only in its callbacks and drains.
+	// Owned by the event loop; touch only in its callbacks and mailbox passes.
 	closed     bool          // OnClose ran: conn may be a reused fd, never touch it
 	fanPending jobMask       // the loop's jobs (slot bits) it is a target of, not yet served
 	reason     CloseReason   // why the relay closed it, set just before closing
@@ -36,7 +36,7 @@ type session struct {
 	wsFlags    uint8         // WebSocket: wsPingOut, wsSkipping
 	direct     bool          // gnet holds no bytes of it: a producer may write to it (direct.go)
 	idx        int32         // position in loop.sessions
-	head, tail int32         // frames staged in loop.pend this drain, -1 if none
+	head, tail int32         // frames staged in loop.pend this pass, -1 if none
 	inbound    uint32        // bytes received and discarded so far (saturating)
 	subs       *[]membership // topics this session is in; nil until the first
 }
@@ -84,4 +84,15 @@ func (s *session) removeMembership(i int) {
 	list[i] = list[len(list)-1]
 	list[len(list)-1] = membership{}
 	*s.subs = list[:len(list)-1]
+}
+
+// swapRemove removes s from list, in which s.idx is its position, by
+// moving the last session into its place, and returns the shorter list.
+func swapRemove(list []*session, s *session) []*session {
+	last := len(list) - 1
+	moved := list[last]
+	list[s.idx] = moved
+	moved.idx = s.idx
+	list[last] = nil
+	return list[:last]
 }

@@ -13,9 +13,9 @@ const (
 	// UnknownID: no open connection has that ID (never had, or closed).
 	UnknownID
 	// DroppedSlow: the connection is known to be over its outbound cap under
-	// --slow=drop, so this message was not queued for it.
+	// SlowDrop, so this message was not queued for it.
 	DroppedSlow
-	// TooLarge: the payload is larger than --max-message.
+	// TooLarge: the payload is larger than Config.MaxMessage.
 	TooLarge
 	// BadPayload: the payload is empty, or no transport the relay serves
 	// could carry it (no web listener, and a byte the framing forbids).
@@ -34,7 +34,7 @@ const (
 	Unreachable
 	// Unsupported: the connection's transport cannot carry this payload
 	// (a raw client and a byte its framing forbids; an SSE client and a
-	// payload that is not UTF-8, or whose event would pass --max-outbound).
+	// payload that is not UTF-8, or whose event would pass MaxOutbound).
 	// Nothing was queued for it; a client of another transport could take
 	// the same payload.
 	Unsupported
@@ -54,19 +54,14 @@ var statusNames = [...]string{
 }
 
 // String returns the status as a snake_case word, as used in logs and JSON.
-func (s Status) String() string {
-	if int(s) < len(statusNames) {
-		return statusNames[s]
-	}
-	return "unknown_status"
-}
+func (s Status) String() string { return enumName(s, statusNames[:], "unknown_status") }
 
 // Counts tallies the outcome of a push to many connections. Each recipient is
 // counted once, under the Status it got.
 type Counts struct {
 	Queued      int // written or queued for writing
 	UnknownID   int // IDs with no open connection
-	DroppedSlow int // recipients over their outbound cap under --slow=drop
+	DroppedSlow int // recipients over their outbound cap under SlowDrop
 	Overloaded  int // recipients whose loop mailbox was full
 	// Unreachable is cluster only: for send_many, the IDs whose node did
 	// not answer in time; for publish and broadcast, the nodes that did
@@ -103,10 +98,9 @@ func (c *Counts) Add(s Status) { c.add(s) }
 
 // Merge adds o's counts to c.
 func (c *Counts) Merge(o Counts) {
-	c.Queued += o.Queued
-	c.UnknownID += o.UnknownID
-	c.DroppedSlow += o.DroppedSlow
-	c.Overloaded += o.Overloaded
-	c.Unreachable += o.Unreachable
-	c.Unsupported += o.Unsupported
+	*c = Counts{
+		Queued: c.Queued + o.Queued, UnknownID: c.UnknownID + o.UnknownID,
+		DroppedSlow: c.DroppedSlow + o.DroppedSlow, Overloaded: c.Overloaded + o.Overloaded,
+		Unreachable: c.Unreachable + o.Unreachable, Unsupported: c.Unsupported + o.Unsupported,
+	}
 }

@@ -30,12 +30,7 @@ var transportNames = [numTransports]string{
 	transportSSE:       "sse",
 }
 
-func (t transport) String() string {
-	if t < numTransports {
-		return transportNames[t]
-	}
-	return "handshake"
-}
+func (t transport) String() string { return enumName(t, transportNames[:], "handshake") }
 
 // encodings is a set of a message's encodings, one bit per transport.
 type encodings uint8
@@ -80,7 +75,7 @@ func (f *Frame) bytesFor(t transport) []byte {
 //
 //	raw (tcp)   what the listener's framing allows (Framing.Check)
 //	WebSocket   any bytes: a text frame if UTF-8, else a binary frame
-//	SSE         UTF-8 text only, and an event no larger than --max-outbound
+//	SSE         UTF-8 text only, and an event no larger than MaxOutbound
 //
 // A payload is refused as a whole (BadPayload) only when no transport the
 // relay serves could carry it: without a web listener, a byte the framing
@@ -119,7 +114,7 @@ func (s *Server) encode(payload []byte, set encodings) *Frame {
 	if set&encSSE != 0 && text {
 		// Each line costs 7 bytes more as SSE: a payload of newlines grows
 		// sevenfold. An event over what a connection may hold could never be written
-		// and would close (or, under --slow=drop, stall) every SSE client.
+		// and would close (or, under SlowDrop, stall) every SSE client.
 		if n := sseEventLen(payload); n <= outboundHold(s.cfg.MaxOutbound) {
 			sseLen = n
 		}

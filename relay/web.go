@@ -11,7 +11,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 )
 
-// The web listener (--web): browser clients on the same event loops as raw
+// The web listener (Config.Web): browser clients on the same event loops as raw
 // ones. A connection starts as a handshake session: not in the registry,
 // no ID, its request head left in gnet's inbound buffer until complete.
 // The head is answered once, on the loop: with 101 and the ID as the first
@@ -51,12 +51,7 @@ func (l *loop) openWeb(s *session) {
 
 // removeHandshake forgets a handshake session (swap-remove).
 func (l *loop) removeHandshake(s *session) {
-	last := len(l.handshakes) - 1
-	moved := l.handshakes[last]
-	l.handshakes[s.idx] = moved
-	moved.idx = s.idx
-	l.handshakes[last] = nil
-	l.handshakes = l.handshakes[:last]
+	l.handshakes = swapRemove(l.handshakes, s)
 }
 
 // handshake reads a handshake session's request head and answers it.
@@ -106,7 +101,7 @@ func (l *loop) handshake(s *session, c gnet.Conn) gnet.Action {
 	return gnet.None
 }
 
-// originAllowed applies --web-origins. A request without Origin does not
+// originAllowed applies WebOrigins. A request without Origin does not
 // come from a browser page, so there is no cross-site use to refuse.
 func (l *loop) originAllowed(origin []byte) bool {
 	list := l.srv.cfg.WebOrigins
@@ -254,7 +249,7 @@ func (l *loop) writeHandshake(s *session, b []byte, code int) gnet.Action {
 func (l *loop) admit(s *session, t transport) {
 	l.removeHandshake(s)
 	s.opened = time.Now().UnixNano()
-	s.inbound = 0 // the head's bytes do not count against --max-inbound
+	s.inbound = 0 // the head's bytes do not count against MaxInbound
 	l.register(s, t)
 }
 
@@ -276,7 +271,7 @@ func (l *loop) expireHandshakes(now time.Time) {
 }
 
 // clientBytes handles what an admitted client sends: discarded and counted
-// against --max-inbound; WebSocket frames parsed as far as the protocol
+// against MaxInbound; WebSocket frames parsed as far as the protocol
 // requires (a ping gets a pong, a close a close).
 func (l *loop) clientBytes(s *session, c gnet.Conn) gnet.Action {
 	var n, free int
@@ -310,7 +305,7 @@ const (
 // frames are skipped (their payload counted down in s.wsSkip, so no byte
 // of them is kept); control frames are read whole (at most 131 bytes wait
 // in the buffer). It returns the bytes consumed, how many of them are free
-// of --max-inbound (the pong to the relay's heartbeat), and whether to close.
+// of MaxInbound (the pong to the relay's heartbeat), and whether to close.
 func (l *loop) wsInbound(s *session, c gnet.Conn) (used, free int, act gnet.Action) {
 	buf, _ := c.Peek(-1)
 	deflate := s.transport == transportWSDeflate

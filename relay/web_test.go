@@ -638,17 +638,7 @@ func TestSSEOversizedEventIsDroppedNotTheClient(t *testing.T) {
 	if c, st := srv.Broadcast(payload); st != Queued || c.Queued != 1 || c.Unsupported != 1 {
 		t.Fatalf("Broadcast: %+v %v, want 1 queued (ws), 1 unsupported (sse)", c, st)
 	}
-	if f := ws.frame(); len(f.payload) != len(payload) {
-		t.Fatalf("ws got %d bytes", len(f.payload))
-	}
-	srv.Send(sse.id, []byte("after"))
-	if got := sse.event(); got != "after" {
-		t.Fatalf("SSE event %q, want the next one", got)
-	}
-	waitFor(t, 5*time.Second, "the drop to be counted", func() bool { return srv.Stats().Drops[DropUnsupported] == 1 })
-	if n := srv.Stats().Closed[ReasonSlow]; n != 0 {
-		t.Fatalf("%d clients closed as slow", n)
-	}
+	expectSSESkipped(t, srv, ws, sse, payload)
 }
 
 // TestWebSocketCloseCodes: a client's close code is echoed only when RFC
@@ -822,5 +812,23 @@ func TestWebSocketIncompressibleGoesPlain(t *testing.T) {
 	}
 	if n := srv.Stats().Compressed; n != 0 {
 		t.Fatalf("%d compressions counted for a message sent plain", n)
+	}
+}
+
+// expectSSESkipped checks that a fanout of payload reached ws whole and
+// skipped sse, counted as unsupported: sse gets the next push, and nobody
+// was closed as slow.
+func expectSSESkipped(t *testing.T, srv *Server, ws, sse *webConn, payload []byte) {
+	t.Helper()
+	if f := ws.frame(); len(f.payload) != len(payload) {
+		t.Fatalf("ws got %d bytes", len(f.payload))
+	}
+	srv.Send(sse.id, []byte("after"))
+	if got := sse.event(); got != "after" {
+		t.Fatalf("SSE event %q, want the next one", got)
+	}
+	waitFor(t, 5*time.Second, "the drop to be counted", func() bool { return srv.Stats().Drops[DropUnsupported] == 1 })
+	if n := srv.Stats().Closed[ReasonSlow]; n != 0 {
+		t.Fatalf("%d clients closed as slow", n)
 	}
 }

@@ -17,6 +17,11 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
+// snapReserve is the descriptors a default relay keeps back from
+// RLIMIT_NOFILE on the recorded hosts, whose Cpus_allowed_list is 0-1:
+// two event loops.
+var snapReserve = int64(relay.FileReserveFor(2, 0))
+
 // The snapshots in testdata were recorded on a 24 GiB, 2-core Linux 6.18
 // machine and edited: "default" is that host's sysctls with a systemd
 // host's usual open-file limits (soft 1024, hard 524288) and root's full
@@ -158,12 +163,12 @@ func TestAnalyzeSnapshots(t *testing.T) {
 		},
 		{
 			snap: "tuned", target: 1_000_000,
-			lowest: LimitNofile, lowestAt: 1_048_576 - relay.FileReserve,
+			lowest: LimitNofile, lowestAt: 1_048_576 - snapReserve,
 			steps: []string{}, fitsAfter: true, processes: 1,
 		},
 		{
 			snap: "tuned", target: 2_000_000,
-			binding: LimitNofile, bindingAt: 1<<20 - relay.FileReserve, lowest: LimitNofile, lowestAt: 1<<20 - relay.FileReserve,
+			binding: LimitNofile, bindingAt: 1<<20 - snapReserve, lowest: LimitNofile, lowestAt: 1<<20 - snapReserve,
 			steps:     []string{LimitNofile, LimitTCPMem, LimitConntrack},
 			fitsAfter: true, processes: 1,
 			nofileLines: []string{"LimitNOFILE=2031616"},
@@ -172,20 +177,20 @@ func TestAnalyzeSnapshots(t *testing.T) {
 			// The hard limit cannot be raised: several processes; the
 			// rest fits.
 			snap: "container", target: 100_000,
-			binding: LimitNofile, bindingAt: 20_000 - relay.FileReserve, lowest: LimitNofile, lowestAt: 20_000 - relay.FileReserve,
+			binding: LimitNofile, bindingAt: 20_000 - snapReserve, lowest: LimitNofile, lowestAt: 20_000 - snapReserve,
 			steps:     []string{LimitNofile},
 			fitsAfter: true, processes: 6,
 		},
 		{
 			// Read-only sysctls and a 2 GiB cgroup: no fit on this host.
 			snap: "container", target: 1_000_000,
-			binding: LimitNofile, bindingAt: 20_000 - relay.FileReserve, lowest: LimitNofile, lowestAt: 20_000 - relay.FileReserve,
+			binding: LimitNofile, bindingAt: 20_000 - snapReserve, lowest: LimitNofile, lowestAt: 20_000 - snapReserve,
 			steps:     []string{LimitNofile, LimitConntrack, LimitMemory, LimitTCPMem},
 			fitsAfter: false, processes: 51,
 		},
 		{
 			snap: "container", target: 15_000,
-			lowest: LimitNofile, lowestAt: 20_000 - relay.FileReserve,
+			lowest: LimitNofile, lowestAt: 20_000 - snapReserve,
 			steps: []string{}, fitsAfter: true, processes: 1,
 		},
 	}
@@ -254,9 +259,9 @@ func TestAnalyzeArithmetic(t *testing.T) {
 		id      string
 		want    func(h *Host) int64
 	}{
-		{"default", false, LimitNofile, func(h *Host) int64 { return h.NofileHard - 1 - relay.FileReserve }}, // Go raises soft 1024 to hard-1
-		{"tuned", false, LimitNofile, func(h *Host) int64 { return h.NofileHard - relay.FileReserve }},
-		{"default", false, LimitNrOpen, func(h *Host) int64 { return h.NrOpen - relay.FileReserve }},
+		{"default", false, LimitNofile, func(h *Host) int64 { return h.NofileHard - 1 - snapReserve }}, // Go raises soft 1024 to hard-1
+		{"tuned", false, LimitNofile, func(h *Host) int64 { return h.NofileHard - snapReserve }},
+		{"default", false, LimitNrOpen, func(h *Host) int64 { return h.NrOpen - snapReserve }},
 		{"default", false, LimitFileMax, func(h *Host) int64 { return h.FileMax - h.FileAllocated }},
 		{"default", true, LimitFileMax, func(h *Host) int64 { return (h.FileMax - h.FileAllocated) / 2 }},
 		{"default", false, LimitEpoll, func(h *Host) int64 { return h.EpollWatches }},
@@ -323,12 +328,12 @@ func TestRecommendations(t *testing.T) {
 	}{
 		{15_000, 1 << 20, 4096},
 		{1_000_000, 1 << 20, 16384},
-		{1<<20 - relay.FileReserve, 1 << 20, 16384},
+		{1<<20 - snapReserve, 1 << 20, 16384},
 		{1_048_449, 1<<20 + 1<<16, 16384},
 		{2_000_000, 2031616, 32768},
 		{100_000_000, 100_007_936, 65535},
 	} {
-		if got := recommendNofile(tt.n); got != tt.nofile {
+		if got := (&analysis{n: tt.n, reserve: snapReserve}).recommendNofile(); got != tt.nofile {
 			t.Errorf("recommendNofile(%d): got %d, want %d", tt.n, got, tt.nofile)
 		}
 		if got := recommendBacklog(tt.n); got != tt.backlog {
@@ -571,4 +576,51 @@ func TestSlowClientsSendBuffer(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNofileCapacityIsTheRelaysDefaultMaxConns: on the live host, the
+// doctor's capacity under RLIMIT_NOFILE is the MaxConns a relay started
+// here with defaults admits (its descriptor budget: a reserve, and
+// descriptors for each event loop), not the limit minus the bare reserve.
+func TestNofileCapacityIsTheRelaysDefaultMaxConns(t *testing.T) {
+	h, err := Read("/")
+	if err != nil {
+		t.Skip(err)
+	}
+	l := Analyze(h, Options{Target: 1}).limit(LimitNofile)
+	if l.ID == "" {
+		t.Skip("RLIMIT_NOFILE not readable here")
+	}
+	srv, err := relay.New(relay.Config{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(srv.Config().MaxConns); l.Capacity != want {
+		t.Errorf("doctor's RLIMIT_NOFILE capacity: got %d, want the relay's default MaxConns %d", l.Capacity, want)
+	}
+}
+
+func TestParseCPUList(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want int64
+	}{
+		{"0", 1}, {"0-1", 2}, {"0-3,8,10-11", 7}, {"5-5", 1},
+		{"", Unknown}, {"1-0", Unknown}, {"0-", Unknown}, {"-1", Unknown}, {"a", Unknown}, {"0,,1", Unknown}, {"0-1 ", Unknown},
+	} {
+		if got := parseCPUList(tt.in); got != tt.want {
+			t.Errorf("parseCPUList(%q): got %d, want %d", tt.in, got, tt.want)
+		}
+	}
+}
+
+// FuzzCPUList: any string gives Unknown or a count of at least one, never
+// more CPUs than the list could name.
+func FuzzCPUList(f *testing.F) {
+	f.Fuzz(func(t *testing.T, s string) {
+		n := parseCPUList(s)
+		if n != Unknown && (n < 1 || n > int64(len(s)+1)*(1<<31)) {
+			t.Fatalf("parseCPUList(%q) = %d", s, n)
+		}
+	})
 }

@@ -37,6 +37,10 @@ type Host struct {
 	// it cannot be gained by sudo or by a systemd unit in this container.
 	CapEff uint64 `json:"cap_eff"`
 	CapBnd uint64 `json:"cap_bnd"`
+	// CPUs is how many CPUs the process may run on (Cpus_allowed_list):
+	// the relay's default number of event loops, each of which holds
+	// descriptors of its own.
+	CPUs int64 `json:"cpus"`
 	// ProcSysReadOnly is true when /proc/sys is mounted read-only, as
 	// container runtimes do.
 	ProcSysReadOnly bool `json:"proc_sys_read_only"`
@@ -138,6 +142,16 @@ func (r *reader) read(name string) (string, bool) {
 		r.missing = append(r.missing, name)
 	}
 	return s, ok
+}
+
+// lines reads name as lines, or returns none when it cannot be read
+// (recorded as missing).
+func (r *reader) lines(name string) []string {
+	s, ok := r.read(name)
+	if !ok {
+		return nil
+	}
+	return strings.Split(s, "\n")
 }
 
 // optional reads name without recording it as missing.
@@ -249,11 +263,7 @@ func (h *Host) readLimits(r *reader) {
 			return
 		}
 	}
-	s, ok := r.read("proc/self/limits")
-	if !ok {
-		return
-	}
-	for _, line := range strings.Split(s, "\n") {
+	for _, line := range r.lines("proc/self/limits") {
 		if !strings.HasPrefix(line, "Max open files") {
 			continue
 		}
@@ -275,14 +285,11 @@ func parseLimit(s string) int64 {
 	return v
 }
 
-// readStatus reads the UID and the capability sets from proc/self/status.
+// readStatus reads the UID, the capability sets and the CPUs the process
+// may run on from proc/self/status.
 func (h *Host) readStatus(r *reader) {
-	h.UID = Unknown
-	s, ok := r.read("proc/self/status")
-	if !ok {
-		return
-	}
-	for _, line := range strings.Split(s, "\n") {
+	h.UID, h.CPUs = Unknown, Unknown
+	for _, line := range r.lines("proc/self/status") {
 		k, v, ok := strings.Cut(line, ":")
 		if !ok {
 			continue
@@ -298,8 +305,32 @@ func (h *Host) readStatus(r *reader) {
 			h.CapEff, _ = strconv.ParseUint(v, 16, 64)
 		case "CapBnd":
 			h.CapBnd, _ = strconv.ParseUint(v, 16, 64)
+		case "Cpus_allowed_list":
+			h.CPUs = parseCPUList(v)
 		}
 	}
+}
+
+// parseCPUList counts the CPUs in a kernel CPU list ("0-3,8,10-11"), as
+// runtime.NumCPU counts the affinity mask. It returns Unknown for anything
+// else.
+func parseCPUList(s string) int64 {
+	var n int64
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.ParseUint(lo, 10, 31)
+		if err != nil {
+			return Unknown
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.ParseUint(hi, 10, 31); err != nil || b < a {
+				return Unknown
+			}
+		}
+		n += int64(b-a) + 1
+	}
+	return n
 }
 
 // readMounts finds the mount that holds /proc/sys and whether it is
@@ -330,11 +361,7 @@ func (h *Host) readMounts(r *reader) {
 
 func (h *Host) readMeminfo(r *reader) {
 	h.MemTotal, h.MemAvailable = Unknown, Unknown
-	s, ok := r.read("proc/meminfo")
-	if !ok {
-		return
-	}
-	for _, line := range strings.Split(s, "\n") {
+	for _, line := range r.lines("proc/meminfo") {
 		f := strings.Fields(line)
 		if len(f) < 2 {
 			continue
@@ -444,11 +471,7 @@ func statField(r *reader, name, key string) int64 {
 //	TCP: inuse 1 orphan 0 tw 1255 alloc 1 mem 318
 func (h *Host) readSockstat(r *reader) {
 	h.SocketsUsed, h.TCPInUse, h.TCPTimeWait, h.TCPMemPages = Unknown, Unknown, Unknown, Unknown
-	s, ok := r.read("proc/net/sockstat")
-	if !ok {
-		return
-	}
-	for _, line := range strings.Split(s, "\n") {
+	for _, line := range r.lines("proc/net/sockstat") {
 		f := strings.Fields(line)
 		if len(f) == 0 {
 			continue
