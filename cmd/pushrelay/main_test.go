@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushrelay/pushrelay/internal/proctest"
 	"github.com/pushrelay/pushrelay/relay"
 )
 
@@ -23,42 +24,22 @@ import (
 // codes), so the tests run the real thing.
 var binary string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "pushrelay-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "pushrelay")
-	build := exec.Command("go", "build", "-o", binary, ".")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build pushrelay:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { proctest.Main(m, &binary) }
 
 // relayProc is a running `pushrelay serve`.
 type relayProc struct {
+	*proctest.Proc
 	cmd    *exec.Cmd
 	sock   string // ingress socket
-	addr   string // client listener, from the start-up log line
+	addr   string // client listener
 	policy string // policy listener, if any
-	mu     sync.Mutex
-	log    strings.Builder
+	web    string // web listener, if any
+	http   string // HTTP API's TCP listener, if any
 	exited chan error
 }
 
-var addrRE = regexp.MustCompile(`msg="(relay|flash policy) listening" addr=(\S+)`)
-
-// webRE finds the web listener's address in the relay's log.
-var webRE = regexp.MustCompile(`msg="web listener: [^"]*" addr=(\S+)`)
-
 // startRelay runs `pushrelay serve` with args and env, waits for it to
-// listen, and kills it at the end of the test if it is still running.
+// be ready, and kills it at the end of the test if it is still running.
 func startRelay(t *testing.T, env []string, args ...string) *relayProc {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "r.sock")
@@ -71,61 +52,19 @@ func startRelay(t *testing.T, env []string, args ...string) *relayProc {
 	if !strings.Contains(strings.Join(append(env, args...), " "), "web") {
 		args = append(args, "--web", "127.0.0.1:0")
 	}
-	cmd := exec.Command(binary, append([]string{"serve"}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &relayProc{cmd: cmd, sock: sock, exited: make(chan error, 1)}
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		signalled := false
-		for sc.Scan() {
-			line := sc.Text()
-			p.mu.Lock()
-			p.log.WriteString(line + "\n")
-			if m := addrRE.FindStringSubmatch(line); m != nil {
-				if m[1] == "relay" {
-					p.addr = m[2]
-				} else {
-					p.policy = m[2]
-				}
-			}
-			wantPolicy := strings.Contains(strings.Join(args, " "), "flash-policy-listen")
-			if !signalled && p.addr != "" && (!wantPolicy || p.policy != "") {
-				signalled = true
-				close(ready)
-			}
-			p.mu.Unlock()
-		}
-		p.exited <- cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			<-p.exited
-		}
-	})
-	select {
-	case <-ready:
-	case err := <-p.exited:
-		t.Fatalf("pushrelay serve exited before listening (%v):\n%s", err, p.logs())
-	case <-time.After(10 * time.Second):
-		t.Fatalf("pushrelay serve did not start listening:\n%s", p.logs())
-	}
+	pp := proctest.Start(t, env, args...)
+	return newRelayProc(pp, sock)
+}
+
+// newRelayProc wraps a started process; exited receives its exit once.
+func newRelayProc(pp *proctest.Proc, sock string) *relayProc {
+	p := &relayProc{Proc: pp, cmd: pp.Cmd, sock: sock, addr: pp.Ready.Listen, policy: pp.Ready.Policy,
+		web: pp.Ready.Web, http: pp.Ready.HTTP, exited: make(chan error, 1)}
+	go func() { p.exited <- pp.Err() }()
 	return p
 }
 
-func (p *relayProc) logs() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.String()
-}
+func (p *relayProc) logs() string { return p.Logs() }
 
 func readID(t *testing.T, nc net.Conn, framing relay.Framing) (string, *relay.FrameReader) {
 	t.Helper()
