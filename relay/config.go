@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"net"
@@ -204,9 +205,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	bad := func(format string, args ...any) (Config, error) {
 		return Config{}, fmt.Errorf("%w: "+format, append([]any{ErrBadConfig}, args...)...)
 	}
-	if cfg.Listen == "" {
-		cfg.Listen = DefaultListen
-	}
+	cfg.Listen = cmp.Or(cfg.Listen, DefaultListen)
 	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
 		return bad("listen address %q: %v", cfg.Listen, err)
 	}
@@ -298,24 +297,14 @@ func (cfg Config) withDefaults() (Config, error) {
 	} else if cfg.DrainTimeout < 0 {
 		return bad("drain-timeout %v: want a positive duration", cfg.DrainTimeout)
 	}
-	if cfg.MailboxItems == 0 {
-		cfg.MailboxItems = DefaultMailboxItems
-	}
-	if cfg.MailboxBytes == 0 {
-		cfg.MailboxBytes = DefaultMailboxBytes
-	}
+	cfg.MailboxItems = cmp.Or(cfg.MailboxItems, DefaultMailboxItems)
+	cfg.MailboxBytes = cmp.Or(cfg.MailboxBytes, DefaultMailboxBytes)
 	if cfg.MailboxItems < 0 || cfg.MailboxBytes < cfg.MaxMessage+cfg.Framing.Overhead() {
 		return bad("mailbox bounds (%d items, %d bytes) must hold at least one largest message", cfg.MailboxItems, cfg.MailboxBytes)
 	}
-	if cfg.MaxTopicsPerConn == 0 {
-		cfg.MaxTopicsPerConn = DefaultMaxTopicsPerConn
-	}
-	if cfg.MaxTopics == 0 {
-		cfg.MaxTopics = DefaultMaxTopics
-	}
-	if cfg.EventLog == 0 {
-		cfg.EventLog = DefaultEventLog
-	}
+	cfg.MaxTopicsPerConn = cmp.Or(cfg.MaxTopicsPerConn, DefaultMaxTopicsPerConn)
+	cfg.MaxTopics = cmp.Or(cfg.MaxTopics, DefaultMaxTopics)
+	cfg.EventLog = cmp.Or(cfg.EventLog, DefaultEventLog)
 	if cfg.MaxTopicsPerConn < 0 || cfg.MaxTopics < 0 || cfg.MaxSubscribers < 0 {
 		return bad("topic limits must not be negative (max-topics-per-conn %d, max-topics %d, max-subscribers %d)", cfg.MaxTopicsPerConn, cfg.MaxTopics, cfg.MaxSubscribers)
 	}
@@ -359,9 +348,7 @@ func (cfg Config) withDefaults() (Config, error) {
 			return bad("flash policy listen address %q: %v", cfg.FlashPolicyListen, err)
 		}
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	return cfg, nil
 }
 

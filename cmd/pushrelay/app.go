@@ -2,16 +2,15 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime"
 
 	"github.com/pushrelay/pushrelay/cluster"
 	"github.com/pushrelay/pushrelay/ingress"
+	"github.com/pushrelay/pushrelay/internal/readyfile"
 	"github.com/pushrelay/pushrelay/relay"
 )
 
@@ -145,7 +144,7 @@ func (a *app) Start(c *serveConfig) (err error) {
 		}()
 	}
 	if c.readyFile != "" {
-		info := readyInfo{PID: os.Getpid(), Version: versionString(), Node: c.node,
+		info := readyfile.Info{PID: os.Getpid(), Version: versionString(), Node: c.node,
 			Listen: addrString(a.srv.Addr()), Web: addrString(a.srv.WebAddr()), Policy: addrString(a.srv.PolicyAddr())}
 		if a.http != nil {
 			info.HTTP = a.http.Addr()
@@ -153,7 +152,7 @@ func (a *app) Start(c *serveConfig) (err error) {
 		if a.unix != nil {
 			info.Ingress = a.unix.Path()
 		}
-		if err := writeReady(c.readyFile, info); err != nil {
+		if err := readyfile.Write(c.readyFile, info); err != nil {
 			return fmt.Errorf("--ready-file: %w", err)
 		}
 		a.onClose(func() error { os.Remove(c.readyFile); return nil })
@@ -172,46 +171,6 @@ func (a *app) Close() error {
 		}
 	}
 	a.undo = nil
-	return err
-}
-
-// readyInfo is the ready file's content (docs/operations.md): every
-// address as bound, "" for a listener that is off.
-type readyInfo struct {
-	PID     int    `json:"pid"`
-	Version string `json:"version"`
-	Node    int    `json:"node"`
-	Listen  string `json:"listen"`
-	Web     string `json:"web"`
-	Policy  string `json:"policy"`
-	HTTP    string `json:"http"`
-	Ingress string `json:"ingress"`
-}
-
-// writeReady writes info to path atomically: whoever waits for the file
-// sees all of it or nothing.
-func writeReady(path string, info readyInfo) error {
-	b, err := json.Marshal(info)
-	if err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	_, err = tmp.Write(append(b, '\n'))
-	if e := tmp.Chmod(0o644); err == nil {
-		err = e
-	}
-	if e := tmp.Close(); err == nil {
-		err = e
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-	}
 	return err
 }
 

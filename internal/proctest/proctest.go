@@ -8,7 +8,6 @@ package proctest
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -20,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pushrelay/pushrelay/internal/readyfile"
 )
 
 // binary is the pushrelay executable Main built.
@@ -50,24 +51,11 @@ func Main(m *testing.M, bin *string) {
 	os.Exit(code)
 }
 
-// Ready is what serve writes to its ready file (docs/operations.md):
-// every address as bound, "" for a listener that is off.
-type Ready struct {
-	PID     int    `json:"pid"`
-	Version string `json:"version"`
-	Node    int    `json:"node"`
-	Listen  string `json:"listen"`
-	Web     string `json:"web"`
-	Policy  string `json:"policy"`
-	HTTP    string `json:"http"`
-	Ingress string `json:"ingress"`
-}
-
 // Proc is a running `pushrelay serve`.
 type Proc struct {
 	Cmd *exec.Cmd
 	// Ready holds the addresses the process listens on.
-	Ready Ready
+	Ready readyfile.Info
 
 	mu   sync.Mutex
 	log  strings.Builder
@@ -126,11 +114,9 @@ func start(t testing.TB, wrapper, env []string, flags ...string) (*Proc, error) 
 	t.Cleanup(p.Kill)
 	deadline := time.Now().Add(StartTimeout)
 	for {
-		b, err := os.ReadFile(ready)
+		info, err := readyfile.Read(ready)
 		if err == nil {
-			if err := json.Unmarshal(b, &p.Ready); err != nil {
-				return nil, fmt.Errorf("ready file %s: %v: %q", ready, err, b)
-			}
+			p.Ready = info
 			return p, nil
 		}
 		if !errors.Is(err, fs.ErrNotExist) {
