@@ -76,6 +76,9 @@ type Config struct {
 
 // Defaults of Config.
 const (
+	// DefaultPath is where serve puts the socket, and where the client
+	// commands look for it, unless told otherwise.
+	DefaultPath       = "./pushrelay.sock"
 	DefaultMode       = 0o660
 	DefaultMaxConns   = 64
 	DefaultMaxWatches = 4
