@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"regexp"
@@ -12,8 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/pushrelay/pushrelay/relay"
 )
 
 // TestDashboardAndAlertsQueryRealMetrics: every metric that
@@ -23,12 +20,7 @@ import (
 func TestDashboardAndAlertsQueryRealMetrics(t *testing.T) {
 	p := startRelay(t, nil, "--listen", "127.0.0.1:0")
 	api := p.http
-	nc, err := net.Dial("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	id, _ := readID(t, nc, relay.FramingNUL)
+	_, id, _ := p.client(t)
 	if code, _, stderr := p.cli(t, "send", id, "hello"); code != 0 {
 		t.Fatalf("send: exit %d: %s", code, stderr)
 	}

@@ -81,12 +81,7 @@ func TestServeSendsIDsAndStopsCleanlyOnSIGTERM(t *testing.T) {
 	p := startRelay(t, nil, "--listen", "127.0.0.1:0", "--heartbeat", "50ms")
 	var conns []net.Conn
 	for i := 0; i < 20; i++ {
-		nc, err := net.Dial("tcp", p.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		readID(t, nc, relay.FramingNUL)
+		nc, _, _ := p.client(t)
 		conns = append(conns, nc)
 	}
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -239,12 +234,7 @@ func (p *relayProc) cli(t *testing.T, args ...string) (int, string, string) {
 
 func TestSendThroughTheBinaryReachesTheClient(t *testing.T) {
 	p := startRelay(t, nil, "--listen", "127.0.0.1:0")
-	nc, err := net.Dial("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	id, fr := readID(t, nc, relay.FramingNUL)
+	nc, id, fr := p.client(t)
 	if code, _, stderr := p.cli(t, "send", id, "hello from the CLI"); code != 0 {
 		t.Fatalf("send: exit %d: %s", code, stderr)
 	}
@@ -503,4 +493,17 @@ func TestSIGTERMRightAfterStart(t *testing.T) {
 			t.Fatalf("run %d: no clean stop:\n%s", i, p.logs())
 		}
 	}
+}
+
+// client connects to p's client listener and reads the ID (NUL framing);
+// the connection is closed when the test ends.
+func (p *relayProc) client(t *testing.T) (net.Conn, string, *relay.FrameReader) {
+	t.Helper()
+	nc, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	id, fr := readID(t, nc, relay.FramingNUL)
+	return nc, id, fr
 }

@@ -7,8 +7,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/pushrelay/pushrelay/relay"
 )
 
 // holdClients connects to the relay's three listeners and keeps the
@@ -18,12 +16,7 @@ import (
 func holdClients(t *testing.T, p *relayProc, web string) {
 	t.Helper()
 	for i := 0; i < 3; i++ {
-		nc, err := net.Dial("tcp", p.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { nc.Close() })
-		readID(t, nc, relay.FramingNUL)
+		p.client(t)
 	}
 	// A browser that has not sent its request yet.
 	wc, err := net.Dial("tcp", web)
@@ -48,12 +41,7 @@ func holdClients(t *testing.T, p *relayProc, web string) {
 // policy.
 func servesAll(t *testing.T, p *relayProc) {
 	t.Helper()
-	nc, err := net.Dial("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	readID(t, nc, relay.FramingNUL)
+	p.client(t)
 	pc, err := net.Dial("tcp", p.policy)
 	if err != nil {
 		t.Fatal(err)
