@@ -84,17 +84,7 @@ func TestServeSendsIDsAndStopsCleanlyOnSIGTERM(t *testing.T) {
 		nc, _, _ := p.client(t)
 		conns = append(conns, nc)
 	}
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-p.exited:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v, want status 0\n%s", err, p.logs())
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("pushrelay did not exit after SIGTERM")
-	}
+	p.stop(t)
 	// Every client sees an orderly end of stream (after any heartbeats).
 	for i, nc := range conns {
 		nc.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -381,14 +371,7 @@ func TestSIGTERMDeliversWhatWasQueued(t *testing.T) {
 	if _, err := fr.Next(); err != io.EOF {
 		t.Fatalf("after the queue: %v, want EOF", err)
 	}
-	select {
-	case err := <-p.exited:
-		if err != nil {
-			t.Fatalf("exit: %v\n%s", err, p.logs())
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("no exit after SIGTERM")
-	}
+	p.waitExit(t)
 	if _, err := os.Stat(p.sock); !os.IsNotExist(err) {
 		t.Fatalf("ingress socket left behind: %v", err)
 	}
@@ -506,4 +489,45 @@ func (p *relayProc) client(t *testing.T) (net.Conn, string, *relay.FrameReader) 
 	t.Cleanup(func() { nc.Close() })
 	id, fr := readID(t, nc, relay.FramingNUL)
 	return nc, id, fr
+}
+
+// stop sends SIGTERM and waits for the relay to exit with status 0.
+func (p *relayProc) stop(t *testing.T) {
+	t.Helper()
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	p.waitExit(t)
+}
+
+// waitExit fails the test unless the relay exits with status 0 within
+// 15 s.
+func (p *relayProc) waitExit(t *testing.T) {
+	t.Helper()
+	select {
+	case <-p.Done():
+		if err := p.Err(); err != nil {
+			t.Fatalf("exit after SIGTERM: %v, want status 0\n%s", err, p.logs())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("pushrelay did not exit after SIGTERM")
+	}
+}
+
+// askPolicy asks the Flash policy listener at addr for the policy and
+// returns the answer, read to the end of the stream.
+func askPolicy(t *testing.T, addr string) string {
+	t.Helper()
+	pc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	pc.Write([]byte("<policy-file-request/>\x00"))
+	pc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(pc)
+	if err != nil {
+		t.Fatalf("policy: %v", err)
+	}
+	return string(got)
 }

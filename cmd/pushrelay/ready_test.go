@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -92,15 +91,8 @@ func TestReadyFileHasEveryAddress(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
-	pc, err := net.Dial("tcp", addr("policy"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	pc.Write([]byte("<policy-file-request/>\x00"))
-	pc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if b, err := io.ReadAll(pc); err != nil || !strings.Contains(string(b), "cross-domain-policy") {
-		t.Fatalf("policy: %q, %v", b, err)
+	if got := askPolicy(t, addr("policy")); !strings.Contains(got, "cross-domain-policy") {
+		t.Fatalf("policy: %q", got)
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 2 {
 		t.Errorf("%d files in the ready file's directory, want ready.json and r.sock (no temporary file left)", len(ents))

@@ -4,7 +4,6 @@ import (
 	"io"
 	"net"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -42,15 +41,8 @@ func holdClients(t *testing.T, p *relayProc, web string) {
 func servesAll(t *testing.T, p *relayProc) {
 	t.Helper()
 	p.client(t)
-	pc, err := net.Dial("tcp", p.policy)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	pc.Write([]byte("<policy-file-request/>\x00"))
-	pc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if got, err := io.ReadAll(pc); err != nil || !strings.HasSuffix(string(got), "</cross-domain-policy>\x00") {
-		t.Fatalf("policy after restart: %q, %v", got, err)
+	if got := askPolicy(t, p.policy); !strings.HasSuffix(got, "</cross-domain-policy>\x00") {
+		t.Fatalf("policy after restart: %q", got)
 	}
 }
 
@@ -81,17 +73,7 @@ func TestRestartRebindsEveryListenerAtOnce(t *testing.T) {
 		}
 	}
 
-	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-a.exited:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v\n%s", err, a.logs())
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("the relay did not exit after SIGTERM")
-	}
+	a.stop(t)
 	// At once, on the same ports: it serves.
 	b := startRelay(t, nil, ports...)
 	servesAll(t, b)
