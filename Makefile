@@ -85,6 +85,7 @@ fuzz: ## fuzz every parser for FUZZTIME each (default 30s)
 	$(GO) test ./cmd/pushrelay -run '^$$' -fuzz '^FuzzParseMessage$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./cmd/pushrelay -run '^$$' -fuzz '^FuzzClientAddress$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./cluster -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/readyfile -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME)
 
 doctor: build ## say which host limit stops TARGET connections (default 1000000) and how to lift it
 	./$(BIN) doctor --target $(or $(TARGET),1000000)

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -83,9 +84,9 @@ func (cfg Config) withDefaults() (Config, error) {
 			return bad("subject prefix %q: want dot-separated tokens without spaces, '*' or '>'", cfg.Prefix)
 		}
 	}
-	orDefault(&cfg.Timeout, DefaultTimeout)
-	orDefault(&cfg.Hello, DefaultHello)
-	orDefault(&cfg.Forget, DefaultForget)
+	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultTimeout)
+	cfg.Hello = cmp.Or(cfg.Hello, DefaultHello)
+	cfg.Forget = cmp.Or(cfg.Forget, DefaultForget)
 	if cfg.Timeout < 0 || cfg.Hello < 0 || cfg.Forget < 0 {
 		return bad("durations must be positive (timeout %v, hello %v, forget %v)", cfg.Timeout, cfg.Hello, cfg.Forget)
 	}
@@ -94,8 +95,8 @@ func (cfg Config) withDefaults() (Config, error) {
 	} else if cfg.CompressMin < 0 && cfg.CompressMin != Off {
 		return bad("compress-min %d: want a byte count, or Off", cfg.CompressMin)
 	}
-	orDefault(&cfg.Events, relay.DefaultEventLog)
-	orDefault(&cfg.Inbox, DefaultInbox)
+	cfg.Events = cmp.Or(cfg.Events, relay.DefaultEventLog)
+	cfg.Inbox = cmp.Or(cfg.Inbox, DefaultInbox)
 	if cfg.Events < 0 || cfg.Events > 1<<24 || cfg.Inbox < 0 {
 		return bad("events %d (1 to %d) or inbox %d out of range", cfg.Events, 1<<24, cfg.Inbox)
 	}
@@ -103,14 +104,6 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.Logger = slog.Default()
 	}
 	return cfg, nil
-}
-
-// orDefault sets a zero *v to def.
-func orDefault[T comparable](v *T, def T) {
-	var zero T
-	if *v == zero {
-		*v = def
-	}
 }
 
 // waitFor waits for c and reports true, or false once stop is closed.

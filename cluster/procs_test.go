@@ -1,112 +1,59 @@
 package cluster
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	ic "github.com/pushrelay/pushrelay/ingress/client"
 	"github.com/pushrelay/pushrelay/ingress/wire"
+	"github.com/pushrelay/pushrelay/internal/proctest"
 	"github.com/pushrelay/pushrelay/relay"
 )
 
-// The tests in this file run the real relayBin: several `pushrelay serve
+// The tests in this file run the real binary: several `pushrelay serve
 // --nats` processes and a NATS server in the test process.
 
-// relayBin is bin/pushrelay, built once for these tests.
+// relayBin is the pushrelay binary, built once for these tests.
 var relayBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "pushrelay-cluster-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	relayBin = filepath.Join(dir, "pushrelay")
-	build := exec.Command("go", "build", "-o", relayBin, "../cmd/pushrelay")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build pushrelay:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { proctest.Main(m, &relayBin) }
 
 // proc is a running `pushrelay serve`.
 type proc struct {
-	t      *testing.T
-	node   int
-	cmd    *exec.Cmd
-	sock   string
-	addr   string
-	http   string // the HTTP API, when started with --http
-	api    *ic.Client
-	mu     sync.Mutex
-	log    strings.Builder
-	exited chan error
+	*proctest.Proc
+	t    *testing.T
+	node int
+	sock string
+	addr string
+	http string // the HTTP API, when started with --http
+	api  *ic.Client
 }
 
-var (
-	listenRE = regexp.MustCompile(`msg="relay listening" addr=(\S+)`)
-	httpRE   = regexp.MustCompile(`msg="http listening" addr=(\S+)`)
-)
-
-// startProc runs a relay node and waits until it listens and its ingress
+// startProc runs a relay node and waits until it is ready and its ingress
 // answers.
 func startProc(t *testing.T, natsURL string, node int, args ...string) *proc {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "r.sock")
-	all := append([]string{"serve", "--ingress", sock, "--http", "", "--web", "", "--loops", "1", "--log-level", "debug"}, args...)
+	all := append([]string{"--ingress", sock, "--http", "", "--web", "", "--loops", "1", "--log-level", "debug"}, args...)
 	if natsURL != "" {
 		all = append(all, "--nats", natsURL, "--node", strconv.Itoa(node))
 	}
 	if !strings.Contains(strings.Join(args, " "), "--listen") {
 		all = append(all, "--listen", "127.0.0.1:0")
 	}
-	cmd := exec.Command(relayBin, all...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{t: t, node: node, cmd: cmd, sock: sock, exited: make(chan error, 1)}
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
-			p.mu.Lock()
-			p.log.WriteString(line + "\n")
-			if m := httpRE.FindStringSubmatch(line); m != nil {
-				p.http = m[1]
-			}
-			if m := listenRE.FindStringSubmatch(line); m != nil && p.addr == "" {
-				p.addr = m[1]
-				close(ready)
-			}
-			p.mu.Unlock()
-		}
-		p.exited <- cmd.Wait()
-	}()
+	pp := proctest.Start(t, nil, all...)
+	p := &proc{Proc: pp, t: t, node: node, sock: sock, addr: pp.Ready.Listen, http: pp.Ready.HTTP}
 	t.Cleanup(func() {
 		if p.api != nil {
 			p.api.Close()
@@ -116,14 +63,7 @@ func startProc(t *testing.T, natsURL string, node int, args ...string) *proc {
 			t.Logf("node %d log:\n%s", node, p.logs())
 		}
 	})
-	select {
-	case <-ready:
-	case err := <-p.exited:
-		p.exited <- err
-		t.Fatalf("node %d exited before listening (%v):\n%s", node, err, p.logs())
-	case <-time.After(10 * time.Second):
-		t.Fatalf("node %d did not start:\n%s", node, p.logs())
-	}
+	var err error
 	p.api, err = ic.Dial(sock, ic.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -131,35 +71,19 @@ func startProc(t *testing.T, natsURL string, node int, args ...string) *proc {
 	return p
 }
 
-// httpAddr waits for the HTTP API's address (logged once it serves).
+// httpAddr is the HTTP API's address.
 func (p *proc) httpAddr() string {
 	p.t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		p.mu.Lock()
-		a := p.http
-		p.mu.Unlock()
-		if a != "" {
-			return a
-		}
+	if p.http == "" {
+		p.t.Fatalf("node %d has no HTTP listener", p.node)
 	}
-	p.t.Fatalf("node %d logged no HTTP address", p.node)
-	return ""
+	return p.http
 }
 
-func (p *proc) logs() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.String()
-}
+func (p *proc) logs() string { return p.Logs() }
 
 // kill ends the process at once (SIGKILL), as a crash would.
-func (p *proc) kill() {
-	if p.cmd.ProcessState == nil {
-		p.cmd.Process.Signal(syscall.SIGKILL)
-		err := <-p.exited
-		p.exited <- err
-	}
-}
+func (p *proc) kill() { p.Kill() }
 
 // stat returns one metric of the node.
 func (p *proc) stat(name, labels string) float64 {

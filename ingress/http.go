@@ -68,6 +68,7 @@ package ingress
 // JSON routes require Content-Type: application/json.
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -176,14 +177,14 @@ func (cfg HTTPConfig) withDefaults(maxMessage int) (HTTPConfig, error) {
 			return bad("the token holds byte 0x%02x at offset %d; use visible ASCII without spaces", c, i)
 		}
 	}
-	orDefault(&cfg.MaxBody, 2*maxMessage+httpBodySlack)
+	cfg.MaxBody = cmp.Or(cfg.MaxBody, 2*maxMessage+httpBodySlack)
 	if cfg.MaxBody < maxMessage {
 		return bad("max body %d cannot hold a payload of max-message %d", cfg.MaxBody, maxMessage)
 	}
-	orDefault(&cfg.MaxConns, DefaultHTTPMaxConns)
-	orDefault(&cfg.MaxIDs, wire.DefaultMaxIDs)
-	orDefault(&cfg.MaxTopics, wire.DefaultMaxTopics)
-	orDefault(&cfg.MaxBatch, DefaultMaxBatch)
+	cfg.MaxConns = cmp.Or(cfg.MaxConns, DefaultHTTPMaxConns)
+	cfg.MaxIDs = cmp.Or(cfg.MaxIDs, wire.DefaultMaxIDs)
+	cfg.MaxTopics = cmp.Or(cfg.MaxTopics, wire.DefaultMaxTopics)
+	cfg.MaxBatch = cmp.Or(cfg.MaxBatch, DefaultMaxBatch)
 	if cfg.MaxConns < 0 || cfg.MaxIDs < 0 || cfg.MaxTopics < 0 || cfg.MaxBatch < 0 {
 		return bad("limits must be positive (conns %d, ids %d, topics %d, batch %d)", cfg.MaxConns, cfg.MaxIDs, cfg.MaxTopics, cfg.MaxBatch)
 	}

@@ -7,6 +7,7 @@
 package ingress
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -77,6 +78,9 @@ type Config struct {
 
 // Defaults of Config.
 const (
+	// DefaultPath is where serve puts the socket, and where the client
+	// commands look for it, unless told otherwise.
+	DefaultPath       = "./pushrelay.sock"
 	DefaultMode       = 0o660
 	DefaultMaxConns   = 64
 	DefaultMaxWatches = 4
@@ -86,14 +90,6 @@ const (
 
 // ErrBadConfig: a configuration value is out of range.
 var ErrBadConfig = errors.New("invalid ingress configuration")
-
-// orDefault sets a zero *v to def.
-func orDefault[T comparable](v *T, def T) {
-	var zero T
-	if *v == zero {
-		*v = def
-	}
-}
 
 func (cfg Config) withDefaults(maxMessage int) (Config, error) {
 	bad := func(format string, args ...any) (Config, error) {
@@ -105,27 +101,25 @@ func (cfg Config) withDefaults(maxMessage int) (Config, error) {
 	if len(cfg.Path) > 107 {
 		return bad("socket path %q is %d bytes; Unix sockets allow 107", cfg.Path, len(cfg.Path))
 	}
-	orDefault(&cfg.Mode, DefaultMode)
+	cfg.Mode = cmp.Or(cfg.Mode, DefaultMode)
 	if cfg.Mode&^os.ModePerm != 0 {
 		return bad("mode %v: want permission bits only, such as 0660", cfg.Mode)
 	}
-	orDefault(&cfg.MaxRequest, wire.DefaultMaxRequest)
+	cfg.MaxRequest = cmp.Or(cfg.MaxRequest, wire.DefaultMaxRequest)
 	if cfg.MaxRequest < maxMessage+wire.HeaderLen+wire.MaxStr8+1 {
 		return bad("max request %d cannot hold a message of max-message %d and its fields", cfg.MaxRequest, maxMessage)
 	}
-	orDefault(&cfg.MaxIDs, wire.DefaultMaxIDs)
-	orDefault(&cfg.MaxTopics, wire.DefaultMaxTopics)
-	orDefault(&cfg.MaxConns, DefaultMaxConns)
-	orDefault(&cfg.MaxWatches, DefaultMaxWatches)
+	cfg.MaxIDs = cmp.Or(cfg.MaxIDs, wire.DefaultMaxIDs)
+	cfg.MaxTopics = cmp.Or(cfg.MaxTopics, wire.DefaultMaxTopics)
+	cfg.MaxConns = cmp.Or(cfg.MaxConns, DefaultMaxConns)
+	cfg.MaxWatches = cmp.Or(cfg.MaxWatches, DefaultMaxWatches)
 	if cfg.MaxIDs < 0 || cfg.MaxIDs > 65535 || cfg.MaxTopics < 0 || cfg.MaxTopics > 65535 || cfg.MaxConns < 0 || cfg.MaxWatches < 0 {
 		return bad("limits out of range (ids %d, topics %d: 1 to 65535; conns %d, watches %d: positive)", cfg.MaxIDs, cfg.MaxTopics, cfg.MaxConns, cfg.MaxWatches)
 	}
-	orDefault(&cfg.FrameTimeout, DefaultFrameTimeout)
+	cfg.FrameTimeout = cmp.Or(cfg.FrameTimeout, DefaultFrameTimeout)
 	if cfg.FrameTimeout < 0 {
 		return bad("frame timeout %v: want a positive duration, such as 5s", cfg.FrameTimeout)
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	return cfg, nil
 }

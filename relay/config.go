@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"net"
@@ -204,9 +205,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	bad := func(format string, args ...any) (Config, error) {
 		return Config{}, fmt.Errorf("%w: "+format, append([]any{ErrBadConfig}, args...)...)
 	}
-	if cfg.Listen == "" {
-		cfg.Listen = DefaultListen
-	}
+	cfg.Listen = cmp.Or(cfg.Listen, DefaultListen)
 	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
 		return bad("listen address %q: %v", cfg.Listen, err)
 	}
@@ -216,23 +215,16 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Framing > FramingLen32 {
 		return bad("framing %d unknown", cfg.Framing)
 	}
-	switch {
-	case cfg.MaxMessage == 0:
-		cfg.MaxMessage = DefaultMaxMessage
-	case cfg.MaxMessage < 0 || cfg.MaxMessage > MaxMessageLimit:
+	cfg.MaxMessage = cmp.Or(cfg.MaxMessage, DefaultMaxMessage)
+	if cfg.MaxMessage < 0 || cfg.MaxMessage > MaxMessageLimit {
 		return bad("max-message %d: want 1 to %d bytes", cfg.MaxMessage, MaxMessageLimit)
 	}
-	switch {
-	case cfg.MaxInbound == 0:
-		cfg.MaxInbound = DefaultMaxInbound
-	case cfg.MaxInbound == Off:
-	case cfg.MaxInbound < 0 || cfg.MaxInbound > 1<<31:
+	cfg.MaxInbound = cmp.Or(cfg.MaxInbound, DefaultMaxInbound)
+	if cfg.MaxInbound != Off && (cfg.MaxInbound < 0 || cfg.MaxInbound > 1<<31) {
 		return bad("max-inbound %d: want a byte count up to 2 GiB, or Off", cfg.MaxInbound)
 	}
-	switch {
-	case cfg.MaxOutbound == 0:
-		cfg.MaxOutbound = DefaultMaxOutbound
-	case cfg.MaxOutbound < 0:
+	cfg.MaxOutbound = cmp.Or(cfg.MaxOutbound, DefaultMaxOutbound)
+	if cfg.MaxOutbound < 0 {
 		return bad("max-outbound %d: want a positive byte count", cfg.MaxOutbound)
 	}
 	if frame := cfg.MaxMessage + cfg.Framing.Overhead(); outboundHold(cfg.MaxOutbound) < frame {
@@ -245,10 +237,8 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Slow > SlowDrop {
 		return bad("slow-consumer policy %d unknown", cfg.Slow)
 	}
-	switch {
-	case cfg.FlashPolicyMaxConns == 0:
-		cfg.FlashPolicyMaxConns = DefaultFlashPolicyMaxConns
-	case cfg.FlashPolicyMaxConns < 0 || cfg.FlashPolicyMaxConns > 1<<16:
+	cfg.FlashPolicyMaxConns = cmp.Or(cfg.FlashPolicyMaxConns, DefaultFlashPolicyMaxConns)
+	if cfg.FlashPolicyMaxConns < 0 || cfg.FlashPolicyMaxConns > 1<<16 {
 		return bad("flash-policy-max-conns %d: want 1 to 65536", cfg.FlashPolicyMaxConns)
 	}
 	limit, err := fileLimit()
@@ -279,38 +269,31 @@ func (cfg Config) withDefaults() (Config, error) {
 	case cfg.MaxConns > room:
 		return bad("max-conns %d exceeds the open-file limit %d minus a reserve of %d%s: raise RLIMIT_NOFILE (ulimit -n, systemd LimitNOFILE) or lower max-conns to %d", cfg.MaxConns, limit, reserve, why, room)
 	}
-	if cfg.KeepAlive == 0 {
-		cfg.KeepAlive = DefaultKeepAlive
-	} else if cfg.KeepAlive < 0 && cfg.KeepAlive != Off {
+	cfg.KeepAlive = cmp.Or(cfg.KeepAlive, DefaultKeepAlive)
+	if cfg.KeepAlive < 0 && cfg.KeepAlive != Off {
 		return bad("keepalive %v: want a positive duration, or Off", cfg.KeepAlive)
 	} else if cfg.KeepAlive > 0 && cfg.KeepAlive < time.Second {
 		return bad("keepalive %v: the kernel counts in whole seconds, want at least 1s", cfg.KeepAlive)
 	}
-	if cfg.WriteTimeout == 0 {
-		cfg.WriteTimeout = DefaultWriteTimeout
-	} else if cfg.WriteTimeout < 0 && cfg.WriteTimeout != Off {
+	cfg.WriteTimeout = cmp.Or(cfg.WriteTimeout, DefaultWriteTimeout)
+	if cfg.WriteTimeout < 0 && cfg.WriteTimeout != Off {
 		return bad("write-timeout %v: want a positive duration, or Off", cfg.WriteTimeout)
 	}
 	if cfg.Heartbeat < 0 {
 		return bad("heartbeat %v: want a positive duration, or 0 for off", cfg.Heartbeat)
 	}
-	if cfg.DrainTimeout == 0 {
-		cfg.DrainTimeout = DefaultDrainTimeout
-	} else if cfg.DrainTimeout < 0 {
+	cfg.DrainTimeout = cmp.Or(cfg.DrainTimeout, DefaultDrainTimeout)
+	if cfg.DrainTimeout < 0 {
 		return bad("drain-timeout %v: want a positive duration", cfg.DrainTimeout)
 	}
-	if cfg.MailboxItems == 0 {
-		cfg.MailboxItems = DefaultMailboxItems
-	}
-	if cfg.MailboxBytes == 0 {
-		cfg.MailboxBytes = DefaultMailboxBytes
-	}
+	cfg.MailboxItems = cmp.Or(cfg.MailboxItems, DefaultMailboxItems)
+	cfg.MailboxBytes = cmp.Or(cfg.MailboxBytes, DefaultMailboxBytes)
 	if cfg.MailboxItems < 0 || cfg.MailboxBytes < cfg.MaxMessage+cfg.Framing.Overhead() {
 		return bad("mailbox bounds (%d items, %d bytes) must hold at least one largest message", cfg.MailboxItems, cfg.MailboxBytes)
 	}
-	orDefault(&cfg.MaxTopicsPerConn, DefaultMaxTopicsPerConn)
-	orDefault(&cfg.MaxTopics, DefaultMaxTopics)
-	orDefault(&cfg.EventLog, DefaultEventLog)
+	cfg.MaxTopicsPerConn = cmp.Or(cfg.MaxTopicsPerConn, DefaultMaxTopicsPerConn)
+	cfg.MaxTopics = cmp.Or(cfg.MaxTopics, DefaultMaxTopics)
+	cfg.EventLog = cmp.Or(cfg.EventLog, DefaultEventLog)
 	if cfg.MaxTopicsPerConn < 0 || cfg.MaxTopics < 0 || cfg.MaxSubscribers < 0 {
 		return bad("topic limits must not be negative (max-topics-per-conn %d, max-topics %d, max-subscribers %d)", cfg.MaxTopicsPerConn, cfg.MaxTopics, cfg.MaxSubscribers)
 	}
@@ -322,16 +305,12 @@ func (cfg Config) withDefaults() (Config, error) {
 			return bad("web listen address %q: %v", cfg.Web, err)
 		}
 	}
-	switch {
-	case cfg.WebMaxHeader == 0:
-		cfg.WebMaxHeader = DefaultWebMaxHeader
-	case cfg.WebMaxHeader < 256 || cfg.WebMaxHeader > 64<<10:
+	cfg.WebMaxHeader = cmp.Or(cfg.WebMaxHeader, DefaultWebMaxHeader)
+	if cfg.WebMaxHeader < 256 || cfg.WebMaxHeader > 64<<10 {
 		return bad("web-max-header %d: want 256 bytes to 64 KiB", cfg.WebMaxHeader)
 	}
-	switch {
-	case cfg.WebHandshakeTimeout == 0:
-		cfg.WebHandshakeTimeout = DefaultWebHandshakeTimeout
-	case cfg.WebHandshakeTimeout < 0:
+	cfg.WebHandshakeTimeout = cmp.Or(cfg.WebHandshakeTimeout, DefaultWebHandshakeTimeout)
+	if cfg.WebHandshakeTimeout < 0 {
 		return bad("web-handshake-timeout %v: want a positive duration", cfg.WebHandshakeTimeout)
 	}
 	for _, o := range cfg.WebOrigins {
@@ -339,10 +318,8 @@ func (cfg Config) withDefaults() (Config, error) {
 			return bad("web origin %q: want scheme://host[:port] as browsers send it, or *", o)
 		}
 	}
-	switch {
-	case cfg.WebCompressMin == 0:
-		cfg.WebCompressMin = DefaultWebCompressMin
-	case cfg.WebCompressMin < 0:
+	cfg.WebCompressMin = cmp.Or(cfg.WebCompressMin, DefaultWebCompressMin)
+	if cfg.WebCompressMin < 0 {
 		return bad("web-compress-min %d: want a byte count", cfg.WebCompressMin)
 	}
 	if frame := cfg.MaxMessage + wsHeaderLen(cfg.MaxMessage); cfg.Web != "" && outboundHold(cfg.MaxOutbound) < frame {
@@ -354,19 +331,8 @@ func (cfg Config) withDefaults() (Config, error) {
 			return bad("flash policy listen address %q: %v", cfg.FlashPolicyListen, err)
 		}
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	return cfg, nil
-}
-
-// orDefault sets *v to def when *v is zero: a Config field left at its
-// default.
-func orDefault[T comparable](v *T, def T) {
-	var zero T
-	if *v == zero {
-		*v = def
-	}
 }
 
 // FileReserveFor is how many descriptors of RLIMIT_NOFILE the default

@@ -3,25 +3,17 @@ package main
 import (
 	"flag"
 	"io"
-	"net"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/pushrelay/pushrelay/relay"
 )
 
 // TestMessageAfterTheIDIsTheMessage: whatever follows the ID (or topic) is
 // the message, even words that look like flags.
 func TestMessageAfterTheIDIsTheMessage(t *testing.T) {
 	p := startRelay(t, nil, "--listen", "127.0.0.1:0")
-	nc, err := net.Dial("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	id, fr := readID(t, nc, relay.FramingNUL)
+	nc, id, fr := p.client(t)
 	if code, out, stderr := p.cli(t, "subscribe", id, "weather"); code != 0 {
 		t.Fatalf("subscribe: exit %d %s %s", code, out, stderr)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,12 +50,7 @@ func TestClientCommandLinesAgree(t *testing.T) {
 		}
 	}
 	p := startRelay(t, nil, "--listen", "127.0.0.1:0")
-	nc, err := net.Dial("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	id, _ := readID(t, nc, relay.FramingNUL)
+	_, id, _ := p.client(t)
 	const unknown = "AAAAAAAAAAAAAAAAAAAAAA"
 	if code, _, stderr := p.cli(t, "subscribe", id, "news"); code != 0 {
 		t.Fatalf("subscribe: exit %d: %s", code, stderr)
@@ -132,12 +126,7 @@ func TestClientCommandLinesAgree(t *testing.T) {
 // head) is not a missing relay.
 func TestScriptClientsQuietWhenOutputCloses(t *testing.T) {
 	p := startRelay(t, nil, "--listen", "127.0.0.1:0")
-	nc, err := net.Dial("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	readID(t, nc, relay.FramingNUL)
+	p.client(t)
 	for _, sc := range scriptClients {
 		if _, err := exec.LookPath(sc.interp); err != nil {
 			t.Skipf("%s is not installed", sc.interp)

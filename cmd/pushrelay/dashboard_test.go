@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"regexp"
@@ -12,9 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/pushrelay/pushrelay/relay"
 )
 
 // TestDashboardAndAlertsQueryRealMetrics: every metric that
@@ -23,21 +19,8 @@ import (
 // families; a push through the ingress shows in the latency histogram.
 func TestDashboardAndAlertsQueryRealMetrics(t *testing.T) {
 	p := startRelay(t, nil, "--listen", "127.0.0.1:0")
-	var api string
-	for deadline := time.Now().Add(5 * time.Second); api == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if m := httpRE.FindStringSubmatch(p.logs()); m != nil {
-			api = m[1]
-		}
-	}
-	if api == "" {
-		t.Fatalf("no HTTP listener in the log:\n%s", p.logs())
-	}
-	nc, err := net.Dial("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	id, _ := readID(t, nc, relay.FramingNUL)
+	api := p.http
+	_, id, _ := p.client(t)
 	if code, _, stderr := p.cli(t, "send", id, "hello"); code != 0 {
 		t.Fatalf("send: exit %d: %s", code, stderr)
 	}

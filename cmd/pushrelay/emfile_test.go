@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,72 +14,19 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pushrelay/pushrelay/internal/proctest"
 	"github.com/pushrelay/pushrelay/relay"
 )
-
-var httpRE = regexp.MustCompile(`msg="http listening" addr=(\S+)`)
 
 // startPrefixed runs `pushrelay serve` under a wrapper command (prlimit)
 // with a client, policy and HTTP listener on free loopback ports, and
 // returns once all three listen.
 func startPrefixed(t *testing.T, prefix []string, args ...string) (p *relayProc, httpAddr string) {
 	t.Helper()
-	args = append([]string{"serve", "--listen", "127.0.0.1:0", "--web", "", "--http", "127.0.0.1:0",
+	args = append([]string{"--listen", "127.0.0.1:0", "--web", "", "--http", "127.0.0.1:0",
 		"--flash-policy-listen", "127.0.0.1:0", "--ingress", t.TempDir() + "/r.sock"}, args...)
-	argv := append(append(append([]string(nil), prefix...), binary), args...)
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = os.Environ()
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p = &relayProc{cmd: cmd, exited: make(chan error, 1)}
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sent := false
-		var h string
-		for sc.Scan() {
-			line := sc.Text()
-			p.mu.Lock()
-			p.log.WriteString(line + "\n")
-			if m := addrRE.FindStringSubmatch(line); m != nil {
-				if m[1] == "relay" {
-					p.addr = m[2]
-				} else {
-					p.policy = m[2]
-				}
-			}
-			if m := httpRE.FindStringSubmatch(line); m != nil {
-				h = m[1]
-			}
-			if !sent && p.addr != "" && p.policy != "" && h != "" {
-				sent = true
-				ready <- h
-			}
-			p.mu.Unlock()
-		}
-		p.exited <- cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			cmd.Process.Kill()
-			<-p.exited
-		}
-	})
-	select {
-	case httpAddr = <-ready:
-	case err := <-p.exited:
-		t.Fatalf("pushrelay serve exited before listening (%v):\n%s", err, p.logs())
-	case <-time.After(10 * time.Second):
-		t.Fatalf("pushrelay serve did not start listening:\n%s", p.logs())
-	}
-	return p, httpAddr
+	p = newRelayProc(proctest.StartUnder(t, prefix, nil, args...), "")
+	return p, p.http
 }
 
 // flood opens up to n connections to addr and holds them; it stops early

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushrelay/pushrelay/internal/proctest"
 	"github.com/pushrelay/pushrelay/relay"
 )
 
@@ -23,42 +24,22 @@ import (
 // codes), so the tests run the real thing.
 var binary string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "pushrelay-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "pushrelay")
-	build := exec.Command("go", "build", "-o", binary, ".")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build pushrelay:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { proctest.Main(m, &binary) }
 
 // relayProc is a running `pushrelay serve`.
 type relayProc struct {
+	*proctest.Proc
 	cmd    *exec.Cmd
 	sock   string // ingress socket
-	addr   string // client listener, from the start-up log line
+	addr   string // client listener
 	policy string // policy listener, if any
-	mu     sync.Mutex
-	log    strings.Builder
+	web    string // web listener, if any
+	http   string // HTTP API's TCP listener, if any
 	exited chan error
 }
 
-var addrRE = regexp.MustCompile(`msg="(relay|flash policy) listening" addr=(\S+)`)
-
-// webRE finds the web listener's address in the relay's log.
-var webRE = regexp.MustCompile(`msg="web listener: [^"]*" addr=(\S+)`)
-
 // startRelay runs `pushrelay serve` with args and env, waits for it to
-// listen, and kills it at the end of the test if it is still running.
+// be ready, and kills it at the end of the test if it is still running.
 func startRelay(t *testing.T, env []string, args ...string) *relayProc {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "r.sock")
@@ -71,61 +52,19 @@ func startRelay(t *testing.T, env []string, args ...string) *relayProc {
 	if !strings.Contains(strings.Join(append(env, args...), " "), "web") {
 		args = append(args, "--web", "127.0.0.1:0")
 	}
-	cmd := exec.Command(binary, append([]string{"serve"}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &relayProc{cmd: cmd, sock: sock, exited: make(chan error, 1)}
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		signalled := false
-		for sc.Scan() {
-			line := sc.Text()
-			p.mu.Lock()
-			p.log.WriteString(line + "\n")
-			if m := addrRE.FindStringSubmatch(line); m != nil {
-				if m[1] == "relay" {
-					p.addr = m[2]
-				} else {
-					p.policy = m[2]
-				}
-			}
-			wantPolicy := strings.Contains(strings.Join(args, " "), "flash-policy-listen")
-			if !signalled && p.addr != "" && (!wantPolicy || p.policy != "") {
-				signalled = true
-				close(ready)
-			}
-			p.mu.Unlock()
-		}
-		p.exited <- cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			<-p.exited
-		}
-	})
-	select {
-	case <-ready:
-	case err := <-p.exited:
-		t.Fatalf("pushrelay serve exited before listening (%v):\n%s", err, p.logs())
-	case <-time.After(10 * time.Second):
-		t.Fatalf("pushrelay serve did not start listening:\n%s", p.logs())
-	}
+	pp := proctest.Start(t, env, args...)
+	return newRelayProc(pp, sock)
+}
+
+// newRelayProc wraps a started process; exited receives its exit once.
+func newRelayProc(pp *proctest.Proc, sock string) *relayProc {
+	p := &relayProc{Proc: pp, cmd: pp.Cmd, sock: sock, addr: pp.Ready.Listen, policy: pp.Ready.Policy,
+		web: pp.Ready.Web, http: pp.Ready.HTTP, exited: make(chan error, 1)}
+	go func() { p.exited <- pp.Err() }()
 	return p
 }
 
-func (p *relayProc) logs() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.String()
-}
+func (p *relayProc) logs() string { return p.Logs() }
 
 func readID(t *testing.T, nc net.Conn, framing relay.Framing) (string, *relay.FrameReader) {
 	t.Helper()
@@ -142,25 +81,10 @@ func TestServeSendsIDsAndStopsCleanlyOnSIGTERM(t *testing.T) {
 	p := startRelay(t, nil, "--listen", "127.0.0.1:0", "--heartbeat", "50ms")
 	var conns []net.Conn
 	for i := 0; i < 20; i++ {
-		nc, err := net.Dial("tcp", p.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		readID(t, nc, relay.FramingNUL)
+		nc, _, _ := p.client(t)
 		conns = append(conns, nc)
 	}
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-p.exited:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v, want status 0\n%s", err, p.logs())
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("pushrelay did not exit after SIGTERM")
-	}
+	p.stop(t)
 	// Every client sees an orderly end of stream (after any heartbeats).
 	for i, nc := range conns {
 		nc.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -300,12 +224,7 @@ func (p *relayProc) cli(t *testing.T, args ...string) (int, string, string) {
 
 func TestSendThroughTheBinaryReachesTheClient(t *testing.T) {
 	p := startRelay(t, nil, "--listen", "127.0.0.1:0")
-	nc, err := net.Dial("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	id, fr := readID(t, nc, relay.FramingNUL)
+	nc, id, fr := p.client(t)
 	if code, _, stderr := p.cli(t, "send", id, "hello from the CLI"); code != 0 {
 		t.Fatalf("send: exit %d: %s", code, stderr)
 	}
@@ -452,14 +371,7 @@ func TestSIGTERMDeliversWhatWasQueued(t *testing.T) {
 	if _, err := fr.Next(); err != io.EOF {
 		t.Fatalf("after the queue: %v, want EOF", err)
 	}
-	select {
-	case err := <-p.exited:
-		if err != nil {
-			t.Fatalf("exit: %v\n%s", err, p.logs())
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("no exit after SIGTERM")
-	}
+	p.waitExit(t)
 	if _, err := os.Stat(p.sock); !os.IsNotExist(err) {
 		t.Fatalf("ingress socket left behind: %v", err)
 	}
@@ -564,4 +476,58 @@ func TestSIGTERMRightAfterStart(t *testing.T) {
 			t.Fatalf("run %d: no clean stop:\n%s", i, p.logs())
 		}
 	}
+}
+
+// client connects to p's client listener and reads the ID (NUL framing);
+// the connection is closed when the test ends.
+func (p *relayProc) client(t *testing.T) (net.Conn, string, *relay.FrameReader) {
+	t.Helper()
+	nc, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	id, fr := readID(t, nc, relay.FramingNUL)
+	return nc, id, fr
+}
+
+// stop sends SIGTERM and waits for the relay to exit with status 0.
+func (p *relayProc) stop(t *testing.T) {
+	t.Helper()
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	p.waitExit(t)
+}
+
+// waitExit fails the test unless the relay exits with status 0 within
+// 15 s.
+func (p *relayProc) waitExit(t *testing.T) {
+	t.Helper()
+	select {
+	case <-p.Done():
+		if err := p.Err(); err != nil {
+			t.Fatalf("exit after SIGTERM: %v, want status 0\n%s", err, p.logs())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("pushrelay did not exit after SIGTERM")
+	}
+}
+
+// askPolicy asks the Flash policy listener at addr for the policy and
+// returns the answer, read to the end of the stream.
+func askPolicy(t *testing.T, addr string) string {
+	t.Helper()
+	pc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	pc.Write([]byte("<policy-file-request/>\x00"))
+	pc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(pc)
+	if err != nil {
+		t.Fatalf("policy: %v", err)
+	}
+	return string(got)
 }

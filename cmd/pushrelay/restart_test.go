@@ -4,11 +4,8 @@ import (
 	"io"
 	"net"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
-
-	"github.com/pushrelay/pushrelay/relay"
 )
 
 // holdClients connects to the relay's three listeners and keeps the
@@ -18,12 +15,7 @@ import (
 func holdClients(t *testing.T, p *relayProc, web string) {
 	t.Helper()
 	for i := 0; i < 3; i++ {
-		nc, err := net.Dial("tcp", p.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { nc.Close() })
-		readID(t, nc, relay.FramingNUL)
+		p.client(t)
 	}
 	// A browser that has not sent its request yet.
 	wc, err := net.Dial("tcp", web)
@@ -48,21 +40,9 @@ func holdClients(t *testing.T, p *relayProc, web string) {
 // policy.
 func servesAll(t *testing.T, p *relayProc) {
 	t.Helper()
-	nc, err := net.Dial("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	readID(t, nc, relay.FramingNUL)
-	pc, err := net.Dial("tcp", p.policy)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	pc.Write([]byte("<policy-file-request/>\x00"))
-	pc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if got, err := io.ReadAll(pc); err != nil || !strings.HasSuffix(string(got), "</cross-domain-policy>\x00") {
-		t.Fatalf("policy after restart: %q, %v", got, err)
+	p.client(t)
+	if got := askPolicy(t, p.policy); !strings.HasSuffix(got, "</cross-domain-policy>\x00") {
+		t.Fatalf("policy after restart: %q", got)
 	}
 }
 
@@ -73,14 +53,7 @@ func servesAll(t *testing.T, p *relayProc) {
 // still refused with a clear error.
 func TestRestartRebindsEveryListenerAtOnce(t *testing.T) {
 	a := startRelay(t, nil, "--listen", "127.0.0.1:0", "--web", "127.0.0.1:0", "--flash-policy-listen", "127.0.0.1:0")
-	var m []string
-	for end := time.Now().Add(5 * time.Second); m == nil && time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
-		m = webRE.FindStringSubmatch(a.logs())
-	}
-	if m == nil {
-		t.Fatalf("no web listener in the log:\n%s", a.logs())
-	}
-	web := m[1]
+	web := a.web
 	ports := []string{"--listen", a.addr, "--web", web, "--flash-policy-listen", a.policy}
 	holdClients(t, a, web)
 
@@ -100,17 +73,7 @@ func TestRestartRebindsEveryListenerAtOnce(t *testing.T) {
 		}
 	}
 
-	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-a.exited:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v\n%s", err, a.logs())
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("the relay did not exit after SIGTERM")
-	}
+	a.stop(t)
 	// At once, on the same ports: it serves.
 	b := startRelay(t, nil, ports...)
 	servesAll(t, b)

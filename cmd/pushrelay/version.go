@@ -11,6 +11,13 @@ import (
 var version = "dev"
 
 func runVersion(_ []string, stdout, _ io.Writer) int {
+	fmt.Fprintf(stdout, "pushrelay %s %s %s/%s\n", versionString(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return 0
+}
+
+// versionString is the version, or "dev-" and the commit for a build
+// without one.
+func versionString() string {
 	v := version
 	if info, ok := debug.ReadBuildInfo(); ok && v == "dev" {
 		for _, s := range info.Settings {
@@ -19,6 +26,5 @@ func runVersion(_ []string, stdout, _ io.Writer) int {
 			}
 		}
 	}
-	fmt.Fprintf(stdout, "pushrelay %s %s %s/%s\n", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-	return 0
+	return v
 }
