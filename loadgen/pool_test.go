@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushrelay/pushrelay/pkg/stamp"
 	"github.com/pushrelay/pushrelay/relay"
 )
 
@@ -68,7 +69,7 @@ func TestPoolHoldsConnectionsAndTimesMessages(t *testing.T) {
 				big[i] = 'b'
 			}
 			for i, id := range ids[:100] {
-				payload := AppendStamp(nil, time.Now())
+				payload := stamp.Append(nil, time.Now())
 				payload = append(payload, "hello"...)
 				if i == 0 && f == relay.FramingLen32 {
 					payload = append(payload, big[:60<<10]...)
@@ -133,20 +134,6 @@ func TestPoolNoticesAClosedConnection(t *testing.T) {
 	}
 }
 
-func TestStampRoundTrip(t *testing.T) {
-	now := time.Now()
-	b := AppendStamp(nil, now)
-	ts, ok := ParseStamp(append(b, "rest:of:payload"...))
-	if !ok || ts != now.UnixNano() {
-		t.Fatalf("ParseStamp = %d, %v", ts, ok)
-	}
-	for _, bad := range []string{"", "@pr1:", "@pr1:12", "@pr1:x:", "@pr2:1:", "@pr1::"} {
-		if _, ok := ParseStamp([]byte(bad)); ok {
-			t.Errorf("ParseStamp(%q) accepted", bad)
-		}
-	}
-}
-
 func TestHistogramQuantiles(t *testing.T) {
 	var h Histogram
 	for i := 1; i <= 1000; i++ {
@@ -167,14 +154,4 @@ func TestHistogramQuantiles(t *testing.T) {
 	if h.Count() != 1001 || h.Max() != time.Second {
 		t.Fatalf("merged count %d max %v", h.Count(), h.Max())
 	}
-}
-
-func FuzzParseStamp(f *testing.F) {
-	f.Add([]byte("@pr1:1732200000123456789:x"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		ts, ok := ParseStamp(b)
-		if ok && ts < 0 {
-			t.Fatalf("negative stamp %d from %q", ts, b)
-		}
-	})
 }

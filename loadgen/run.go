@@ -18,17 +18,17 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pushrelay/pushrelay/relay"
+	"github.com/pushrelay/pushrelay/pkg/framing"
 )
 
 // Options configure a load run.
 type Options struct {
-	Target   string        // relay client address, HOST:PORT
-	Conns    int           // connections to open in all
-	Rate     float64       // connects per second in all; 0: as fast as possible
-	Framing  relay.Framing // the target's framing
-	Web      Web           // or a browser transport of its web listener
-	Duration time.Duration // how long to hold the connections once open
+	Target   string          // relay client address, HOST:PORT
+	Conns    int             // connections to open in all
+	Rate     float64         // connects per second in all; 0: as fast as possible
+	Framing  framing.Framing // the target's framing
+	Web      Web             // or a browser transport of its web listener
+	Duration time.Duration   // how long to hold the connections once open
 	// Deadline bounds the whole run, connecting included. Default:
 	// Duration plus one minute.
 	Deadline time.Duration

@@ -11,6 +11,7 @@ import (
 
 	"github.com/klauspost/compress/flate"
 
+	"github.com/pushrelay/pushrelay/pkg/stamp"
 	"github.com/pushrelay/pushrelay/relay"
 )
 
@@ -52,7 +53,7 @@ func TestPoolSpeaksWebTransports(t *testing.T) {
 					t.Fatalf("pool has ID %s the relay does not know", id)
 				}
 			}
-			payload := AppendStamp(nil, time.Now())
+			payload := stamp.Append(nil, time.Now())
 			payload = append(payload, strings.Repeat(`{"k":"v"},`, 200)...) // 2 KB: compressed
 			for _, id := range p.IDs() {
 				srv.Send(id, payload)
