@@ -8,6 +8,7 @@ import (
 
 	"github.com/klauspost/compress/s2"
 	"github.com/pushrelay/pushrelay/pkg/bin"
+	"github.com/pushrelay/pushrelay/pkg/clientid"
 	"github.com/pushrelay/pushrelay/relay"
 )
 
@@ -130,8 +131,8 @@ type envelope struct {
 	op     op
 	flags  uint8
 	from   uint16
-	id     [relay.IDBytes]byte
-	ids    [][relay.IDBytes]byte
+	id     [clientid.Bytes]byte
+	ids    [][clientid.Bytes]byte
 	topic  string
 	topics []string
 	cursor string
@@ -171,7 +172,7 @@ func (e *encoder) u8(v uint8)   { e.b = append(e.b, v) }
 func (e *encoder) u16(v uint16) { e.b = binary.BigEndian.AppendUint16(e.b, v) }
 func (e *encoder) u32(v uint32) { e.b = binary.BigEndian.AppendUint32(e.b, v) }
 func (e *encoder) u64(v uint64) { e.b = binary.BigEndian.AppendUint64(e.b, v) }
-func (e *encoder) id(raw *[relay.IDBytes]byte) {
+func (e *encoder) id(raw *[clientid.Bytes]byte) {
 	e.b = append(e.b, raw[:]...)
 }
 
@@ -228,7 +229,7 @@ type decoder struct {
 	// larger than the relay's --max-message, so a block that claims more
 	// is refused before anything is allocated for it.
 	maxPayload int
-	ids        [][relay.IDBytes]byte
+	ids        [][clientid.Bytes]byte
 	topics     []string
 	events     []relay.Event
 	plain      []byte
@@ -238,8 +239,8 @@ type decoder struct {
 // envelope's own fields; the first failure sticks.
 type reader struct{ bin.Reader }
 
-func (r *reader) id(dst *[relay.IDBytes]byte) {
-	if b := r.Take(relay.IDBytes, "id"); b != nil {
+func (r *reader) id(dst *[clientid.Bytes]byte) {
+	if b := r.Take(clientid.Bytes, "id"); b != nil {
 		copy(dst[:], b)
 	}
 }
@@ -296,12 +297,12 @@ func (d *decoder) decode(data []byte) (envelope, error) {
 		env.payload = r.Rest()
 	case opSendMany:
 		n := int(r.U16("id count"))
-		if !r.Failed() && r.Len() < n*relay.IDBytes {
+		if !r.Failed() && r.Len() < n*clientid.Bytes {
 			r.Fail("ids")
 		}
 		ids := d.ids[:0]
 		for i := 0; i < n && !r.Failed(); i++ {
-			var raw [relay.IDBytes]byte
+			var raw [clientid.Bytes]byte
 			r.id(&raw)
 			ids = append(ids, raw)
 		}
@@ -367,12 +368,12 @@ func (d *decoder) decode(data []byte) (envelope, error) {
 		}
 		env.message = r.str8("cursor")
 		n := int(r.U16("id count"))
-		if !r.Failed() && r.Len() < n*relay.IDBytes {
+		if !r.Failed() && r.Len() < n*clientid.Bytes {
 			r.Fail("ids")
 		}
 		ids := d.ids[:0]
 		for i := 0; i < n && !r.Failed(); i++ {
-			var raw [relay.IDBytes]byte
+			var raw [clientid.Bytes]byte
 			r.id(&raw)
 			ids = append(ids, raw)
 		}
@@ -396,14 +397,14 @@ func (d *decoder) decode(data []byte) (envelope, error) {
 			ev.Kind = relay.EventKind(r.U8("kind"))
 			ev.Reason = relay.CloseReason(r.U8("reason"))
 			ev.Time = int64(r.U64("time"))
-			var raw [relay.IDBytes]byte
+			var raw [clientid.Bytes]byte
 			r.id(&raw)
 			ev.Remote = r.addr()
 			if !r.Failed() && ev.Kind != relay.EventConnect && ev.Kind != relay.EventDisconnect {
 				r.Fail("event kind")
 			}
 			if !r.Failed() {
-				ev.ID = relay.FormatID(&raw)
+				ev.ID = clientid.Format(&raw)
 			}
 			evs = append(evs, ev)
 		}
