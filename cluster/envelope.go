@@ -275,6 +275,22 @@ func (r *reader) err() error {
 	return fmt.Errorf("%w: %s: %d bytes left", errBadEnvelope, what, left)
 }
 
+// readIDs reads a u16 count, then that many IDs, into d's scratch slice.
+func (d *decoder) readIDs(r *reader) [][clientid.Bytes]byte {
+	n := int(r.U16("id count"))
+	if !r.Failed() && r.Len() < n*clientid.Bytes {
+		r.Fail("ids")
+	}
+	ids := d.ids[:0]
+	for i := 0; i < n && !r.Failed(); i++ {
+		var raw [clientid.Bytes]byte
+		r.id(&raw)
+		ids = append(ids, raw)
+	}
+	d.ids = ids
+	return ids
+}
+
 // decode parses data. The envelope's slices point into data or into d's
 // scratch buffers, valid until the next decode.
 func (d *decoder) decode(data []byte) (envelope, error) {
@@ -296,18 +312,7 @@ func (d *decoder) decode(data []byte) (envelope, error) {
 		r.id(&env.id)
 		env.payload = r.Rest()
 	case opSendMany:
-		n := int(r.U16("id count"))
-		if !r.Failed() && r.Len() < n*clientid.Bytes {
-			r.Fail("ids")
-		}
-		ids := d.ids[:0]
-		for i := 0; i < n && !r.Failed(); i++ {
-			var raw [clientid.Bytes]byte
-			r.id(&raw)
-			ids = append(ids, raw)
-		}
-		d.ids = ids
-		env.ids = ids
+		env.ids = d.readIDs(&r)
 		env.payload = r.Rest()
 	case opPublish:
 		env.topic = r.str8("topic")
@@ -367,18 +372,7 @@ func (d *decoder) decode(data []byte) (envelope, error) {
 			env.changed = int(r.U32("subscribers"))
 		}
 		env.message = r.str8("cursor")
-		n := int(r.U16("id count"))
-		if !r.Failed() && r.Len() < n*clientid.Bytes {
-			r.Fail("ids")
-		}
-		ids := d.ids[:0]
-		for i := 0; i < n && !r.Failed(); i++ {
-			var raw [clientid.Bytes]byte
-			r.id(&raw)
-			ids = append(ids, raw)
-		}
-		d.ids = ids
-		env.ids = ids
+		env.ids = d.readIDs(&r)
 	case opPing | replyBit:
 		env.instance = r.str8("instance")
 	case opHello:

@@ -52,46 +52,34 @@ func (r *Reader) Take(n int, what string) []byte {
 
 // U8 reads one byte.
 func (r *Reader) U8(what string) uint8 {
-	if len(r.b) < 1 {
-		r.Fail(what)
-		return 0
+	if b := r.Take(1, what); b != nil {
+		return b[0]
 	}
-	v := r.b[0]
-	r.b = r.b[1:]
-	return v
+	return 0
 }
 
 // U16 reads a big-endian uint16.
 func (r *Reader) U16(what string) uint16 {
-	if len(r.b) < 2 {
-		r.Fail(what)
-		return 0
+	if b := r.Take(2, what); b != nil {
+		return binary.BigEndian.Uint16(b)
 	}
-	v := binary.BigEndian.Uint16(r.b)
-	r.b = r.b[2:]
-	return v
+	return 0
 }
 
 // U32 reads a big-endian uint32.
 func (r *Reader) U32(what string) uint32 {
-	if len(r.b) < 4 {
-		r.Fail(what)
-		return 0
+	if b := r.Take(4, what); b != nil {
+		return binary.BigEndian.Uint32(b)
 	}
-	v := binary.BigEndian.Uint32(r.b)
-	r.b = r.b[4:]
-	return v
+	return 0
 }
 
 // U64 reads a big-endian uint64.
 func (r *Reader) U64(what string) uint64 {
-	if len(r.b) < 8 {
-		r.Fail(what)
-		return 0
+	if b := r.Take(8, what); b != nil {
+		return binary.BigEndian.Uint64(b)
 	}
-	v := binary.BigEndian.Uint64(r.b)
-	r.b = r.b[8:]
-	return v
+	return 0
 }
 
 // Str8 reads a u8 length, then that many bytes.
