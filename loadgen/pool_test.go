@@ -30,23 +30,12 @@ func TestPoolHoldsConnectionsAndTimesMessages(t *testing.T) {
 	for _, f := range []relay.Framing{relay.FramingNUL, relay.FramingLine, relay.FramingLen32} {
 		t.Run(f.String(), func(t *testing.T) {
 			srv := startRelay(t, f)
-			p, err := NewPool(PoolOptions{
+			const n = 500
+			p := openPool(t, PoolOptions{
 				Target:  srv.Addr().String(),
 				Framing: f,
 				Sources: []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")},
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer p.Close()
-			const n = 500
-			if err := p.Open(n, 0, time.Now().Add(20*time.Second)); err != nil {
-				t.Fatal(err)
-			}
-			if got := p.Stats.Established.Load(); got != n {
-				kinds, first, _, _ := p.Stats.Failures()
-				t.Fatalf("established %d of %d; failures %v (first %s)", got, n, kinds, first)
-			}
+			}, n)
 			ids := p.IDs()
 			for _, id := range ids {
 				if !srv.Connected(id) {
@@ -154,4 +143,23 @@ func TestHistogramQuantiles(t *testing.T) {
 	if h.Count() != 1001 || h.Max() != time.Second {
 		t.Fatalf("merged count %d max %v", h.Count(), h.Max())
 	}
+}
+
+// openPool opens n connections with opts and fails the test unless all of
+// them hold an ID. The pool closes with the test.
+func openPool(t *testing.T, opts PoolOptions, n int) *Pool {
+	t.Helper()
+	p, err := NewPool(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	if err := p.Open(n, 0, time.Now().Add(20*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Stats.Established.Load(); got != int64(n) {
+		kinds, first, _, _ := p.Stats.Failures()
+		t.Fatalf("established %d of %d; failures %v (first %s)", got, n, kinds, first)
+	}
+	return p
 }
