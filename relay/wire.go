@@ -29,7 +29,7 @@ const (
 	MaxMessageLimit = framing.MaxPayload
 )
 
-// ParseFraming reads a framing name as given to Config.Framing's flag.
+// ParseFraming reads a framing name (nul, line or len32) into a Framing.
 func ParseFraming(s string) (Framing, error) { return framing.Parse(s) }
 
 // FrameReader reads frames written by the relay; see framing.Reader.
