@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pushrelay/pushrelay/pkg/stamp"
 	"github.com/pushrelay/pushrelay/relay"
 )
 
@@ -388,7 +389,7 @@ func (b *Baseline) SendRate(d time.Duration, size int) (FloorRun, error) {
 			runtime.Gosched() // the writers need the CPU more than this loop
 			now = time.Now()
 		}
-		payload = StampedPayload(payload[:0], now, size)
+		payload = stamp.AppendPadded(payload[:0], now, size)
 		if b.Send(ids[rng.IntN(len(ids))], payload) == relay.Queued {
 			queued++
 			run.Writes++
@@ -432,7 +433,7 @@ func (b *Baseline) SendPaced(rate float64, d time.Duration, size int) (FloorRun,
 			time.Sleep(wait)
 		}
 		last = time.Now()
-		payload = StampedPayload(payload[:0], last, size)
+		payload = stamp.AppendPadded(payload[:0], last, size)
 		if b.Send(ids[rng.IntN(len(ids))], payload) == relay.Queued {
 			run.Writes++
 			run.Bytes += int64(len(payload))

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pushrelay/pushrelay/kernel-tuning/doctor"
 	"github.com/pushrelay/pushrelay/loadgen"
+	"github.com/pushrelay/pushrelay/pkg/stamp"
 	"github.com/pushrelay/pushrelay/relay"
 )
 
@@ -703,7 +704,7 @@ func (s *rampServer) tally(st *ServerStep) {
 func (s *rampServer) broadcast(ctx context.Context, opts CapacityOptions) error {
 	switch s.name {
 	case ServerRelay:
-		_, err := s.rp.client.Broadcast(ctx, StampedPayload(nil, time.Now(), opts.Payload))
+		_, err := s.rp.client.Broadcast(ctx, stamp.AppendPadded(nil, time.Now(), opts.Payload))
 		return err
 	case ServerBaseline:
 		var r BroadcastReply
@@ -768,7 +769,7 @@ func (s *rampServer) paced(ctx context.Context, opts CapacityOptions) pushTally 
 	for k := 0; k < opts.Unicasts && ctx.Err() == nil; k++ {
 		time.Sleep(time.Until(next))
 		next = next.Add(every)
-		buf = StampedPayload(buf[:0], time.Now(), opts.Payload)
+		buf = stamp.AppendPadded(buf[:0], time.Now(), opts.Payload)
 		if err := s.rp.client.SendNoReply(ids[rng.IntN(len(ids))], buf); err != nil {
 			return pushTally{err: err}
 		}

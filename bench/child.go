@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pushrelay/pushrelay/pkg/stamp"
 	"github.com/pushrelay/pushrelay/relay"
 )
 
@@ -311,7 +312,7 @@ func childBroadcast(srv childServer, arg string) BroadcastReply {
 	if err != nil {
 		return BroadcastReply{Error: err.Error()}
 	}
-	counts, st := b.Broadcast(StampedPayload(nil, time.Now(), size))
+	counts, st := b.Broadcast(stamp.AppendPadded(nil, time.Now(), size))
 	r := BroadcastReply{Queued: int64(counts.Queued), Status: st.String()}
 	if st != relay.Queued {
 		r.Error = "broadcast: " + st.String()

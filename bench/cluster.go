@@ -19,6 +19,7 @@ import (
 
 	"github.com/pushrelay/pushrelay/ingress/client"
 	"github.com/pushrelay/pushrelay/loadgen"
+	"github.com/pushrelay/pushrelay/pkg/stamp"
 )
 
 // ClusterOptions configures RunCluster. Zero values mean the defaults.
@@ -253,7 +254,7 @@ func clusterPhase(ctx context.Context, opts ClusterOptions, cl *client.Client, p
 		defer cancel()
 		paced(pctx, IngressOptions{Rate: opts.Rate, Duration: opts.Duration}, func(int64) {
 			start := time.Now()
-			buf = StampedPayload(buf[:0], start, opts.Payload)
+			buf = stamp.AppendPadded(buf[:0], start, opts.Payload)
 			counts, err := cl.Send(pctx, ids[rng.IntN(len(ids))], buf)
 			t.reply.Record(time.Since(start))
 			t.sent++
@@ -676,7 +677,7 @@ func clusterCapacityRun(ctx context.Context, opts ClusterCapacityOptions, nodes,
 		}
 		col.take()
 		m0 := col.count()
-		buf = StampedPayload(buf[:0], time.Now(), 64)
+		buf = stamp.AppendPadded(buf[:0], time.Now(), 64)
 		counts, err := api.Broadcast(ctx, buf)
 		if err != nil {
 			return r, fmt.Errorf("bench: broadcast: %w", err)
@@ -717,7 +718,7 @@ func clusterCapacityRun(ctx context.Context, opts ClusterCapacityOptions, nodes,
 		rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 		n := int64(opts.Unicasts)
 		paced(ctx, IngressOptions{Rate: opts.UnicastRate, Duration: time.Duration(float64(n) / opts.UnicastRate * float64(time.Second))}, func(int64) {
-			buf = StampedPayload(buf[:0], time.Now(), 64)
+			buf = stamp.AppendPadded(buf[:0], time.Now(), 64)
 			if c, err := api.Send(ctx, ids[rng.IntN(len(ids))], buf); err != nil || c.Queued != 1 {
 				sendErrs++
 			}

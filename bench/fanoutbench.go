@@ -16,6 +16,7 @@ import (
 
 	"github.com/pushrelay/pushrelay/ingress/wire"
 	"github.com/pushrelay/pushrelay/loadgen"
+	"github.com/pushrelay/pushrelay/pkg/stamp"
 	"github.com/pushrelay/pushrelay/relay"
 )
 
@@ -349,7 +350,7 @@ func startFanoutTarget(opts FanoutOptions, server string) (*fanoutTarget, error)
 		return &fanoutTarget{
 			pid: rp.pid, addr: rp.addr, rp: rp, stop: rp.stop,
 			broadcast: func(ctx context.Context) (FloorRun, error) {
-				_, err := rp.client.Broadcast(ctx, StampedPayload(nil, time.Now(), opts.Payload))
+				_, err := rp.client.Broadcast(ctx, stamp.AppendPadded(nil, time.Now(), opts.Payload))
 				return FloorRun{}, err
 			},
 		}, nil
@@ -598,7 +599,7 @@ func coalesce(ctx context.Context, opts FanoutOptions) (_ *CoalesceResult, err e
 			var start int
 			buf, start = wire.BeginFrame(buf, uint8(wire.OpPublish), wire.FlagNoReply, req)
 			buf = wire.AppendStr8(buf, coalesceTopic)
-			buf = StampedPayload(buf, now, opts.Payload)
+			buf = stamp.AppendPadded(buf, now, opts.Payload)
 			wire.PatchLen(buf, start)
 		}
 		req++

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pushrelay/pushrelay/loadgen"
+	"github.com/pushrelay/pushrelay/pkg/stamp"
 	"github.com/pushrelay/pushrelay/relay"
 )
 
@@ -200,7 +201,7 @@ func newFloorWriter(framing relay.Framing, size int) *floorWriter {
 
 // stamp builds the frame for a payload stamped now.
 func (w *floorWriter) stamp(now time.Time) {
-	w.payload = StampedPayload(w.payload[:0], now, w.size)
+	w.payload = stamp.AppendPadded(w.payload[:0], now, w.size)
 	w.frame = w.framing.AppendFrame(w.frame[:0], w.payload)
 }
 
@@ -373,7 +374,7 @@ func LoopbackProbe(count, size int, gap time.Duration, framing relay.Framing) (l
 	if err := unix.SetsockoptTimeval(rfd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		return loadgen.Summary{}, fmt.Errorf("bench: loopback probe: SO_RCVTIMEO: %w", err)
 	}
-	frameLen := len(framing.AppendFrame(nil, StampedPayload(nil, time.Now(), size)))
+	frameLen := len(framing.AppendFrame(nil, stamp.AppendPadded(nil, time.Now(), size)))
 	type reading struct {
 		lat time.Duration
 		err error
@@ -404,12 +405,12 @@ func LoopbackProbe(count, size int, gap time.Duration, framing relay.Framing) (l
 				read <- reading{err: fmt.Errorf("bench: loopback probe: frame: %w", err)}
 				return
 			}
-			stamp, ok := loadgen.ParseStamp(payload)
+			ts, ok := stamp.Parse(payload)
 			if !ok {
 				read <- reading{err: fmt.Errorf("bench: loopback probe: frame %q carries no stamp", payload)}
 				return
 			}
-			read <- reading{lat: now.Sub(time.Unix(0, stamp))}
+			read <- reading{lat: now.Sub(time.Unix(0, ts))}
 		}
 	}()
 	var (
@@ -419,7 +420,7 @@ func LoopbackProbe(count, size int, gap time.Duration, framing relay.Framing) (l
 	)
 	for range count {
 		time.Sleep(gap)
-		payload = StampedPayload(payload[:0], time.Now(), size)
+		payload = stamp.AppendPadded(payload[:0], time.Now(), size)
 		frame = framing.AppendFrame(frame[:0], payload)
 		for b := frame; len(b) > 0; {
 			n, err := unix.Write(wfd, b)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pushrelay/pushrelay/ingress/client"
 	"github.com/pushrelay/pushrelay/loadgen"
+	"github.com/pushrelay/pushrelay/pkg/stamp"
 	"github.com/pushrelay/pushrelay/relay"
 )
 
@@ -463,7 +464,7 @@ func unixThroughput(ctx context.Context, rp *relayProc, ids []string, opts Ingre
 			defer func() { sent.Add(n) }()
 			for time.Now().Before(deadline) && ctx.Err() == nil {
 				for range opts.Batch {
-					buf = StampedPayload(buf[:0], time.Now(), opts.Payload)
+					buf = stamp.AppendPadded(buf[:0], time.Now(), opts.Payload)
 					if err := rp.client.SendNoReply(ids[rng.IntN(len(ids))], buf); err != nil {
 						errOnce.Do(func() { first = err })
 						return
@@ -517,7 +518,7 @@ func httpThroughput(ctx context.Context, hc *http.Client, base string, ids []str
 			buf := make([]byte, 0, opts.Payload+32)
 			t := pushTally{errors: map[string]int64{}}
 			for time.Now().Before(deadline) && ctx.Err() == nil {
-				buf = StampedPayload(buf[:0], time.Now(), opts.Payload)
+				buf = stamp.AppendPadded(buf[:0], time.Now(), opts.Payload)
 				code, err := httpPush(ctx, hc, base+ids[rng.IntN(len(ids))], buf)
 				t.sent++
 				switch {
@@ -577,7 +578,7 @@ func httpBatchThroughput(ctx context.Context, hc *http.Client, url string, ids [
 					body = append(body, `{"id":"`...)
 					body = append(body, ids[rng.IntN(len(ids))]...)
 					body = append(body, `","data":"`...)
-					body = StampedPayload(body, time.Now(), opts.Payload) // ASCII: no escapes
+					body = stamp.AppendPadded(body, time.Now(), opts.Payload) // ASCII: no escapes
 					body = append(body, "\"}\n"...)
 				}
 				t.sent += int64(opts.Batch)
@@ -653,7 +654,7 @@ func unixPaced(ctx context.Context, cl *client.Client, ids []string, opts Ingres
 	buf := make([]byte, 0, opts.Payload+32)
 	t := pushTally{errors: map[string]int64{}}
 	t.seconds = paced(ctx, opts, func(int64) {
-		buf = StampedPayload(buf[:0], time.Now(), opts.Payload)
+		buf = stamp.AppendPadded(buf[:0], time.Now(), opts.Payload)
 		counts, err := cl.Send(ctx, ids[rng.IntN(len(ids))], buf)
 		t.sent++
 		switch {
@@ -675,7 +676,7 @@ func httpPaced(ctx context.Context, hc *http.Client, base string, ids []string, 
 	buf := make([]byte, 0, opts.Payload+32)
 	t := pushTally{errors: map[string]int64{}}
 	t.seconds = paced(ctx, opts, func(int64) {
-		buf = StampedPayload(buf[:0], time.Now(), opts.Payload)
+		buf = stamp.AppendPadded(buf[:0], time.Now(), opts.Payload)
 		code, err := httpPush(ctx, hc, base+ids[rng.IntN(len(ids))], buf)
 		t.sent++
 		switch {

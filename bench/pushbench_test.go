@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pushrelay/pushrelay/loadgen"
+	"github.com/pushrelay/pushrelay/pkg/stamp"
 	"github.com/pushrelay/pushrelay/relay"
 )
 
@@ -62,7 +62,7 @@ func TestChildFloorAndBroadcastCommands(t *testing.T) {
 		if err != nil {
 			t.Fatalf("client %d: %v", i, err)
 		}
-		if _, ok := loadgen.ParseStamp(got); !ok || len(got) != 40 {
+		if _, ok := stamp.Parse(got); !ok || len(got) != 40 {
 			t.Errorf("client %d read %q; want a 40-byte stamped payload", i, got)
 		}
 	}
@@ -112,7 +112,7 @@ func TestChildFloorAndBroadcastCommands(t *testing.T) {
 	if err := b.call("broadcast 32", &br); err != nil || br.Error != "" || br.Queued != 1 {
 		t.Fatalf("baseline broadcast: %v, %+v; want 1 queued", err, br)
 	}
-	if got, err := cl.next(5 * time.Second); err != nil || len(got) != 32 || !strings.HasPrefix(string(got), loadgen.StampPrefix) {
+	if got, err := cl.next(5 * time.Second); err != nil || len(got) != 32 || !strings.HasPrefix(string(got), stamp.Prefix) {
 		t.Errorf("baseline client read %q, %v; want a 32-byte stamped payload", got, err)
 	}
 	// The baseline's unicast runs: every push queued reaches the one
@@ -130,7 +130,7 @@ func TestChildFloorAndBroadcastCommands(t *testing.T) {
 		}
 		for i := range run.Writes {
 			got, err := cl.next(5 * time.Second)
-			if _, ok := loadgen.ParseStamp(got); err != nil || !ok || len(got) != 48 {
+			if _, ok := stamp.Parse(got); err != nil || !ok || len(got) != 48 {
 				t.Fatalf("%s: push %d of %d: read %q, %v; want a 48-byte stamped payload", cmd, i+1, run.Writes, got, err)
 			}
 		}

@@ -411,18 +411,6 @@ func (m *cpuMeter) since() ([]float64, error) {
 	return out, nil
 }
 
-// StampedPayload appends to dst a payload of size bytes (or the stamp's
-// length, if longer) that starts with a loadgen timestamp for now and is
-// padded with 'x'.
-func StampedPayload(dst []byte, now time.Time, size int) []byte {
-	start := len(dst)
-	dst = loadgen.AppendStamp(dst, now)
-	for len(dst)-start < size {
-		dst = append(dst, 'x')
-	}
-	return dst
-}
-
 // Pools of bench clients.
 
 // poolSources are the loopback addresses the bench's clients connect from,

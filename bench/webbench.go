@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pushrelay/pushrelay/loadgen"
+	"github.com/pushrelay/pushrelay/pkg/stamp"
 )
 
 // The browser transports' benchmark: what an idle WebSocket and an idle
@@ -154,7 +155,7 @@ func RunWeb(ctx context.Context, opts WebOptions) (*WebResult, error) {
 // quotes, as a price feed would push, so compression sees realistic text.
 func webPayload(dst []byte, now time.Time, size int) []byte {
 	start := len(dst)
-	dst = loadgen.AppendStamp(dst, now)
+	dst = stamp.Append(dst, now)
 	dst = append(dst, `{"quotes":[`...)
 	for i := 0; len(dst)-start < size-64; i++ {
 		dst = fmt.Appendf(dst, `{"symbol":"S%04d","bid":%d.%02d,"ask":%d.%02d,"volume":%d},`, i, 100+i%37, i%100, 101+i%37, (i*7)%100, 1000+i*13)

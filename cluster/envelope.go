@@ -7,6 +7,8 @@ import (
 	"net/netip"
 
 	"github.com/klauspost/compress/s2"
+	"github.com/pushrelay/pushrelay/pkg/bin"
+	"github.com/pushrelay/pushrelay/pkg/clientid"
 	"github.com/pushrelay/pushrelay/relay"
 )
 
@@ -129,8 +131,8 @@ type envelope struct {
 	op     op
 	flags  uint8
 	from   uint16
-	id     [relay.IDBytes]byte
-	ids    [][relay.IDBytes]byte
+	id     [clientid.Bytes]byte
+	ids    [][clientid.Bytes]byte
 	topic  string
 	topics []string
 	cursor string
@@ -170,7 +172,7 @@ func (e *encoder) u8(v uint8)   { e.b = append(e.b, v) }
 func (e *encoder) u16(v uint16) { e.b = binary.BigEndian.AppendUint16(e.b, v) }
 func (e *encoder) u32(v uint32) { e.b = binary.BigEndian.AppendUint32(e.b, v) }
 func (e *encoder) u64(v uint64) { e.b = binary.BigEndian.AppendUint64(e.b, v) }
-func (e *encoder) id(raw *[relay.IDBytes]byte) {
+func (e *encoder) id(raw *[clientid.Bytes]byte) {
 	e.b = append(e.b, raw[:]...)
 }
 
@@ -227,90 +229,66 @@ type decoder struct {
 	// larger than the relay's --max-message, so a block that claims more
 	// is refused before anything is allocated for it.
 	maxPayload int
-	ids        [][relay.IDBytes]byte
+	ids        [][clientid.Bytes]byte
 	topics     []string
 	events     []relay.Event
 	plain      []byte
 }
 
-// reader is a cursor over an envelope's body; the first error sticks.
-type reader struct {
-	b   []byte
-	err error
-}
+// reader is a cursor over an envelope's body (a bin.Reader) that knows the
+// envelope's own fields; the first failure sticks.
+type reader struct{ bin.Reader }
 
-func (r *reader) fail(what string) {
-	if r.err == nil {
-		r.err = fmt.Errorf("%w: %s: %d bytes left", errBadEnvelope, what, len(r.b))
-	}
-}
-
-func (r *reader) take(n int, what string) []byte {
-	if r.err != nil || len(r.b) < n {
-		r.fail(what)
-		return nil
-	}
-	v := r.b[:n]
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) u8(what string) uint8 {
-	if b := r.take(1, what); b != nil {
-		return b[0]
-	}
-	return 0
-}
-
-func (r *reader) u16(what string) uint16 {
-	if b := r.take(2, what); b != nil {
-		return binary.BigEndian.Uint16(b)
-	}
-	return 0
-}
-
-func (r *reader) u32(what string) uint32 {
-	if b := r.take(4, what); b != nil {
-		return binary.BigEndian.Uint32(b)
-	}
-	return 0
-}
-
-func (r *reader) u64(what string) uint64 {
-	if b := r.take(8, what); b != nil {
-		return binary.BigEndian.Uint64(b)
-	}
-	return 0
-}
-
-func (r *reader) id(dst *[relay.IDBytes]byte) {
-	if b := r.take(relay.IDBytes, "id"); b != nil {
+func (r *reader) id(dst *[clientid.Bytes]byte) {
+	if b := r.Take(clientid.Bytes, "id"); b != nil {
 		copy(dst[:], b)
 	}
 }
 
 // str8 returns a string that copies the bytes: topics and cursors are
 // kept by callers, and are short.
-func (r *reader) str8(what string) string {
-	n := int(r.u8(what))
-	return string(r.take(n, what))
-}
+func (r *reader) str8(what string) string { return string(r.Str8(what)) }
 
 func (r *reader) addr() netip.AddrPort {
-	b := r.take(int(r.u8("address")), "address")
+	b := r.Str8("address")
 	var ap netip.AddrPort
-	if r.err == nil {
+	if !r.Failed() {
 		if err := ap.UnmarshalBinary(b); err != nil {
-			r.fail("address: " + err.Error())
+			r.Fail("address: " + err.Error())
 		}
 	}
 	return ap
 }
 
 func (r *reader) end() {
-	if r.err == nil && len(r.b) != 0 {
-		r.fail("trailing bytes")
+	if !r.Failed() && r.Len() != 0 {
+		r.Fail("trailing bytes")
 	}
+}
+
+// err returns the first failure as a bad envelope, or nil.
+func (r *reader) err() error {
+	if !r.Failed() {
+		return nil
+	}
+	what, left := r.Failure()
+	return fmt.Errorf("%w: %s: %d bytes left", errBadEnvelope, what, left)
+}
+
+// readIDs reads a u16 count, then that many IDs, into d's scratch slice.
+func (d *decoder) readIDs(r *reader) [][clientid.Bytes]byte {
+	n := int(r.U16("id count"))
+	if !r.Failed() && r.Len() < n*clientid.Bytes {
+		r.Fail("ids")
+	}
+	ids := d.ids[:0]
+	for i := 0; i < n && !r.Failed(); i++ {
+		var raw [clientid.Bytes]byte
+		r.id(&raw)
+		ids = append(ids, raw)
+	}
+	d.ids = ids
+	return ids
 }
 
 // decode parses data. The envelope's slices point into data or into d's
@@ -328,42 +306,27 @@ func (d *decoder) decode(data []byte) (envelope, error) {
 	if env.flags&flagCompressed != 0 && !carriesPayload(env.op) {
 		return env, fmt.Errorf("%w: %s cannot be compressed", errBadEnvelope, env.op)
 	}
-	r := reader{b: data[headerLen:]}
+	r := reader{bin.New(data[headerLen:])}
 	switch env.op {
 	case opSend:
 		r.id(&env.id)
-		env.payload = r.b
-		r.b = nil
+		env.payload = r.Rest()
 	case opSendMany:
-		n := int(r.u16("id count"))
-		if r.err == nil && len(r.b) < n*relay.IDBytes {
-			r.fail("ids")
-		}
-		ids := d.ids[:0]
-		for i := 0; i < n && r.err == nil; i++ {
-			var raw [relay.IDBytes]byte
-			r.id(&raw)
-			ids = append(ids, raw)
-		}
-		d.ids = ids
-		env.ids = ids
-		env.payload = r.b
-		r.b = nil
+		env.ids = d.readIDs(&r)
+		env.payload = r.Rest()
 	case opPublish:
 		env.topic = r.str8("topic")
-		env.payload = r.b
-		r.b = nil
+		env.payload = r.Rest()
 	case opBroadcast:
-		env.payload = r.b
-		r.b = nil
+		env.payload = r.Rest()
 	case opSubscribe, opUnsubscribe:
 		r.id(&env.id)
-		n := int(r.u16("topic count"))
-		if r.err == nil && len(r.b) < n {
-			r.fail("topics")
+		n := int(r.U16("topic count"))
+		if !r.Failed() && r.Len() < n {
+			r.Fail("topics")
 		}
 		topics := d.topics[:0]
-		for i := 0; i < n && r.err == nil; i++ {
+		for i := 0; i < n && !r.Failed(); i++ {
 			topics = append(topics, r.str8("topic"))
 		}
 		d.topics = topics
@@ -372,81 +335,70 @@ func (d *decoder) decode(data []byte) (envelope, error) {
 		r.id(&env.id)
 	case opList:
 		env.cursor = r.str8("cursor")
-		env.limit = int(r.u16("limit"))
+		env.limit = int(r.U16("limit"))
 	case opPresence:
 		env.topic = r.str8("topic")
 		env.cursor = r.str8("cursor")
-		env.limit = int(r.u16("limit"))
+		env.limit = int(r.U16("limit"))
 	case opPing:
 	case opSend | replyBit, opSendMany | replyBit, opPublish | replyBit, opBroadcast | replyBit:
-		env.status = relay.Status(r.u8("status"))
+		env.status = relay.Status(r.U8("status"))
 		env.counts = relay.Counts{
-			Queued:      int(r.u32("queued")),
-			UnknownID:   int(r.u32("unknown")),
-			DroppedSlow: int(r.u32("dropped")),
-			Overloaded:  int(r.u32("overloaded")),
-			Unreachable: int(r.u32("unreachable")),
+			Queued:      int(r.U32("queued")),
+			UnknownID:   int(r.U32("unknown")),
+			DroppedSlow: int(r.U32("dropped")),
+			Overloaded:  int(r.U32("overloaded")),
+			Unreachable: int(r.U32("unreachable")),
 		}
-		if len(r.b) >= 4 {
-			env.counts.Unsupported = int(r.u32("unsupported"))
+		if r.Len() >= 4 {
+			env.counts.Unsupported = int(r.U32("unsupported"))
 		}
 	case opSubscribe | replyBit, opUnsubscribe | replyBit:
-		env.errKind = r.u8("error kind")
-		env.changed = int(r.u32("changed"))
+		env.errKind = r.U8("error kind")
+		env.changed = int(r.U32("changed"))
 		env.message = r.str8("message")
 	case opKick | replyBit:
-		env.status = relay.Status(r.u8("status"))
+		env.status = relay.Status(r.U8("status"))
 	case opInfo | replyBit:
-		env.found = r.u8("connected") != 0
-		since := int64(r.u64("since"))
+		env.found = r.U8("connected") != 0
+		since := int64(r.U64("since"))
 		env.info.Remote = r.addr()
 		if env.found {
 			env.info.Since = timeFromUnixNano(since)
 		}
 	case opList | replyBit, opPresence | replyBit:
-		env.errKind = r.u8("error kind")
+		env.errKind = r.U8("error kind")
 		if env.op == opPresence|replyBit {
-			env.changed = int(r.u32("subscribers"))
+			env.changed = int(r.U32("subscribers"))
 		}
 		env.message = r.str8("cursor")
-		n := int(r.u16("id count"))
-		if r.err == nil && len(r.b) < n*relay.IDBytes {
-			r.fail("ids")
-		}
-		ids := d.ids[:0]
-		for i := 0; i < n && r.err == nil; i++ {
-			var raw [relay.IDBytes]byte
-			r.id(&raw)
-			ids = append(ids, raw)
-		}
-		d.ids = ids
-		env.ids = ids
+		env.ids = d.readIDs(&r)
 	case opPing | replyBit:
 		env.instance = r.str8("instance")
 	case opHello:
 		env.instance = r.str8("instance")
-		env.open = r.u32("open")
-		env.leaving = r.u8("leaving") != 0
+		env.open = r.U32("open")
+		env.leaving = r.U8("leaving") != 0
 	case opEvents:
-		env.firstSeq = r.u64("first seq")
-		n := int(r.u16("event count"))
+		env.firstSeq = r.U64("first seq")
+		n := int(r.U16("event count"))
 		if n > maxEventBatch {
-			r.fail("event count")
+			r.Fail("event count")
 		}
 		evs := d.events[:0]
-		for i := 0; i < n && r.err == nil; i++ {
+		for i := 0; i < n && !r.Failed(); i++ {
 			ev := relay.Event{Node: env.from}
-			ev.Kind = relay.EventKind(r.u8("kind"))
-			ev.Reason = relay.CloseReason(r.u8("reason"))
-			ev.Time = int64(r.u64("time"))
-			var raw [relay.IDBytes]byte
+			ev.Kind = relay.EventKind(r.U8("kind"))
+			ev.Reason = relay.CloseReason(r.U8("reason"))
+			ev.Time = int64(r.U64("time"))
+			var raw [clientid.Bytes]byte
 			r.id(&raw)
 			ev.Remote = r.addr()
-			if r.err == nil && ev.Kind != relay.EventConnect && ev.Kind != relay.EventDisconnect {
-				r.fail("event kind")
+			if !r.Failed() && ev.Kind != relay.EventConnect && ev.Kind != relay.EventDisconnect {
+				r.Fail("event kind")
 			}
-			if r.err == nil {
-				ev.ID = relay.FormatID(&raw)
+			if !r.Failed() {
+				ev.ID = clientid.Format(&raw)
 			}
 			evs = append(evs, ev)
 		}
@@ -456,8 +408,8 @@ func (d *decoder) decode(data []byte) (envelope, error) {
 		return env, fmt.Errorf("%w: unknown op 0x%02x", errBadEnvelope, uint8(env.op))
 	}
 	r.end()
-	if r.err != nil {
-		return env, fmt.Errorf("%s: %w", env.op, r.err)
+	if err := r.err(); err != nil {
+		return env, fmt.Errorf("%s: %w", env.op, err)
 	}
 	if env.flags&flagCompressed != 0 {
 		n, err := s2.DecodedLen(env.payload)

@@ -2,7 +2,6 @@ package loadgen
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -14,7 +13,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/pushrelay/pushrelay/relay"
+	"github.com/pushrelay/pushrelay/pkg/clientid"
+	"github.com/pushrelay/pushrelay/pkg/framing"
+	"github.com/pushrelay/pushrelay/pkg/stamp"
 )
 
 // PoolOptions configure a Pool.
@@ -22,13 +23,13 @@ type PoolOptions struct {
 	// Target is the relay's client address, HOST:PORT.
 	Target string
 	// Framing of the target's listener.
-	Framing relay.Framing
+	Framing framing.Framing
 	// Sources, if any, are local addresses to connect from, in turn: each
 	// gives its own range of ephemeral ports toward the target. Bound with
 	// IP_BIND_ADDRESS_NO_PORT, so the port is chosen at connect time.
 	Sources []netip.Addr
 	// MaxFrame caps a payload; a larger frame fails the connection as
-	// BAD_FRAME. Default relay.MaxMessageLimit.
+	// BAD_FRAME. Default framing.MaxPayload.
 	MaxFrame int
 	// RecvBuf, if positive, sets SO_RCVBUF before connecting.
 	RecvBuf int
@@ -147,7 +148,7 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 		ap = ta.AddrPort()
 	}
 	if opts.MaxFrame <= 0 {
-		opts.MaxFrame = relay.MaxMessageLimit
+		opts.MaxFrame = framing.MaxPayload
 	}
 	p := &Pool{opts: opts, events: make([]unix.EpollEvent, 1024), buf: make([]byte, 64<<10)}
 	if ap.Addr().Unmap().Is4() {
@@ -381,39 +382,17 @@ func (p *Pool) cut(data []byte) (payload, rest []byte, ok bool, err error) {
 	case WebSSE:
 		return p.cutSSE(data)
 	}
-	switch p.opts.Framing {
-	case relay.FramingLen32:
-		if len(data) < 4 {
-			return nil, data, false, nil
-		}
-		n := binary.BigEndian.Uint32(data)
-		if uint64(n) > uint64(p.opts.MaxFrame) {
-			return nil, nil, false, fmt.Errorf("%w: len32 header says %d bytes, limit %d", errBadFrame, n, p.opts.MaxFrame)
-		}
-		if uint64(len(data)-4) < uint64(n) {
-			return nil, data, false, nil
-		}
-		return data[4 : 4+n], data[4+n:], true, nil
-	default:
-		delim := byte(0)
-		if p.opts.Framing == relay.FramingLine {
-			delim = '\n'
-		}
-		i := bytes.IndexByte(data, delim)
-		if i < 0 {
-			if len(data) > p.opts.MaxFrame {
-				return nil, nil, false, fmt.Errorf("%w: %d bytes without a delimiter", errBadFrame, len(data))
-			}
-			return nil, data, false, nil
-		}
-		return data[:i], data[i+1:], true, nil
+	payload, rest, ok, err = p.opts.Framing.Cut(data, p.opts.MaxFrame)
+	if err != nil {
+		err = fmt.Errorf("%w: %w", errBadFrame, err)
 	}
+	return payload, rest, ok, err
 }
 
 // frame handles one payload.
 func (p *Pool) frame(c *lconn, payload []byte) error {
 	if c.state == stWaitID {
-		if !relay.ValidID(string(payload)) {
+		if !clientid.Valid(string(payload)) {
 			return fmt.Errorf("%w: first frame %q is not an ID", errBadFrame, payload)
 		}
 		c.id = string(payload)
@@ -428,7 +407,7 @@ func (p *Pool) frame(c *lconn, payload []byte) error {
 		p.Stats.Empty.Add(1)
 		return nil
 	}
-	if ts, ok := ParseStamp(payload); ok {
+	if ts, ok := stamp.Parse(payload); ok {
 		p.Stats.Stamped.Add(1)
 		d := time.Duration(time.Now().UnixNano() - ts)
 		p.hist.Record(d)

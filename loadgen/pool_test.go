@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushrelay/pushrelay/pkg/stamp"
 	"github.com/pushrelay/pushrelay/relay"
 )
 
@@ -29,23 +30,12 @@ func TestPoolHoldsConnectionsAndTimesMessages(t *testing.T) {
 	for _, f := range []relay.Framing{relay.FramingNUL, relay.FramingLine, relay.FramingLen32} {
 		t.Run(f.String(), func(t *testing.T) {
 			srv := startRelay(t, f)
-			p, err := NewPool(PoolOptions{
+			const n = 500
+			p := openPool(t, PoolOptions{
 				Target:  srv.Addr().String(),
 				Framing: f,
 				Sources: []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")},
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer p.Close()
-			const n = 500
-			if err := p.Open(n, 0, time.Now().Add(20*time.Second)); err != nil {
-				t.Fatal(err)
-			}
-			if got := p.Stats.Established.Load(); got != n {
-				kinds, first, _, _ := p.Stats.Failures()
-				t.Fatalf("established %d of %d; failures %v (first %s)", got, n, kinds, first)
-			}
+			}, n)
 			ids := p.IDs()
 			for _, id := range ids {
 				if !srv.Connected(id) {
@@ -68,7 +58,7 @@ func TestPoolHoldsConnectionsAndTimesMessages(t *testing.T) {
 				big[i] = 'b'
 			}
 			for i, id := range ids[:100] {
-				payload := AppendStamp(nil, time.Now())
+				payload := stamp.Append(nil, time.Now())
 				payload = append(payload, "hello"...)
 				if i == 0 && f == relay.FramingLen32 {
 					payload = append(payload, big[:60<<10]...)
@@ -133,20 +123,6 @@ func TestPoolNoticesAClosedConnection(t *testing.T) {
 	}
 }
 
-func TestStampRoundTrip(t *testing.T) {
-	now := time.Now()
-	b := AppendStamp(nil, now)
-	ts, ok := ParseStamp(append(b, "rest:of:payload"...))
-	if !ok || ts != now.UnixNano() {
-		t.Fatalf("ParseStamp = %d, %v", ts, ok)
-	}
-	for _, bad := range []string{"", "@pr1:", "@pr1:12", "@pr1:x:", "@pr2:1:", "@pr1::"} {
-		if _, ok := ParseStamp([]byte(bad)); ok {
-			t.Errorf("ParseStamp(%q) accepted", bad)
-		}
-	}
-}
-
 func TestHistogramQuantiles(t *testing.T) {
 	var h Histogram
 	for i := 1; i <= 1000; i++ {
@@ -169,12 +145,21 @@ func TestHistogramQuantiles(t *testing.T) {
 	}
 }
 
-func FuzzParseStamp(f *testing.F) {
-	f.Add([]byte("@pr1:1732200000123456789:x"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		ts, ok := ParseStamp(b)
-		if ok && ts < 0 {
-			t.Fatalf("negative stamp %d from %q", ts, b)
-		}
-	})
+// openPool opens n connections with opts and fails the test unless all of
+// them hold an ID. The pool closes with the test.
+func openPool(t *testing.T, opts PoolOptions, n int) *Pool {
+	t.Helper()
+	p, err := NewPool(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	if err := p.Open(n, 0, time.Now().Add(20*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Stats.Established.Load(); got != int64(n) {
+		kinds, first, _, _ := p.Stats.Failures()
+		t.Fatalf("established %d of %d; failures %v (first %s)", got, n, kinds, first)
+	}
+	return p
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushrelay/pushrelay/pkg/stamp"
 	"github.com/pushrelay/pushrelay/relay"
 )
 
@@ -51,7 +52,7 @@ func TestRunOverWorkersAndSources(t *testing.T) {
 		if p.Established == 2000 && srv.Len() == 2000 && ctx.Err() == nil {
 			ids, _, _ := srv.List("", 100)
 			for _, id := range ids {
-				srv.Send(id, AppendStamp(nil, time.Now()))
+				srv.Send(id, stamp.Append(nil, time.Now()))
 			}
 			go func() { time.Sleep(300 * time.Millisecond); cancel() }()
 		}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/klauspost/compress/flate"
 
-	"github.com/pushrelay/pushrelay/relay"
+	"github.com/pushrelay/pushrelay/pkg/framing"
 )
 
 // Web says which browser transport a pool's clients speak to the relay's
@@ -36,13 +36,13 @@ func (w Web) String() string {
 // ParseFraming reads a client framing as given to `pushrelay loadgen
 // --framing`: the raw listener's nul, line or len32, or a browser
 // transport: ws, ws-deflate or sse.
-func ParseFraming(s string) (relay.Framing, Web, error) {
+func ParseFraming(s string) (framing.Framing, Web, error) {
 	for i, name := range webNames {
 		if i > 0 && strings.EqualFold(s, name) {
-			return relay.FramingNUL, Web(i), nil
+			return framing.NUL, Web(i), nil
 		}
 	}
-	f, err := relay.ParseFraming(s)
+	f, err := framing.Parse(s)
 	if err != nil {
 		return 0, 0, fmt.Errorf("unknown framing %q (want nul, line, len32, ws, ws-deflate or sse)", s)
 	}
@@ -50,7 +50,7 @@ func ParseFraming(s string) (relay.Framing, Web, error) {
 }
 
 // FramingName names a pool's framing as ParseFraming reads it.
-func FramingName(f relay.Framing, w Web) string {
+func FramingName(f framing.Framing, w Web) string {
 	if w != WebNone {
 		return w.String()
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/klauspost/compress/flate"
 
+	"github.com/pushrelay/pushrelay/pkg/stamp"
 	"github.com/pushrelay/pushrelay/relay"
 )
 
@@ -34,25 +35,14 @@ func TestPoolSpeaksWebTransports(t *testing.T) {
 			if err != nil || web == WebNone {
 				t.Fatalf("ParseFraming(%q): %v %v", name, web, err)
 			}
-			p, err := NewPool(PoolOptions{Target: srv.WebAddr().String(), Framing: framing, Web: web})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer p.Close()
 			const n = 100
-			if err := p.Open(n, 0, time.Now().Add(20*time.Second)); err != nil {
-				t.Fatal(err)
-			}
-			if got := p.Stats.Established.Load(); got != n {
-				kinds, first, _, _ := p.Stats.Failures()
-				t.Fatalf("established %d of %d; failures %v (first %s)", got, n, kinds, first)
-			}
+			p := openPool(t, PoolOptions{Target: srv.WebAddr().String(), Framing: framing, Web: web}, n)
 			for _, id := range p.IDs() {
 				if !srv.Connected(id) {
 					t.Fatalf("pool has ID %s the relay does not know", id)
 				}
 			}
-			payload := AppendStamp(nil, time.Now())
+			payload := stamp.Append(nil, time.Now())
 			payload = append(payload, strings.Repeat(`{"k":"v"},`, 200)...) // 2 KB: compressed
 			for _, id := range p.IDs() {
 				srv.Send(id, payload)

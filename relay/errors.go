@@ -1,12 +1,16 @@
 package relay
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/pushrelay/pushrelay/pkg/framing"
+)
 
 // Sentinel errors of package relay. Callers match them with errors.Is; the
 // wrapped message says what exactly was wrong.
 var (
 	// ErrBadPayload: the payload holds a byte the framing cannot carry.
-	ErrBadPayload = errors.New("payload not allowed by framing")
+	ErrBadPayload = framing.ErrBadPayload
 	// ErrEmpty: the payload is empty, which a client would read as a
 	// heartbeat.
 	ErrEmpty = errors.New("empty payload")

@@ -3,23 +3,20 @@ package relay
 import (
 	"crypto/rand"
 	"encoding/base64"
-	"unsafe"
+
+	"github.com/pushrelay/pushrelay/pkg/clientid"
 )
 
-// IDBytes is the size of a client ID: 16 bytes. A standalone relay draws all
-// 128 bits from crypto/rand. A relay in a cluster (Config.NodeID non-zero)
-// writes its node ID, big-endian, in the first two bytes and draws the other
-// 112 bits: any node finds the owner of an ID in the ID itself, with no
-// lookup table, and 112 random bits still make guessing a live ID hopeless
-// (a million clients: one chance in 5*10^27 per guess).
-const IDBytes = 16
-
-// NodeIDBytes is how many leading bytes of a clustered ID name its node.
-const NodeIDBytes = 2
-
-// IDLen is the length of an ID as written to clients: 16 bytes in unpadded
-// URL-safe base64, so 22 characters of [A-Za-z0-9_-].
-const IDLen = (IDBytes*8 + 5) / 6
+// The ID format lives in pkg/clientid; these names keep relay's API as it
+// was.
+const (
+	// IDBytes is the size of a client ID: 16 bytes (clientid.Bytes).
+	IDBytes = clientid.Bytes
+	// NodeIDBytes is how many leading bytes of a clustered ID name its node.
+	NodeIDBytes = clientid.NodeBytes
+	// IDLen is the length of an ID as written to clients: 22 characters.
+	IDLen = clientid.Len
+)
 
 // idSource hands out random client IDs. It reads crypto/rand in blocks so an
 // accept costs one getrandom call per idBlock/IDBytes connections, not one
@@ -45,85 +42,30 @@ func (s *idSource) next() (raw [IDBytes]byte) {
 	// Wipe what was used so a core dump does not list past IDs.
 	clear(used)
 	s.avail -= IDBytes
-	if s.node != 0 {
-		raw[0], raw[1] = byte(s.node>>8), byte(s.node)
-	}
+	clientid.SetNode(&raw, s.node)
 	return raw
 }
 
 // encodeID writes the text form of an ID's random bytes.
-func encodeID(raw *[IDBytes]byte) (text [IDLen]byte) {
-	base64.RawURLEncoding.Encode(text[:], raw[:])
-	return text
-}
+func encodeID(raw *[IDBytes]byte) (text [IDLen]byte) { return clientid.Encode(raw) }
 
 // idString returns the text form of an ID's random bytes (allocates).
-func idString(raw *[IDBytes]byte) string {
-	text := encodeID(raw)
-	return string(text[:])
-}
+func idString(raw *[IDBytes]byte) string { return clientid.Format(raw) }
 
 // FormatID returns the text form of an ID's 16 bytes (allocates).
-func FormatID(raw *[IDBytes]byte) string { return idString(raw) }
+func FormatID(raw *[IDBytes]byte) string { return clientid.Format(raw) }
 
-// ParseID returns the 16 bytes of an ID the relay could have issued: exactly
-// IDLen characters of the URL-safe alphabet. Longer IDs, which ValidID
-// accepts for the future, are never issued today; ok is false for them.
-func ParseID(id string) (raw [IDBytes]byte, ok bool) {
-	if len(id) != IDLen {
-		return raw, false
-	}
-	n, err := base64.RawURLEncoding.Decode(raw[:], unsafeBytes(id))
-	return raw, err == nil && n == IDBytes
-}
+// ParseID returns the 16 bytes of an ID the relay could have issued; see
+// clientid.Parse.
+func ParseID(id string) (raw [IDBytes]byte, ok bool) { return clientid.Parse(id) }
 
 // NodeOf returns the node ID carried by an ID a clustered relay issued
-// (Config.NodeID), reading only its first three characters: ok is false if
-// the ID cannot be one the relay issued. For IDs of a standalone relay the
-// value means nothing.
-func NodeOf(id string) (node uint16, ok bool) {
-	if len(id) != IDLen {
-		return 0, false
-	}
-	// 3 characters carry 18 bits: the node's 16, then 2 of the random part.
-	var v uint32
-	for i := 0; i < 3; i++ {
-		d := b64Value[id[i]]
-		if d == 0xff {
-			return 0, false
-		}
-		v = v<<6 | uint32(d)
-	}
-	return uint16(v >> 2), true
-}
-
-// b64Value maps a byte to its value in the URL-safe base64 alphabet, or
-// 0xff.
-var b64Value = func() (t [256]byte) {
-	for i := range t {
-		t[i] = 0xff
-	}
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-	for i := 0; i < len(alphabet); i++ {
-		t[alphabet[i]] = byte(i)
-	}
-	return t
-}()
+// (Config.NodeID); see clientid.NodeOf.
+func NodeOf(id string) (node uint16, ok bool) { return clientid.NodeOf(id) }
 
 // ValidID reports whether id is shaped like a client ID: 22 to 64 characters
 // of the URL-safe alphabet. It does not say whether the ID is connected.
-func ValidID(id string) bool {
-	if len(id) < 22 || len(id) > 64 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
+func ValidID(id string) bool { return clientid.Valid(id) }
 
 // newInstanceID returns 8 random bytes in URL-safe base64.
 func newInstanceID() string {
@@ -131,6 +73,3 @@ func newInstanceID() string {
 	_, _ = rand.Read(b[:])
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
-
-// unsafeBytes views s as bytes for a read-only use (decoding).
-func unsafeBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }

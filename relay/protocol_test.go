@@ -5,37 +5,6 @@ import (
 	"testing"
 )
 
-func TestFramingNamesRoundTrip(t *testing.T) {
-	for _, f := range allFramings {
-		got, err := ParseFraming(f.String())
-		if err != nil || got != f {
-			t.Errorf("ParseFraming(%q) = %v, %v", f.String(), got, err)
-		}
-	}
-	if _, err := ParseFraming("xml"); err == nil || !strings.Contains(err.Error(), "nul, line or len32") {
-		t.Errorf("ParseFraming(xml) error %v does not list the choices", err)
-	}
-}
-
-func TestAppendFrameBytes(t *testing.T) {
-	cases := []struct {
-		f    Framing
-		in   string
-		want string
-	}{
-		{FramingNUL, "hi", "hi\x00"},
-		{FramingLine, "hi", "hi\n"},
-		{FramingLen32, "hi", "\x00\x00\x00\x02hi"},
-		{FramingLen32, "", "\x00\x00\x00\x00"},
-		{FramingNUL, "", "\x00"},
-	}
-	for _, tc := range cases {
-		if got := string(tc.f.AppendFrame(nil, []byte(tc.in))); got != tc.want {
-			t.Errorf("%s.AppendFrame(%q) = %q, want %q", tc.f, tc.in, got, tc.want)
-		}
-	}
-}
-
 func TestIDsAreWellFormedAndDistinct(t *testing.T) {
 	var src idSource
 	seen := map[string]bool{}

@@ -404,7 +404,7 @@ func (s *Server) check(payload []byte) Status {
 	}
 	// With a web listener a WebSocket can carry any bytes: the framing is
 	// judged per recipient (transport.go).
-	if s.cfg.Web == "" && !s.cfg.Framing.carries(payload) {
+	if s.cfg.Web == "" && !s.cfg.Framing.Carries(payload) {
 		return BadPayload
 	}
 	return Queued
@@ -460,7 +460,7 @@ func (s *Server) send(id string, payload []byte, direct bool) Status {
 		s.counters.drops[DropSlow].Add(1)
 		return DroppedSlow
 	}
-	if sess.transport == transportRaw && s.cfg.Web != "" && !s.cfg.Framing.carries(payload) {
+	if sess.transport == transportRaw && s.cfg.Web != "" && !s.cfg.Framing.Carries(payload) {
 		s.counters.drops[DropUnsupported].Add(1)
 		return Unsupported // check let it through for the browsers
 	}

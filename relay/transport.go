@@ -93,7 +93,7 @@ func (s *Server) encode(payload []byte, set encodings) *Frame {
 	if set&^encRaw == 0 {
 		return encodeFrame(s.cfg.Framing, payload)
 	}
-	if set&encRaw != 0 && !s.cfg.Framing.carries(payload) {
+	if set&encRaw != 0 && !s.cfg.Framing.Carries(payload) {
 		set &^= encRaw // for the browsers only: raw clients count it unsupported
 	}
 	text := utf8.Valid(payload)

@@ -76,6 +76,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/pushrelay/pushrelay/pkg/bin"
 )
 
 // HeaderLen is the length of the fixed part of a frame: length, kind,
@@ -305,116 +307,42 @@ func AppendCounts(dst []byte, c Counts) []byte {
 	return dst
 }
 
-// Reader walks a body field by field. The first error sticks: check Err
-// once at the end. Slices it returns alias the body.
+// Reader walks a body field by field (a bin.Reader: U8, U16, U32, U64,
+// Str8, Str16, Rest). The first error sticks: check Err once at the end.
+// Slices it returns alias the body.
 type Reader struct {
-	b   []byte
-	err error
+	bin.Reader
+	err error // ErrTrailing from End, or the short read's error once built
 }
 
 // NewReader reads body.
-func NewReader(body []byte) Reader { return Reader{b: body} }
-
-func (r *Reader) fail(what string) {
-	if r.err == nil {
-		r.err = fmt.Errorf("%w: reading %s", ErrShort, what)
-	}
-	r.b = nil
-}
-
-// U8 reads one byte.
-func (r *Reader) U8(what string) uint8 {
-	if len(r.b) < 1 {
-		r.fail(what)
-		return 0
-	}
-	v := r.b[0]
-	r.b = r.b[1:]
-	return v
-}
-
-// U16 reads a big-endian uint16.
-func (r *Reader) U16(what string) uint16 {
-	if len(r.b) < 2 {
-		r.fail(what)
-		return 0
-	}
-	v := binary.BigEndian.Uint16(r.b)
-	r.b = r.b[2:]
-	return v
-}
-
-// U32 reads a big-endian uint32.
-func (r *Reader) U32(what string) uint32 {
-	if len(r.b) < 4 {
-		r.fail(what)
-		return 0
-	}
-	v := binary.BigEndian.Uint32(r.b)
-	r.b = r.b[4:]
-	return v
-}
-
-// U64 reads a big-endian uint64.
-func (r *Reader) U64(what string) uint64 {
-	if len(r.b) < 8 {
-		r.fail(what)
-		return 0
-	}
-	v := binary.BigEndian.Uint64(r.b)
-	r.b = r.b[8:]
-	return v
-}
-
-// Str8 reads a u8-length-prefixed string as a slice of the body.
-func (r *Reader) Str8(what string) []byte {
-	n := int(r.U8(what))
-	if len(r.b) < n {
-		r.fail(what)
-		return nil
-	}
-	v := r.b[:n:n]
-	r.b = r.b[n:]
-	return v
-}
-
-// Str16 reads a u16-length-prefixed string as a slice of the body.
-func (r *Reader) Str16(what string) []byte {
-	n := int(r.U16(what))
-	if len(r.b) < n {
-		r.fail(what)
-		return nil
-	}
-	v := r.b[:n:n]
-	r.b = r.b[n:]
-	return v
-}
+func NewReader(body []byte) Reader { return Reader{Reader: bin.New(body)} }
 
 // Counts reads a Counts, with its optional fifth and sixth fields.
 func (r *Reader) Counts() Counts {
 	c := Counts{Queued: r.U32("queued count"), UnknownID: r.U32("unknown count"), DroppedSlow: r.U32("dropped count"), Overloaded: r.U32("overloaded count")}
-	if len(r.b) >= 4 {
+	if r.Len() >= 4 {
 		c.Unsupported = r.U32("unsupported count")
 	}
-	if len(r.b) >= 4 {
+	if r.Len() >= 4 {
 		c.Unreachable = r.U32("unreachable count")
 	}
 	return c
 }
 
-// Rest returns the remaining bytes.
-func (r *Reader) Rest() []byte {
-	v := r.b
-	r.b = nil
-	return v
-}
-
 // End records an error if bytes remain.
 func (r *Reader) End() {
-	if r.err == nil && len(r.b) > 0 {
-		r.err = fmt.Errorf("%w: %d", ErrTrailing, len(r.b))
+	if r.err == nil && !r.Failed() && r.Len() > 0 {
+		r.err = fmt.Errorf("%w: %d", ErrTrailing, r.Len())
 	}
 }
 
-// Err returns the first error.
-func (r *Reader) Err() error { return r.err }
+// Err returns the first error: a field the body was too short for
+// (ErrShort), or bytes after the last field (ErrTrailing).
+func (r *Reader) Err() error {
+	if r.err == nil && r.Failed() {
+		what, _ := r.Failure()
+		r.err = fmt.Errorf("%w: reading %s", ErrShort, what)
+	}
+	return r.err
+}
