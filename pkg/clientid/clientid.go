@@ -53,9 +53,13 @@ func Parse(id string) (raw [Bytes]byte, ok bool) {
 	if len(id) != Len {
 		return raw, false
 	}
-	n, err := base64.RawURLEncoding.Decode(raw[:], unsafeBytes(id))
+	n, err := strict.Decode(raw[:], unsafeBytes(id))
 	return raw, err == nil && n == Bytes
 }
+
+// strict refuses an ID whose last character sets bits past the 16 bytes:
+// each ID has one spelling, so a push names the same client on every node.
+var strict = base64.RawURLEncoding.Strict()
 
 // NodeOf returns the node ID carried by an ID a clustered relay issued
 // (its Config.NodeID), reading only its first three characters: ok is
