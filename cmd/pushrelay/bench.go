@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pushrelay/pushrelay/bench"
+	"github.com/pushrelay/pushrelay/internal/bench"
 	"github.com/pushrelay/pushrelay/relay"
 )
 

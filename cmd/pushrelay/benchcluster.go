@@ -8,10 +8,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pushrelay/pushrelay/bench"
+	"github.com/pushrelay/pushrelay/internal/bench"
 )
 
-// runBenchCluster is `pushrelay bench cluster` (bench/cluster.go).
+// runBenchCluster is `pushrelay bench cluster` (internal/bench/cluster.go).
 func runBenchCluster(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("bench cluster", "Starts a NATS server and relay nodes joined through it (--nats), holds idle clients on node 1 and on node 2, pushes through node 1's ingress socket at a steady pace to node 1's clients and to node 2's in alternating phases, and reports latency from push to read and of the reply for both, and what the cross-node hop adds.", stderr)
 	var (

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pushrelay/pushrelay/bench"
+	"github.com/pushrelay/pushrelay/internal/bench"
 )
 
 func runBenchWeb(args []string, stdout, stderr io.Writer) int {
