@@ -341,7 +341,8 @@ type CapacityResult struct {
 }
 
 // windowCollector merges the latency windows the load generator's runs
-// report, so a measurement can take what arrived since it began.
+// report, so a measurement can take what arrived since it began. The
+// capacity ramp and the cluster bench share it.
 type windowCollector struct {
 	mu       sync.Mutex
 	hist     loadgen.Histogram
@@ -380,6 +381,17 @@ func (w *windowCollector) count() int64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return int64(w.hist.Count())
+}
+
+// messages is the frames the runs have read so far, their latest running
+// totals summed.
+func (w *windowCollector) messages() (n int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, p := range w.progress {
+		n += p.Messages
+	}
+	return n
 }
 
 // awaitQuiet is how long a measurement waits for one more frame before it

@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pushrelay/pushrelay/ingress/client"
@@ -523,36 +522,6 @@ func RunClusterCapacity(ctx context.Context, opts ClusterCapacityOptions) (*Clus
 	return res, nil
 }
 
-// latencyCollector merges the load generator's latency windows.
-type latencyCollector struct {
-	mu       sync.Mutex
-	hist     loadgen.Histogram
-	messages map[int]int64 // latest running total per callback
-}
-
-func (c *latencyCollector) progress(p loadgen.Progress) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if p.Window != nil {
-		c.hist.Merge(p.Window)
-	}
-	c.messages[0] = p.Messages
-}
-
-func (c *latencyCollector) take() loadgen.Histogram {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	h := c.hist
-	c.hist = loadgen.Histogram{}
-	return h
-}
-
-func (c *latencyCollector) count() int64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.messages[0]
-}
-
 // capacityRun measures one setup: nodes relays (a standalone one if natsURL
 // is empty) on one port, conns clients from the load generator's worker
 // processes.
@@ -602,7 +571,7 @@ func clusterCapacityRun(ctx context.Context, opts ClusterCapacityOptions, nodes,
 	}
 
 	say("%d clients on %s", conns, target)
-	col := &latencyCollector{messages: map[int]int64{}}
+	col := newWindowCollector()
 	runCtx, stopRun := context.WithCancel(ctx)
 	runDone := make(chan error, 1)
 	start := time.Now()
@@ -611,7 +580,7 @@ func clusterCapacityRun(ctx context.Context, opts ClusterCapacityOptions, nodes,
 			Target: target, Conns: conns, Rate: opts.Rate,
 			Duration: 24 * time.Hour, Deadline: 24 * time.Hour,
 			Sources:  loadgen.AutoSources(target, conns),
-			Progress: col.progress,
+			Progress: col.callback(0),
 		})
 		runDone <- err
 	}()
@@ -675,7 +644,7 @@ func clusterCapacityRun(ctx context.Context, opts ClusterCapacityOptions, nodes,
 			return r, err
 		}
 		col.take()
-		m0 := col.count()
+		m0 := col.messages()
 		buf = StampedPayload(buf[:0], time.Now(), 64)
 		counts, err := api.Broadcast(ctx, buf)
 		if err != nil {
@@ -684,7 +653,7 @@ func clusterCapacityRun(ctx context.Context, opts ClusterCapacityOptions, nodes,
 		r.BroadcastQueued = append(r.BroadcastQueued, int(counts.Queued))
 		r.Errors += int64(conns-int(counts.Queued)) + int64(counts.Unreachable)
 		waitUntil := time.Now().Add(30 * time.Second)
-		for col.count()-m0 < int64(counts.Queued) && time.Now().Before(waitUntil) {
+		for col.messages()-m0 < int64(counts.Queued) && time.Now().Before(waitUntil) {
 			time.Sleep(50 * time.Millisecond)
 		}
 		time.Sleep(1500 * time.Millisecond) // the last progress window
