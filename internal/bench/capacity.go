@@ -70,9 +70,8 @@ type CapacityOptions struct {
 }
 
 func (o CapacityOptions) withDefaults() (CapacityOptions, error) {
-	if o.Target == 0 {
-		o.Target = 50000
-	}
+	d := CapacityDefaults()
+	orZero(&o.Target, d.Target)
 	if o.Target < 0 {
 		return o, fmt.Errorf("bench: capacity: target %d: want a positive count", o.Target)
 	}
@@ -94,9 +93,7 @@ func (o CapacityOptions) withDefaults() (CapacityOptions, error) {
 			return o, fmt.Errorf("bench: capacity: steps %v: want increasing positive counts", o.Steps)
 		}
 	}
-	if len(o.Servers) == 0 {
-		o.Servers = []string{ServerRelay, ServerBaseline, ServerFloor}
-	}
+	orEmpty(&o.Servers, d.Servers)
 	if o.Servers[0] != ServerRelay {
 		return o, fmt.Errorf("bench: capacity: servers %v: the relay comes first", o.Servers)
 	}
@@ -105,36 +102,22 @@ func (o CapacityOptions) withDefaults() (CapacityOptions, error) {
 			return o, fmt.Errorf("bench: capacity: servers %v: after the relay, want %s and %s, each once", o.Servers, ServerBaseline, ServerFloor)
 		}
 	}
-	if o.Broadcasts == 0 {
-		o.Broadcasts = 3
-	}
-	if o.Payload == 0 {
-		o.Payload = 64
-	}
-	if o.UnicastRate == 0 {
-		o.UnicastRate = 500
-	}
-	if o.Unicasts == 0 {
-		o.Unicasts = 500
-	}
+	orZero(&o.Broadcasts, d.Broadcasts)
+	orZero(&o.Payload, d.Payload)
+	orZero(&o.UnicastRate, d.UnicastRate)
+	orZero(&o.Unicasts, d.Unicasts)
 	if o.Broadcasts < 0 || o.UnicastRate < 0 || o.UnicastRate > 1e6 {
 		return o, fmt.Errorf("bench: capacity: broadcasts %d, unicasts %d at %d/s: want positive counts, at most 1,000,000/s", o.Broadcasts, o.Unicasts, o.UnicastRate)
 	}
 	if o.Payload < 0 || o.Payload > relay.DefaultMaxMessage {
 		return o, fmt.Errorf("bench: capacity: payload %d: want 1 to %d bytes", o.Payload, relay.DefaultMaxMessage)
 	}
-	if o.Throughput == 0 {
-		o.Throughput = time.Second
-	}
+	orZero(&o.Throughput, d.Throughput)
 	if o.Throughput > 10*time.Minute {
 		return o, fmt.Errorf("bench: capacity: throughput phase %v: want at most 10m", o.Throughput)
 	}
-	if o.Settle == 0 {
-		o.Settle = time.Second
-	}
-	if o.StepTimeout == 0 {
-		o.StepTimeout = 60 * time.Second
-	}
+	orZero(&o.Settle, d.Settle)
+	orZero(&o.StepTimeout, d.StepTimeout)
 	if o.Stderr == nil {
 		o.Stderr = os.Stderr
 	}

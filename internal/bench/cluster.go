@@ -70,27 +70,14 @@ func DefaultNATSCommand() ([]string, error) {
 }
 
 func (o ClusterOptions) withDefaults() (ClusterOptions, error) {
-	if o.Nodes == 0 {
-		o.Nodes = 2
-	}
-	if o.Conns == 0 {
-		o.Conns = 1000
-	}
-	if o.Rate == 0 {
-		o.Rate = 1000
-	}
-	if o.Duration == 0 {
-		o.Duration = 5 * time.Second
-	}
-	if o.Rounds == 0 {
-		o.Rounds = 3
-	}
-	if o.Payload == 0 {
-		o.Payload = 64
-	}
-	if o.Pause == 0 {
-		o.Pause = 500 * time.Millisecond
-	}
+	d := ClusterDefaults()
+	orZero(&o.Nodes, d.Nodes)
+	orZero(&o.Conns, d.Conns)
+	orZero(&o.Rate, d.Rate)
+	orZero(&o.Duration, d.Duration)
+	orZero(&o.Rounds, d.Rounds)
+	orZero(&o.Payload, d.Payload)
+	orZero(&o.Pause, d.Pause)
 	if o.Nodes < 2 || o.Nodes > 16 || o.Conns <= 0 || o.Rate <= 0 || o.Duration <= 0 || o.Rounds <= 0 || o.Payload <= 0 {
 		return o, errors.New("bench: cluster: want 2 to 16 nodes and positive conns, rate, duration, rounds and payload")
 	}
@@ -402,30 +389,19 @@ type ClusterCapacityOptions struct {
 const CapacityOff = -1
 
 func (o ClusterCapacityOptions) withDefaults() (ClusterCapacityOptions, error) {
-	if o.Conns == 0 {
-		o.Conns = 50000
-	}
-	if o.Nodes == 0 {
-		o.Nodes = 3
-	}
+	d := ClusterCapacityDefaults()
+	orZero(&o.Conns, d.Conns)
+	orZero(&o.Nodes, d.Nodes)
 	switch o.Single {
 	case 0:
-		o.Single = 18000
+		o.Single = d.Single
 	case CapacityOff:
 		o.Single = 0
 	}
-	if o.Rate == 0 {
-		o.Rate = 10000
-	}
-	if o.Broadcasts == 0 {
-		o.Broadcasts = 3
-	}
-	if o.Unicasts == 0 {
-		o.Unicasts = 2000
-	}
-	if o.UnicastRate == 0 {
-		o.UnicastRate = 500
-	}
+	orZero(&o.Rate, d.Rate)
+	orZero(&o.Broadcasts, d.Broadcasts)
+	orZero(&o.Unicasts, d.Unicasts)
+	orZero(&o.UnicastRate, d.UnicastRate)
 	if o.Conns <= 0 || o.Nodes < 2 || o.Nodes > 16 || o.Single < 0 || o.Rate <= 0 || o.Broadcasts <= 0 || o.Unicasts <= 0 || o.UnicastRate <= 0 {
 		return o, errors.New("bench: cluster capacity: want positive counts and rates, and 2 to 16 nodes")
 	}

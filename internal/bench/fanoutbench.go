@@ -75,58 +75,35 @@ type FanoutOptions struct {
 }
 
 func (o FanoutOptions) withDefaults() (FanoutOptions, error) {
-	if len(o.Sizes) == 0 {
-		o.Sizes = []int{1000, 5000, 10000, 19000}
-	}
+	d := FanoutDefaults()
+	orEmpty(&o.Sizes, d.Sizes)
 	for _, n := range o.Sizes {
 		if n <= 0 {
 			return o, fmt.Errorf("bench: fanout: size %d: want a positive count", n)
 		}
 	}
-	if len(o.Servers) == 0 {
-		o.Servers = []string{ServerRelay, ServerBaseline, ServerFloor}
-	}
+	orEmpty(&o.Servers, d.Servers)
 	for _, s := range o.Servers {
 		if s != ServerRelay && s != ServerBaseline && s != ServerFloor {
 			return o, fmt.Errorf("bench: fanout: server %q: want %s, %s or %s", s, ServerRelay, ServerBaseline, ServerFloor)
 		}
 	}
-	if o.Broadcasts <= 0 {
-		o.Broadcasts = 20
-	}
-	if o.Warmup == 0 {
-		o.Warmup = 2
-	}
+	orPositive(&o.Broadcasts, d.Broadcasts)
+	orZero(&o.Warmup, d.Warmup)
 	if o.Warmup < 0 {
 		o.Warmup = 0
 	}
-	if o.Payload == 0 {
-		o.Payload = 32
-	}
+	orZero(&o.Payload, d.Payload)
 	if o.Payload < 0 || o.Payload > relay.DefaultMaxMessage {
 		return o, fmt.Errorf("bench: fanout: payload %d: want 1 to %d bytes", o.Payload, relay.DefaultMaxMessage)
 	}
-	if o.Gap == 0 {
-		o.Gap = 20 * time.Millisecond
-	}
-	if o.CoalesceClients == 0 {
-		o.CoalesceClients = 1000
-	}
-	if o.Burst <= 0 {
-		o.Burst = 8
-	}
-	if o.Bursts <= 0 {
-		o.Bursts = 200
-	}
-	if o.BusyClients == 0 {
-		o.BusyClients = 18000
-	}
-	if o.BusyRate <= 0 {
-		o.BusyRate = 1000
-	}
-	if o.BusyDuration <= 0 {
-		o.BusyDuration = 5 * time.Second
-	}
+	orZero(&o.Gap, d.Gap)
+	orZero(&o.CoalesceClients, d.CoalesceClients)
+	orPositive(&o.Burst, d.Burst)
+	orPositive(&o.Bursts, d.Bursts)
+	orZero(&o.BusyClients, d.BusyClients)
+	orPositive(&o.BusyRate, d.BusyRate)
+	orPositive(&o.BusyDuration, d.BusyDuration)
 	if o.BusyDuration > 10*time.Minute {
 		return o, fmt.Errorf("bench: fanout: busy duration %v: want at most 10m", o.BusyDuration)
 	}

@@ -63,44 +63,29 @@ type IngressOptions struct {
 }
 
 func (o IngressOptions) withDefaults() (IngressOptions, error) {
-	if len(o.Conns) == 0 {
-		o.Conns = []int{1000, 18000}
-	}
+	d := IngressDefaults()
+	orEmpty(&o.Conns, d.Conns)
 	for _, n := range o.Conns {
 		if n <= 0 {
 			return o, fmt.Errorf("bench: ingress: conns %d: want a positive count", n)
 		}
 	}
-	if o.Rate == 0 {
-		o.Rate = 1000
-	}
+	orZero(&o.Rate, d.Rate)
 	if o.Rate < 0 {
 		return o, fmt.Errorf("bench: ingress: rate %v: want a positive rate", o.Rate)
 	}
-	if o.Duration == 0 {
-		o.Duration = 5 * time.Second
-	}
+	orZero(&o.Duration, d.Duration)
 	if o.Duration < 0 || o.Duration > 10*time.Minute {
 		return o, fmt.Errorf("bench: ingress: duration %v: want more than 0 and at most 10m", o.Duration)
 	}
-	if o.Payload == 0 {
-		o.Payload = 64
-	}
+	orZero(&o.Payload, d.Payload)
 	if o.Payload < 0 || o.Payload > relay.DefaultMaxMessage {
 		return o, fmt.Errorf("bench: ingress: payload %d: want 1 to %d bytes", o.Payload, relay.DefaultMaxMessage)
 	}
-	if o.UnixWorkers <= 0 {
-		o.UnixWorkers = 4
-	}
-	if o.Batch <= 0 {
-		o.Batch = 256
-	}
-	if o.HTTPWorkers <= 0 {
-		o.HTTPWorkers = 8
-	}
-	if o.Pause == 0 {
-		o.Pause = 500 * time.Millisecond
-	}
+	orPositive(&o.UnixWorkers, d.UnixWorkers)
+	orPositive(&o.Batch, d.Batch)
+	orPositive(&o.HTTPWorkers, d.HTTPWorkers)
+	orZero(&o.Pause, d.Pause)
 	var err error
 	if len(o.RelayCommand) == 0 {
 		if o.RelayCommand, err = DefaultRelayCommand(); err != nil {
