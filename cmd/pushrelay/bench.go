@@ -178,6 +178,15 @@ func runBenchStorm(args []string, stdout, stderr io.Writer) int {
 	return benchReport(stdout, stderr, "storm", out, res.Started, res, res.Markdown())
 }
 
+// benchRelay is the relay's command with the extra --relay-flags, and the
+// extra --relay-env settings.
+func benchRelay(relayFlags, relayEnv string) (command, env []string, err error) {
+	if command, err = bench.DefaultRelayCommand(); err != nil {
+		return nil, nil, err
+	}
+	return append(command, strings.Fields(relayFlags)...), strings.Fields(relayEnv), nil
+}
+
 // joinInts writes counts as parseIntList reads them.
 func joinInts(ns []int) string {
 	f := make([]string, len(ns))
@@ -231,12 +240,10 @@ func runBenchIngress(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	opts.Stderr = stderr
-	if opts.RelayCommand, err = bench.DefaultRelayCommand(); err != nil {
+	if opts.RelayCommand, opts.RelayEnv, err = benchRelay(relayFlags, relayEnv); err != nil {
 		fmt.Fprintf(stderr, "pushrelay bench ingress: %v\n", err)
 		return 1
 	}
-	opts.RelayCommand = append(opts.RelayCommand, strings.Fields(relayFlags)...)
-	opts.RelayEnv = strings.Fields(relayEnv)
 	ctx, cancel := benchContext()
 	defer cancel()
 	res, err := bench.RunIngress(ctx, opts)
@@ -289,12 +296,10 @@ func runBenchFanout(args []string, stdout, stderr io.Writer) int {
 		opts.BusyClients = -1
 	}
 	opts.Stderr = stderr
-	if opts.RelayCommand, err = bench.DefaultRelayCommand(); err != nil {
+	if opts.RelayCommand, opts.RelayEnv, err = benchRelay(relayFlags, relayEnv); err != nil {
 		fmt.Fprintf(stderr, "pushrelay bench fanout: %v\n", err)
 		return 1
 	}
-	opts.RelayCommand = append(opts.RelayCommand, strings.Fields(relayFlags)...)
-	opts.RelayEnv = strings.Fields(relayEnv)
 	ctx, cancel := benchContext()
 	defer cancel()
 	res, err := bench.RunFanout(ctx, opts)

@@ -118,19 +118,13 @@ func (o CapacityOptions) withDefaults() (CapacityOptions, error) {
 	}
 	orZero(&o.Settle, d.Settle)
 	orZero(&o.StepTimeout, d.StepTimeout)
-	if o.Stderr == nil {
-		o.Stderr = os.Stderr
+	orZero(&o.Stderr, io.Writer(os.Stderr))
+	child := &o.ChildCommand
+	if len(o.Servers) <= 1 {
+		child = nil // the relay alone needs no child
 	}
-	var err error
-	if len(o.RelayCommand) == 0 {
-		if o.RelayCommand, err = DefaultRelayCommand(); err != nil {
-			return o, err
-		}
-	}
-	if len(o.ChildCommand) == 0 && len(o.Servers) > 1 {
-		if o.ChildCommand, err = DefaultChildCommand(); err != nil {
-			return o, err
-		}
+	if err := fillCommands(&o.RelayCommand, child); err != nil {
+		return o, err
 	}
 	return o, nil
 }

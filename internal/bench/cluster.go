@@ -69,6 +69,20 @@ func DefaultNATSCommand() ([]string, error) {
 	return nil, errors.New("bench: cluster: no NATS server: run `make build-nats` (bin/pushrelay-nats beside bin/pushrelay), install nats-server, or pass --nats URL")
 }
 
+// fillClusterCommands fills the relay's command and, unless a NATS URL is
+// given, the NATS server's.
+func fillClusterCommands(natsURL string, natsCmd, relayCmd *[]string) error {
+	if err := fillCommands(relayCmd, nil); err != nil {
+		return err
+	}
+	if natsURL != "" || len(*natsCmd) > 0 {
+		return nil
+	}
+	var err error
+	*natsCmd, err = DefaultNATSCommand()
+	return err
+}
+
 func (o ClusterOptions) withDefaults() (ClusterOptions, error) {
 	d := ClusterDefaults()
 	orZero(&o.Nodes, d.Nodes)
@@ -81,21 +95,8 @@ func (o ClusterOptions) withDefaults() (ClusterOptions, error) {
 	if o.Nodes < 2 || o.Nodes > 16 || o.Conns <= 0 || o.Rate <= 0 || o.Duration <= 0 || o.Rounds <= 0 || o.Payload <= 0 {
 		return o, errors.New("bench: cluster: want 2 to 16 nodes and positive conns, rate, duration, rounds and payload")
 	}
-	if o.Stderr == nil {
-		o.Stderr = os.Stderr
-	}
-	var err error
-	if len(o.RelayCommand) == 0 {
-		if o.RelayCommand, err = DefaultRelayCommand(); err != nil {
-			return o, err
-		}
-	}
-	if o.NATS == "" && len(o.NATSCommand) == 0 {
-		if o.NATSCommand, err = DefaultNATSCommand(); err != nil {
-			return o, err
-		}
-	}
-	return o, nil
+	orZero(&o.Stderr, io.Writer(os.Stderr))
+	return o, fillClusterCommands(o.NATS, &o.NATSCommand, &o.RelayCommand)
 }
 
 // ClusterResult is a RunCluster run.
@@ -405,21 +406,8 @@ func (o ClusterCapacityOptions) withDefaults() (ClusterCapacityOptions, error) {
 	if o.Conns <= 0 || o.Nodes < 2 || o.Nodes > 16 || o.Single < 0 || o.Rate <= 0 || o.Broadcasts <= 0 || o.Unicasts <= 0 || o.UnicastRate <= 0 {
 		return o, errors.New("bench: cluster capacity: want positive counts and rates, and 2 to 16 nodes")
 	}
-	if o.Stderr == nil {
-		o.Stderr = os.Stderr
-	}
-	var err error
-	if len(o.RelayCommand) == 0 {
-		if o.RelayCommand, err = DefaultRelayCommand(); err != nil {
-			return o, err
-		}
-	}
-	if o.NATS == "" && len(o.NATSCommand) == 0 {
-		if o.NATSCommand, err = DefaultNATSCommand(); err != nil {
-			return o, err
-		}
-	}
-	return o, nil
+	orZero(&o.Stderr, io.Writer(os.Stderr))
+	return o, fillClusterCommands(o.NATS, &o.NATSCommand, &o.RelayCommand)
 }
 
 // ClusterCapacityResult is a RunClusterCapacity run: the standalone relay (if

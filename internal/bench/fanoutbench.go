@@ -107,21 +107,8 @@ func (o FanoutOptions) withDefaults() (FanoutOptions, error) {
 	if o.BusyDuration > 10*time.Minute {
 		return o, fmt.Errorf("bench: fanout: busy duration %v: want at most 10m", o.BusyDuration)
 	}
-	var err error
-	if len(o.RelayCommand) == 0 {
-		if o.RelayCommand, err = DefaultRelayCommand(); err != nil {
-			return o, err
-		}
-	}
-	if len(o.ChildCommand) == 0 {
-		if o.ChildCommand, err = DefaultChildCommand(); err != nil {
-			return o, err
-		}
-	}
-	if o.Stderr == nil {
-		o.Stderr = os.Stderr
-	}
-	return o, nil
+	orZero(&o.Stderr, io.Writer(os.Stderr))
+	return o, fillCommands(&o.RelayCommand, &o.ChildCommand)
 }
 
 // FanoutResult is what RunFanout measured.

@@ -63,12 +63,8 @@ func (o IdleOptions) withDefaults() (IdleOptions, error) {
 			return o, fmt.Errorf("bench: idle: server %q: want %s or %s", s, ServerRelay, ServerBaseline)
 		}
 	}
-	if len(o.ChildCommand) == 0 {
-		cmd, err := DefaultChildCommand()
-		if err != nil {
-			return o, err
-		}
-		o.ChildCommand = cmd
+	if err := fillCommands(nil, &o.ChildCommand); err != nil {
+		return o, err
 	}
 	orPositive(&o.Workers, d.Workers)
 	orZero(&o.Warmup, d.Warmup)
@@ -76,9 +72,7 @@ func (o IdleOptions) withDefaults() (IdleOptions, error) {
 		o.Warmup = 0
 	}
 	orZero(&o.Settle, d.Settle)
-	if o.Stderr == nil {
-		o.Stderr = os.Stderr
-	}
+	orZero(&o.Stderr, io.Writer(os.Stderr))
 	return o, nil
 }
 

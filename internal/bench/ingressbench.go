@@ -86,21 +86,8 @@ func (o IngressOptions) withDefaults() (IngressOptions, error) {
 	orPositive(&o.Batch, d.Batch)
 	orPositive(&o.HTTPWorkers, d.HTTPWorkers)
 	orZero(&o.Pause, d.Pause)
-	var err error
-	if len(o.RelayCommand) == 0 {
-		if o.RelayCommand, err = DefaultRelayCommand(); err != nil {
-			return o, err
-		}
-	}
-	if len(o.ChildCommand) == 0 {
-		if o.ChildCommand, err = DefaultChildCommand(); err != nil {
-			return o, err
-		}
-	}
-	if o.Stderr == nil {
-		o.Stderr = os.Stderr
-	}
-	return o, nil
+	orZero(&o.Stderr, io.Writer(os.Stderr))
+	return o, fillCommands(&o.RelayCommand, &o.ChildCommand)
 }
 
 // Paths a push takes in the ingress bench.

@@ -1,6 +1,8 @@
 package bench
 
-import "time"
+import (
+	"time"
+)
 
 // Each scenario's defaults are written here once. A scenario's withDefaults
 // fills every zero field from them, and `pushrelay bench` binds its flags
@@ -87,4 +89,19 @@ func orEmpty[T any](v *[]T, d []T) {
 	if len(*v) == 0 {
 		*v = d
 	}
+}
+
+// fillCommands fills an empty relay or child command with its default; a
+// nil pointer is a command the scenario does not start.
+func fillCommands(relayCmd, childCmd *[]string) error {
+	var err error
+	if relayCmd != nil && len(*relayCmd) == 0 {
+		if *relayCmd, err = DefaultRelayCommand(); err != nil {
+			return err
+		}
+	}
+	if childCmd != nil && len(*childCmd) == 0 {
+		*childCmd, err = DefaultChildCommand()
+	}
+	return err
 }

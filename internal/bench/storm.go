@@ -72,12 +72,8 @@ func (o StormOptions) withDefaults() (StormOptions, error) {
 			return o, fmt.Errorf("bench: storm: server %q: want %s, %s, %s or %s", s, ServerAccept4, ServerAccept4Write, ServerRelay, ServerBaseline)
 		}
 	}
-	if len(o.ChildCommand) == 0 {
-		cmd, err := DefaultChildCommand()
-		if err != nil {
-			return o, err
-		}
-		o.ChildCommand = cmd
+	if err := fillCommands(nil, &o.ChildCommand); err != nil {
+		return o, err
 	}
 	orPositive(&o.Dialers, d.Dialers)
 	orPositive(&o.Rounds, d.Rounds)
@@ -92,9 +88,7 @@ func (o StormOptions) withDefaults() (StormOptions, error) {
 	orPositive(&o.Timeout, d.Timeout)
 	orZero(&o.Pause, d.Pause)
 	orPositive(&o.Poll, d.Poll)
-	if o.Stderr == nil {
-		o.Stderr = os.Stderr
-	}
+	orZero(&o.Stderr, io.Writer(os.Stderr))
 	return o, nil
 }
 

@@ -58,16 +58,10 @@ func (o WebOptions) withDefaults() (WebOptions, error) {
 	if o.Conns < 1 || o.Broadcasts < 1 || o.Size < 64 {
 		return o, fmt.Errorf("bench web: want at least 1 connection, 1 broadcast and a 64-byte payload")
 	}
-	if len(o.RelayCommand) == 0 {
-		cmd, err := DefaultRelayCommand()
-		if err != nil {
-			return o, err
-		}
-		o.RelayCommand = cmd
+	if err := fillCommands(&o.RelayCommand, nil); err != nil {
+		return o, err
 	}
-	if o.Stderr == nil {
-		o.Stderr = os.Stderr
-	}
+	orZero(&o.Stderr, io.Writer(os.Stderr))
 	return o, nil
 }
 
