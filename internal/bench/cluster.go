@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -207,9 +206,9 @@ func RunCluster(ctx context.Context, opts ClusterOptions) (_ *ClusterResult, err
 		}
 		extra = append(extra, p50[1]-p50[0])
 	}
-	res.LocalP50, res.LocalP99 = medianDur(localP50), medianDur(localP99)
-	res.RemoteP50, res.RemoteP99 = medianDur(remoteP50), medianDur(remoteP99)
-	res.ExtraP50 = medianDur(extra)
+	res.LocalP50, res.LocalP99 = medianDuration(localP50), medianDuration(localP99)
+	res.RemoteP50, res.RemoteP99 = medianDuration(remoteP50), medianDuration(remoteP99)
+	res.ExtraP50 = medianDuration(extra)
 	var errs int64
 	for _, p := range res.Phases {
 		errs += p.Errors + (p.Accepted - int64(p.Delivery.Count))
@@ -326,15 +325,6 @@ func startNATS(command []string, logw io.Writer) (string, func(), error) {
 		stop()
 		return "", nil, errors.New("bench: NATS printed no URL within 10s")
 	}
-}
-
-func medianDur(ds []time.Duration) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[(len(s)-1)/2]
 }
 
 // Markdown renders the result.
