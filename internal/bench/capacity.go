@@ -327,17 +327,6 @@ func addCounts(dst, src map[string]int64) {
 	}
 }
 
-// medianDuration returns the middle value (the lower of the middle two), 0
-// for none.
-func medianDuration(v []time.Duration) time.Duration {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return s[(len(s)-1)/2]
-}
-
 // capacityNotes say how the ramp measures, for its report.
 func capacityNotes(opts CapacityOptions) []string {
 	return []string{

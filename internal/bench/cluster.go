@@ -206,9 +206,9 @@ func RunCluster(ctx context.Context, opts ClusterOptions) (_ *ClusterResult, err
 		}
 		extra = append(extra, p50[1]-p50[0])
 	}
-	res.LocalP50, res.LocalP99 = medianDuration(localP50), medianDuration(localP99)
-	res.RemoteP50, res.RemoteP99 = medianDuration(remoteP50), medianDuration(remoteP99)
-	res.ExtraP50 = medianDuration(extra)
+	res.LocalP50, res.LocalP99 = median(localP50), median(localP99)
+	res.RemoteP50, res.RemoteP99 = median(remoteP50), median(remoteP99)
+	res.ExtraP50 = median(extra)
 	var errs int64
 	for _, p := range res.Phases {
 		errs += p.Errors + (p.Accepted - int64(p.Delivery.Count))

@@ -224,7 +224,7 @@ func (s *rampServer) measure(ctx context.Context, opts CapacityOptions, st *Serv
 		st.BroadcastDelivered += int64(h.Count())
 	}
 	st.BroadcastExpected = int64(opts.Broadcasts) * n
-	st.BroadcastTTL = medianDuration(st.Broadcasts)
+	st.BroadcastTTL = median(st.Broadcasts)
 
 	if opts.Unicasts > 0 {
 		s.col.take()
