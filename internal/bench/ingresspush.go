@@ -111,14 +111,7 @@ func httpThroughput(ctx context.Context, hc *http.Client, base string, ids []str
 				}
 			}
 			mu.Lock()
-			tot.sent += t.sent
-			tot.accepted += t.accepted
-			for k, v := range t.errors {
-				tot.errors[k] += v
-			}
-			if tot.err == nil {
-				tot.err = t.err
-			}
+			tot.add(t)
 			mu.Unlock()
 		}()
 	}
@@ -190,14 +183,7 @@ func httpBatchThroughput(ctx context.Context, hc *http.Client, url string, ids [
 				}
 			}
 			mu.Lock()
-			tot.sent += t.sent
-			tot.accepted += t.accepted
-			for k, v := range t.errors {
-				tot.errors[k] += v
-			}
-			if tot.err == nil {
-				tot.err = t.err
-			}
+			tot.add(t)
 			mu.Unlock()
 		}()
 	}
@@ -269,4 +255,16 @@ func httpPaced(ctx context.Context, hc *http.Client, base string, ids []string, 
 		}
 	})
 	return t
+}
+
+// add counts a pusher's tally into t, keeping t's first error.
+func (t *pushTally) add(o pushTally) {
+	t.sent += o.sent
+	t.accepted += o.accepted
+	for k, v := range o.errors {
+		t.errors[k] += v
+	}
+	if t.err == nil {
+		t.err = o.err
+	}
 }
