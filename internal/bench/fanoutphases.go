@@ -25,18 +25,12 @@ const coalesceTopic = "bench-coalesce"
 func coalesce(ctx context.Context, opts FanoutOptions) (_ *CoalesceResult, err error) {
 	n := opts.CoalesceClients
 	fmt.Fprintf(opts.Stderr, "bench fanout: coalescing, %d subscribers, bursts of %d: starting\n", n, opts.Burst)
-	rp, err := startRelayProc(opts.RelayCommand, opts.RelayEnv, opts.Stderr)
+	rp, pool, stop, err := relayWithClients(opts.RelayCommand, opts.RelayEnv, opts.Stderr, n)
 	if err != nil {
-		return nil, err
-	}
-	pool, err := openPool(rp.addr, n, time.Minute)
-	if err != nil {
-		rp.kill()
 		return nil, err
 	}
 	defer func() {
-		pool.Close()
-		if serr := rp.stop(); serr != nil && err == nil {
+		if serr := stop(); serr != nil && err == nil {
 			err = serr
 		}
 	}()

@@ -277,22 +277,32 @@ func ingressFloor(ctx context.Context, opts IngressOptions, n int) (_ []IngressP
 	return phases, nil
 }
 
+// relayWithClients starts the relay binary and holds n idle clients against
+// it. stop closes the clients first, so the relay has nothing to drain, then
+// stops the relay and returns what that returned.
+func relayWithClients(command, env []string, logw io.Writer, n int) (rp *relayProc, pool *loadgen.Pool, stop func() error, err error) {
+	if rp, err = startRelayProc(command, env, logw); err != nil {
+		return nil, nil, nil, err
+	}
+	if pool, err = openPool(rp.addr, n, time.Minute); err != nil {
+		rp.kill()
+		return nil, nil, nil, err
+	}
+	return rp, pool, func() error {
+		pool.Close()
+		return rp.stop()
+	}, nil
+}
+
 // ingressRelay runs the relay's phases with n clients.
 func ingressRelay(ctx context.Context, opts IngressOptions, n int) (_ []IngressPhase, err error) {
 	fmt.Fprintf(opts.Stderr, "bench ingress: %d clients: relay: starting\n", n)
-	rp, err := startRelayProc(opts.RelayCommand, opts.RelayEnv, opts.Stderr)
+	rp, pool, stop, err := relayWithClients(opts.RelayCommand, opts.RelayEnv, opts.Stderr, n)
 	if err != nil {
-		return nil, err
-	}
-	pool, err := openPool(rp.addr, n, time.Minute)
-	if err != nil {
-		rp.kill()
 		return nil, err
 	}
 	defer func() {
-		// Clients first: the relay then has nothing to drain.
-		pool.Close()
-		if serr := rp.stop(); serr != nil && err == nil {
+		if serr := stop(); serr != nil && err == nil {
 			err = serr
 		}
 	}()
