@@ -383,15 +383,7 @@ func fanoutOne(ctx context.Context, opts FanoutOptions, server string, n int) (_
 			return nil, err
 		}
 		if i == 0 {
-			if t.rp != nil {
-				if m0, err = t.rp.settledMetrics(ctx); err != nil {
-					return nil, err
-				}
-			}
-			if cpu, err = startCPU(t.pid, os.Getpid()); err != nil {
-				return nil, err
-			}
-			if host0, err = readCPUTicks(); err != nil {
+			if m0, cpu, host0, err = seriesStart(ctx, t.rp, t.pid); err != nil {
 				return nil, err
 			}
 			from = pool.Stats.Messages.Load()

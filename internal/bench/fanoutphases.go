@@ -57,13 +57,7 @@ func coalesce(ctx context.Context, opts FanoutOptions) (_ *CoalesceResult, err e
 	)
 	for i := -opts.Warmup; i < opts.Bursts; i++ {
 		if i == 0 {
-			if m0, err = rp.settledMetrics(ctx); err != nil {
-				return nil, err
-			}
-			if cpu, err = startCPU(rp.pid, os.Getpid()); err != nil {
-				return nil, err
-			}
-			if host0, err = readCPUTicks(); err != nil {
+			if m0, cpu, host0, err = seriesStart(ctx, rp, rp.pid); err != nil {
 				return nil, err
 			}
 			from = pool.Stats.Messages.Load()

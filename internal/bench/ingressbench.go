@@ -342,23 +342,28 @@ func ingressRelay(ctx context.Context, opts IngressOptions, n int) (_ []IngressP
 	return phases, nil
 }
 
+// seriesStart reads what a measured series starts from: the relay's settled
+// metrics (none without a relay), the CPU of the server's process pid and
+// of this one, and the host's CPU ticks.
+func seriesStart(ctx context.Context, rp *relayProc, pid int) (m0 relayMetrics, cpu *cpuMeter, host0 cpuTicks, err error) {
+	if rp != nil {
+		if m0, err = rp.settledMetrics(ctx); err != nil {
+			return m0, nil, host0, err
+		}
+	}
+	if cpu, err = startCPU(pid, os.Getpid()); err != nil {
+		return m0, nil, host0, err
+	}
+	host0, err = readCPUTicks()
+	return m0, cpu, host0, err
+}
+
 // runIngressPhase runs push in a goroutine while the calling goroutine
 // (the pool's owner) reads the clients, then waits for the stragglers.
 // rp, if set, is the relay, whose counters are read too.
 func runIngressPhase(ctx context.Context, opts IngressOptions, pool *loadgen.Pool, pid int, rp *relayProc, path, mode string, push func() pushTally) (IngressPhase, error) {
 	r := IngressPhase{Path: path, Mode: mode}
-	var m0 relayMetrics
-	if rp != nil {
-		var err error
-		if m0, err = rp.settledMetrics(ctx); err != nil {
-			return r, err
-		}
-	}
-	cpu, err := startCPU(pid, os.Getpid())
-	if err != nil {
-		return r, err
-	}
-	host0, err := readCPUTicks()
+	m0, cpu, host0, err := seriesStart(ctx, rp, pid)
 	if err != nil {
 		return r, err
 	}
