@@ -90,6 +90,20 @@ func parseBench(fs *flagSet, name string, args []string, stdout, stderr io.Write
 	return 0, true
 }
 
+// runBenchMode runs one bench mode under benchContext and reports what it
+// measured; started reads the result's start time.
+func runBenchMode[O any, R interface{ Markdown() string }](name, out string, stdout, stderr io.Writer,
+	run func(context.Context, O) (R, error), opts O, started func(R) time.Time) int {
+	ctx, cancel := benchContext()
+	defer cancel()
+	res, err := run(ctx, opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "pushrelay bench %s: %v\n", name, err)
+		return 1
+	}
+	return benchReport(stdout, stderr, name, out, started(res), res, res.Markdown())
+}
+
 // benchReport prints the Markdown summary and writes both result files.
 func benchReport(stdout, stderr io.Writer, name, dir string, started time.Time, v any, markdown string) int {
 	fmt.Fprint(stdout, markdown)
@@ -132,14 +146,7 @@ func runBenchIdle(args []string, stdout, stderr io.Writer) int {
 		opts.Warmup = -1 // bench treats 0 as its default
 	}
 	opts.Servers, opts.Stderr = splitBenchList(servers), stderr
-	ctx, cancel := benchContext()
-	defer cancel()
-	res, err := bench.RunIdle(ctx, opts)
-	if err != nil {
-		fmt.Fprintf(stderr, "pushrelay bench idle: %v\n", err)
-		return 1
-	}
-	return benchReport(stdout, stderr, "idle", out, res.Started, res, res.Markdown())
+	return runBenchMode("idle", out, stdout, stderr, bench.RunIdle, opts, func(r *bench.IdleResult) time.Time { return r.Started })
 }
 
 func runBenchStorm(args []string, stdout, stderr io.Writer) int {
@@ -168,14 +175,7 @@ func runBenchStorm(args []string, stdout, stderr io.Writer) int {
 		opts.Warmup = -1 // bench treats 0 as its default
 	}
 	opts.Servers, opts.Stderr = splitBenchList(servers), stderr
-	ctx, cancel := benchContext()
-	defer cancel()
-	res, err := bench.RunStorm(ctx, opts)
-	if err != nil {
-		fmt.Fprintf(stderr, "pushrelay bench storm: %v\n", err)
-		return 1
-	}
-	return benchReport(stdout, stderr, "storm", out, res.Started, res, res.Markdown())
+	return runBenchMode("storm", out, stdout, stderr, bench.RunStorm, opts, func(r *bench.StormResult) time.Time { return r.Started })
 }
 
 // benchRelay is the relay's command with the extra --relay-flags, and the
@@ -244,14 +244,7 @@ func runBenchIngress(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pushrelay bench ingress: %v\n", err)
 		return 1
 	}
-	ctx, cancel := benchContext()
-	defer cancel()
-	res, err := bench.RunIngress(ctx, opts)
-	if err != nil {
-		fmt.Fprintf(stderr, "pushrelay bench ingress: %v\n", err)
-		return 1
-	}
-	return benchReport(stdout, stderr, "ingress", out, res.Started, res, res.Markdown())
+	return runBenchMode("ingress", out, stdout, stderr, bench.RunIngress, opts, func(r *bench.IngressResult) time.Time { return r.Started })
 }
 
 func runBenchFanout(args []string, stdout, stderr io.Writer) int {
@@ -300,14 +293,7 @@ func runBenchFanout(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pushrelay bench fanout: %v\n", err)
 		return 1
 	}
-	ctx, cancel := benchContext()
-	defer cancel()
-	res, err := bench.RunFanout(ctx, opts)
-	if err != nil {
-		fmt.Fprintf(stderr, "pushrelay bench fanout: %v\n", err)
-		return 1
-	}
-	return benchReport(stdout, stderr, "fanout", out, res.Started, res, res.Markdown())
+	return runBenchMode("fanout", out, stdout, stderr, bench.RunFanout, opts, func(r *bench.FanoutResult) time.Time { return r.Started })
 }
 
 func runBenchChild(args []string, stdout, stderr io.Writer) int {
