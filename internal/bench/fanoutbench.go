@@ -421,14 +421,9 @@ func fanoutOne(ctx context.Context, opts FanoutOptions, server string, n int) (_
 		}
 		r.Shots = append(r.Shots, s)
 	}
-	if cpuUsed, err = cpu.since(); err != nil {
+	if cpuUsed, r.OtherCPUSeconds, err = seriesEnd(cpu, host0); err != nil {
 		return nil, err
 	}
-	host1, err := readCPUTicks()
-	if err != nil {
-		return nil, err
-	}
-	r.OtherCPUSeconds = max(0, hostCPU(host0, host1).BusySeconds-cpuUsed[0]-cpuUsed[1])
 	// Anything late (a duplicate, a heartbeat) would show here.
 	if err := pollFor(pool, 20*time.Millisecond); err != nil {
 		return nil, err

@@ -98,15 +98,11 @@ func coalesce(ctx context.Context, opts FanoutOptions) (_ *CoalesceResult, err e
 			hist.Merge(windowLatency(pool))
 		}
 	}
-	used, err := cpu.since()
+	used, other, err := seriesEnd(cpu, host0)
 	if err != nil {
 		return nil, err
 	}
-	host1, err := readCPUTicks()
-	if err != nil {
-		return nil, err
-	}
-	res.OtherCPUSeconds = max(0, hostCPU(host0, host1).BusySeconds-used[0]-used[1])
+	res.OtherCPUSeconds = other
 	m1, err := rp.settledMetrics(ctx)
 	if err != nil {
 		return nil, err
@@ -282,10 +278,8 @@ func busy(ctx context.Context, opts FanoutOptions, queue int) (_ *BusyResult, er
 	res.Seconds = time.Since(start).Seconds()
 	readAtEnd := broadcastsRead()
 	stop.Store(true)
-	used, cerr := cpu.since()
-	host1, herr := readCPUTicks()
-	if cerr == nil && herr == nil {
-		res.OtherCPUSeconds = max(0, hostCPU(host0, host1).BusySeconds-used[0]-used[1])
+	if _, other, err := seriesEnd(cpu, host0); err == nil {
+		res.OtherCPUSeconds = other
 	}
 	// The broadcaster may be waiting for the clients to read: keep
 	// reading until it has returned.

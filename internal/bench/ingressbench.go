@@ -358,6 +358,19 @@ func seriesStart(ctx context.Context, rp *relayProc, pid int) (m0 relayMetrics, 
 	return m0, cpu, host0, err
 }
 
+// seriesEnd reads the CPU the server and this process used since
+// seriesStart, and what other processes took meanwhile.
+func seriesEnd(cpu *cpuMeter, host0 cpuTicks) (used []float64, other float64, err error) {
+	if used, err = cpu.since(); err != nil {
+		return nil, 0, err
+	}
+	host1, err := readCPUTicks()
+	if err != nil {
+		return nil, 0, err
+	}
+	return used, max(0, hostCPU(host0, host1).BusySeconds-used[0]-used[1]), nil
+}
+
 // runIngressPhase runs push in a goroutine while the calling goroutine
 // (the pool's owner) reads the clients, then waits for the stragglers.
 // rp, if set, is the relay, whose counters are read too.
@@ -385,15 +398,11 @@ func runIngressPhase(ctx context.Context, opts IngressOptions, pool *loadgen.Poo
 	if err != nil {
 		return r, err
 	}
-	used, err := cpu.since()
+	used, other, err := seriesEnd(cpu, host0)
 	if err != nil {
 		return r, err
 	}
-	host1, err := readCPUTicks()
-	if err != nil {
-		return r, err
-	}
-	r.OtherCPUSeconds = max(0, hostCPU(host0, host1).BusySeconds-used[0]-used[1])
+	r.OtherCPUSeconds = other
 	r.Sent, r.Accepted, r.Errors, r.Floor = tally.sent, tally.accepted, tally.errors, tally.floor
 	r.PushSeconds = tally.seconds
 	r.AcceptRate = finite(float64(r.Accepted) / r.PushSeconds)

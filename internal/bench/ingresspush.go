@@ -80,44 +80,26 @@ func httpPush(ctx context.Context, hc *http.Client, url string, payload []byte) 
 // httpThroughput pushes to random clients over HTTP from opts.HTTPWorkers
 // goroutines, one request at a time each, for opts.Duration.
 func httpThroughput(ctx context.Context, hc *http.Client, base string, ids []string, opts IngressOptions) pushTally {
-	var (
-		mu  sync.Mutex
-		tot = pushTally{errors: map[string]int64{}}
-		wg  sync.WaitGroup
-	)
-	start := time.Now()
-	deadline := start.Add(opts.Duration)
-	for range opts.HTTPWorkers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
-			buf := make([]byte, 0, opts.Payload+32)
-			t := pushTally{errors: map[string]int64{}}
-			for time.Now().Before(deadline) && ctx.Err() == nil {
-				buf = StampedPayload(buf[:0], time.Now(), opts.Payload)
-				code, err := httpPush(ctx, hc, base+ids[rng.IntN(len(ids))], buf)
-				t.sent++
-				switch {
-				case err != nil:
-					t.err = err
-				case code == http.StatusOK:
-					t.accepted++
-				default:
-					t.errors[strconv.Itoa(code)]++
-				}
-				if t.err != nil {
-					break
-				}
+	return httpPushers(opts, func(deadline time.Time, t *pushTally) {
+		rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+		buf := make([]byte, 0, opts.Payload+32)
+		for time.Now().Before(deadline) && ctx.Err() == nil {
+			buf = StampedPayload(buf[:0], time.Now(), opts.Payload)
+			code, err := httpPush(ctx, hc, base+ids[rng.IntN(len(ids))], buf)
+			t.sent++
+			switch {
+			case err != nil:
+				t.err = err
+			case code == http.StatusOK:
+				t.accepted++
+			default:
+				t.errors[strconv.Itoa(code)]++
 			}
-			mu.Lock()
-			tot.add(t)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	tot.seconds = time.Since(start).Seconds()
-	return tot
+			if t.err != nil {
+				break
+			}
+		}
+	})
 }
 
 // httpBatchThroughput pushes to random clients through POST /v1/batch from
@@ -125,71 +107,53 @@ func httpThroughput(ctx context.Context, hc *http.Client, base string, ids []str
 // each), one request at a time each, for opts.Duration. A push counts as
 // accepted when the reply counts it queued.
 func httpBatchThroughput(ctx context.Context, hc *http.Client, url string, ids []string, opts IngressOptions) pushTally {
-	var (
-		mu  sync.Mutex
-		tot = pushTally{errors: map[string]int64{}}
-		wg  sync.WaitGroup
-	)
-	start := time.Now()
-	deadline := start.Add(opts.Duration)
-	for range opts.HTTPWorkers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
-			body := make([]byte, 0, opts.Batch*(opts.Payload+64))
-			t := pushTally{errors: map[string]int64{}}
-			var reply struct {
-				Totals struct{ Queued, Unknown, Dropped, Overloaded int64 } `json:"totals"`
+	return httpPushers(opts, func(deadline time.Time, t *pushTally) {
+		rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+		body := make([]byte, 0, opts.Batch*(opts.Payload+64))
+		var reply struct {
+			Totals struct{ Queued, Unknown, Dropped, Overloaded int64 } `json:"totals"`
+		}
+		for time.Now().Before(deadline) && ctx.Err() == nil && t.err == nil {
+			body = body[:0]
+			for range opts.Batch {
+				body = append(body, `{"id":"`...)
+				body = append(body, ids[rng.IntN(len(ids))]...)
+				body = append(body, `","data":"`...)
+				body = StampedPayload(body, time.Now(), opts.Payload) // ASCII: no escapes
+				body = append(body, "\"}\n"...)
 			}
-			for time.Now().Before(deadline) && ctx.Err() == nil && t.err == nil {
-				body = body[:0]
-				for range opts.Batch {
-					body = append(body, `{"id":"`...)
-					body = append(body, ids[rng.IntN(len(ids))]...)
-					body = append(body, `","data":"`...)
-					body = StampedPayload(body, time.Now(), opts.Payload) // ASCII: no escapes
-					body = append(body, "\"}\n"...)
-				}
-				t.sent += int64(opts.Batch)
-				req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-				if err != nil {
-					t.err = err
-					break
-				}
-				req.Header.Set("Content-Type", "application/x-ndjson")
-				resp, err := hc.Do(req)
-				if err != nil {
-					t.err = err
-					break
-				}
-				code := resp.StatusCode
-				reply.Totals.Queued, reply.Totals.Unknown, reply.Totals.Dropped, reply.Totals.Overloaded = 0, 0, 0, 0
-				derr := json.NewDecoder(resp.Body).Decode(&reply)
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				switch {
-				case code != http.StatusOK:
-					t.errors[strconv.Itoa(code)] += int64(opts.Batch)
-				case derr != nil:
-					t.err = fmt.Errorf("batch reply: %w", derr)
-				default:
-					t.accepted += reply.Totals.Queued
-					for k, v := range map[string]int64{"unknown": reply.Totals.Unknown, "dropped": reply.Totals.Dropped, "overloaded": reply.Totals.Overloaded} {
-						if v > 0 {
-							t.errors[k] += v
-						}
+			t.sent += int64(opts.Batch)
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+			if err != nil {
+				t.err = err
+				break
+			}
+			req.Header.Set("Content-Type", "application/x-ndjson")
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.err = err
+				break
+			}
+			code := resp.StatusCode
+			reply.Totals.Queued, reply.Totals.Unknown, reply.Totals.Dropped, reply.Totals.Overloaded = 0, 0, 0, 0
+			derr := json.NewDecoder(resp.Body).Decode(&reply)
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			switch {
+			case code != http.StatusOK:
+				t.errors[strconv.Itoa(code)] += int64(opts.Batch)
+			case derr != nil:
+				t.err = fmt.Errorf("batch reply: %w", derr)
+			default:
+				t.accepted += reply.Totals.Queued
+				for k, v := range map[string]int64{"unknown": reply.Totals.Unknown, "dropped": reply.Totals.Dropped, "overloaded": reply.Totals.Overloaded} {
+					if v > 0 {
+						t.errors[k] += v
 					}
 				}
 			}
-			mu.Lock()
-			tot.add(t)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	tot.seconds = time.Since(start).Seconds()
-	return tot
+		}
+	})
 }
 
 // paced calls push(i) opts.Rate times a second for opts.Duration, on
@@ -267,4 +231,30 @@ func (t *pushTally) add(o pushTally) {
 	if t.err == nil {
 		t.err = o.err
 	}
+}
+
+// httpPushers runs push in opts.HTTPWorkers goroutines until the deadline,
+// opts.Duration away, each with a tally of its own, and sums the tallies.
+func httpPushers(opts IngressOptions, push func(deadline time.Time, t *pushTally)) pushTally {
+	var (
+		mu  sync.Mutex
+		tot = pushTally{errors: map[string]int64{}}
+		wg  sync.WaitGroup
+	)
+	start := time.Now()
+	deadline := start.Add(opts.Duration)
+	for range opts.HTTPWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := pushTally{errors: map[string]int64{}}
+			push(deadline, &t)
+			mu.Lock()
+			tot.add(t)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	tot.seconds = time.Since(start).Seconds()
+	return tot
 }
