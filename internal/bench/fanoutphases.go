@@ -29,11 +29,7 @@ func coalesce(ctx context.Context, opts FanoutOptions) (_ *CoalesceResult, err e
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if serr := stop(); serr != nil && err == nil {
-			err = serr
-		}
-	}()
+	defer stop(&err)
 	for _, id := range pool.IDs() {
 		if _, err := rp.client.Subscribe(ctx, id, coalesceTopic); err != nil {
 			return nil, fmt.Errorf("bench fanout: subscribe: %w", err)

@@ -279,8 +279,8 @@ func ingressFloor(ctx context.Context, opts IngressOptions, n int) (_ []IngressP
 
 // relayWithClients starts the relay binary and holds n idle clients against
 // it. stop closes the clients first, so the relay has nothing to drain, then
-// stops the relay and returns what that returned.
-func relayWithClients(command, env []string, logw io.Writer, n int) (rp *relayProc, pool *loadgen.Pool, stop func() error, err error) {
+// stops the relay; its error goes to *err unless that holds one already.
+func relayWithClients(command, env []string, logw io.Writer, n int) (rp *relayProc, pool *loadgen.Pool, stop func(err *error), err error) {
 	if rp, err = startRelayProc(command, env, logw); err != nil {
 		return nil, nil, nil, err
 	}
@@ -288,9 +288,11 @@ func relayWithClients(command, env []string, logw io.Writer, n int) (rp *relayPr
 		rp.kill()
 		return nil, nil, nil, err
 	}
-	return rp, pool, func() error {
+	return rp, pool, func(err *error) {
 		pool.Close()
-		return rp.stop()
+		if serr := rp.stop(); serr != nil && *err == nil {
+			*err = serr
+		}
 	}, nil
 }
 
@@ -301,11 +303,7 @@ func ingressRelay(ctx context.Context, opts IngressOptions, n int) (_ []IngressP
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if serr := stop(); serr != nil && err == nil {
-			err = serr
-		}
-	}()
+	defer stop(&err)
 	ids := pool.IDs()
 	if len(ids) != n {
 		return nil, fmt.Errorf("bench: ingress: %d IDs for %d clients", len(ids), n)
