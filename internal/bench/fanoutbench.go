@@ -531,32 +531,15 @@ func fanoutChecks(r *FanoutResult) []Check {
 		}
 		pre := fmtInt(int64(n)) + " clients: "
 		if bl != nil {
-			v := finite(rl.CPUPerDelivery / bl.CPUPerDelivery)
-			checks = append(checks, Check{
-				Name:   pre + "relay CPU per delivery ÷ baseline's",
-				Value:  v,
-				Shown:  fmt.Sprintf("%.2f (%s ÷ %s)", v, fmtNs(rl.CPUPerDelivery), fmtNs(bl.CPUPerDelivery)),
-				Target: "≤ 0.65",
-				Met:    v > 0 && v <= targetCPUVsBaseline,
-			})
+			checks = append(checks, ratioCheck(pre+"relay CPU per delivery ÷ baseline's",
+				rl.CPUPerDelivery, bl.CPUPerDelivery, fmtNs, false, targetCPUVsBaseline))
 		}
 		if fl != nil {
-			v := finite(rl.DeliveriesPerCPUSecond / fl.FloorWritesPerSec)
-			checks = append(checks, Check{
-				Name:   pre + "relay deliveries per CPU-second ÷ bare sequential writer's writes/s (one thread)",
-				Value:  v,
-				Shown:  fmt.Sprintf("%.2f (%s ÷ %s)", v, fmtRate(rl.DeliveriesPerCPUSecond), fmtRate(fl.FloorWritesPerSec)),
-				Target: "≥ 0.75",
-				Met:    v >= targetLoopVsFloor,
-			})
-			v = finite(rl.TTLMedian / fl.TTLMedian)
-			checks = append(checks, Check{
-				Name:   pre + "relay time to last ÷ bare sequential writer's (medians)",
-				Value:  v,
-				Shown:  fmt.Sprintf("%.2f (%s ÷ %s)", v, fmtDur(secs(rl.TTLMedian)), fmtDur(secs(fl.TTLMedian))),
-				Target: "≤ 1.25",
-				Met:    v > 0 && v <= targetTTLVsFloor,
-			})
+			checks = append(checks,
+				ratioCheck(pre+"relay deliveries per CPU-second ÷ bare sequential writer's writes/s (one thread)",
+					rl.DeliveriesPerCPUSecond, fl.FloorWritesPerSec, fmtRate, true, targetLoopVsFloor),
+				ratioCheck(pre+"relay time to last ÷ bare sequential writer's (medians)",
+					rl.TTLMedian, fl.TTLMedian, func(s float64) string { return fmtDur(secs(s)) }, false, targetTTLVsFloor))
 		}
 	}
 	if c := r.Coalesce; c != nil {

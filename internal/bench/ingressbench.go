@@ -450,24 +450,12 @@ func ingressChecks(sizes []IngressSize) []Check {
 		n := fmtInt(int64(s.Conns))
 		ft, ut := s.phase(PathFloor, ModeThroughput), s.phase(PathUnix, ModeThroughput)
 		if ft != nil && ut != nil {
-			ratio := finite(ut.AcceptRate / ft.AcceptRate)
-			checks = append(checks, Check{
-				Name:   n + " clients: relay Unix pushes accepted/s ÷ floor writes/s",
-				Value:  ratio,
-				Shown:  fmt.Sprintf("%.2f (%s ÷ %s)", ratio, fmtRate(ut.AcceptRate), fmtRate(ft.AcceptRate)),
-				Target: "≥ 0.5",
-				Met:    ratio >= targetUnixVsFloor,
-			})
+			checks = append(checks, ratioCheck(n+" clients: relay Unix pushes accepted/s ÷ floor writes/s",
+				ut.AcceptRate, ft.AcceptRate, fmtRate, true, targetUnixVsFloor))
 		}
 		if bt := s.phase(PathHTTPBatch, ModeThroughput); bt != nil && ut != nil {
-			ratio := finite(bt.AcceptRate / ut.AcceptRate)
-			checks = append(checks, Check{
-				Name:   n + " clients: relay HTTP batch pushes accepted/s ÷ Unix pushes accepted/s",
-				Value:  ratio,
-				Shown:  fmt.Sprintf("%.2f (%s ÷ %s)", ratio, fmtRate(bt.AcceptRate), fmtRate(ut.AcceptRate)),
-				Target: "≥ 0.5",
-				Met:    ratio >= targetBatchVsUnix,
-			})
+			checks = append(checks, ratioCheck(n+" clients: relay HTTP batch pushes accepted/s ÷ Unix pushes accepted/s",
+				bt.AcceptRate, ut.AcceptRate, fmtRate, true, targetBatchVsUnix))
 		}
 		fp, up := s.phase(PathFloor, ModePaced), s.phase(PathUnix, ModePaced)
 		if fp != nil && up != nil {
