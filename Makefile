@@ -65,7 +65,7 @@ capacity: build ## the ramp to the first wall (or 50,000), relay beside baseline
 	./$(BIN) bench storm --conns 18000
 
 hostile: ## hostile inputs against the real binary (floods, storms, slowloris, stalled readers; about 10 s): the table of docs/hardening.md
-	$(GO) test -count=1 ./bench -run '^TestHostile$$' -hostile -v
+	$(GO) test -count=1 ./internal/bench -run '^TestHostile$$' -hostile -v
 
 fuzz: ## fuzz every parser for FUZZTIME each (default 30s)
 	$(GO) test ./pkg/framing -run '^$$' -fuzz '^FuzzFrameReader$$' -fuzztime $(FUZZTIME)

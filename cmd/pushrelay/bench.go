@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pushrelay/pushrelay/bench"
+	"github.com/pushrelay/pushrelay/internal/bench"
 	"github.com/pushrelay/pushrelay/relay"
 )
 
@@ -77,6 +77,33 @@ func splitBenchList(s string) []string {
 	return out
 }
 
+// parseBench parses a bench command's flags; if it returns false, the
+// command ends with code (0 after --help).
+func parseBench(fs *flagSet, name string, args []string, stdout, stderr io.Writer) (code int, ok bool) {
+	if err := fs.parse(args, stdout); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, false
+		}
+		fmt.Fprintf(stderr, "pushrelay bench %s: %v\n", name, err)
+		return 2, false
+	}
+	return 0, true
+}
+
+// runBenchMode runs one bench mode under benchContext and reports what it
+// measured; started reads the result's start time.
+func runBenchMode[O any, R interface{ Markdown() string }](name, out string, stdout, stderr io.Writer,
+	run func(context.Context, O) (R, error), opts O, started func(R) time.Time) int {
+	ctx, cancel := benchContext()
+	defer cancel()
+	res, err := run(ctx, opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "pushrelay bench %s: %v\n", name, err)
+		return 1
+	}
+	return benchReport(stdout, stderr, name, out, started(res), res, res.Markdown())
+}
+
 // benchReport prints the Markdown summary and writes both result files.
 func benchReport(stdout, stderr io.Writer, name, dir string, started time.Time, v any, markdown string) int {
 	fmt.Fprint(stdout, markdown)
@@ -93,102 +120,80 @@ func benchReport(stdout, stderr io.Writer, name, dir string, started time.Time, 
 
 func runBenchIdle(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("bench idle", "Opens idle connections to the relay and to a goroutine-per-connection baseline, each in a child process, and reports the memory each connection costs the server process and the kernel.", stderr)
-	var (
-		opts             bench.IdleOptions
-		framing, servers string
-		out, profileDir  string
-		conns, workers   int
-		warmup           int
-		settle           time.Duration
-	)
-	fs.IntVar(&conns, "conns", 10000, "How many idle connections (`N`) each server holds. The client and the server each need one file descriptor per connection.")
-	fs.StringVar(&framing, "framing", "nul", "The `framing` the servers use and the clients read their ID in: nul, line or len32.")
-	fs.StringVar(&servers, "servers", "relay,baseline", "The servers to measure, in order, as a comma-separated `list` of relay and baseline.")
-	fs.IntVar(&workers, "workers", 32, "How many goroutines (`N`) open the connections.")
-	fs.IntVar(&warmup, "warmup", 1, "How many unreported rounds (`N`) against the first server run first, so the kernel's slab caches are grown for every server alike; 0 runs none.")
-	fs.DurationVar(&settle, "settle", 2*time.Second, "How `long` the connections sit idle before the final reading.")
+	opts := bench.IdleDefaults()
+	var framing, servers, out string
+	fs.IntVar(&opts.Conns, "conns", opts.Conns, "How many idle connections (`N`) each server holds. The client and the server each need one file descriptor per connection.")
+	fs.StringVar(&framing, "framing", opts.Framing.String(), "The `framing` the servers use and the clients read their ID in: nul, line or len32.")
+	fs.StringVar(&servers, "servers", strings.Join(opts.Servers, ","), "The servers to measure, in order, as a comma-separated `list` of relay and baseline.")
+	fs.IntVar(&opts.Workers, "workers", opts.Workers, "How many goroutines (`N`) open the connections.")
+	fs.IntVar(&opts.Warmup, "warmup", opts.Warmup, "How many unreported rounds (`N`) against the first server run first, so the kernel's slab caches are grown for every server alike; 0 runs none.")
+	fs.DurationVar(&opts.Settle, "settle", opts.Settle, "How `long` the connections sit idle before the final reading.")
 	fs.StringVar(&out, "out", "", "The `directory` that receives results.json and results.md; empty means bench-results/idle-UTCTIMESTAMP.")
-	fs.StringVar(&profileDir, "profile-dir", "", "A `directory` that receives a heap profile of each server with its connections open; empty takes none.")
-	if err := fs.parse(args, stdout); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(stderr, "pushrelay bench idle: %v\n", err)
-		return 2
+	fs.StringVar(&opts.ProfileDir, "profile-dir", "", "A `directory` that receives a heap profile of each server with its connections open; empty takes none.")
+	if code, ok := parseBench(fs, "idle", args, stdout, stderr); !ok {
+		return code
 	}
 	var err error
 	if opts.Framing, err = relay.ParseFraming(framing); err != nil {
 		fmt.Fprintf(stderr, "pushrelay bench idle: --framing: %v\n", err)
 		return 2
 	}
-	if conns <= 0 {
+	if opts.Conns <= 0 {
 		fmt.Fprintln(stderr, "pushrelay bench idle: --conns: want at least 1")
 		return 2
 	}
-	opts.Conns, opts.Workers, opts.Settle, opts.Warmup = conns, workers, settle, warmup
-	if warmup == 0 {
+	if opts.Warmup == 0 {
 		opts.Warmup = -1 // bench treats 0 as its default
 	}
-	opts.Servers, opts.ProfileDir, opts.Stderr = splitBenchList(servers), profileDir, stderr
-	ctx, cancel := benchContext()
-	defer cancel()
-	res, err := bench.RunIdle(ctx, opts)
-	if err != nil {
-		fmt.Fprintf(stderr, "pushrelay bench idle: %v\n", err)
-		return 1
-	}
-	return benchReport(stdout, stderr, "idle", out, res.Started, res, res.Markdown())
+	opts.Servers, opts.Stderr = splitBenchList(servers), stderr
+	return runBenchMode("idle", out, stdout, stderr, bench.RunIdle, opts, func(r *bench.IdleResult) time.Time { return r.Started })
 }
 
 func runBenchStorm(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("bench storm", "Opens connections as fast as one client can against a bare accept4 loop and against the relay, each in a child process, and reports each server's accept rate and the listen-queue overflows.", stderr)
-	var (
-		opts            bench.StormOptions
-		servers         string
-		out, profileDir string
-		conns, dialers  int
-		sources, rounds int
-		warmup          int
-		timeout, poll   time.Duration
-		pause           time.Duration
-	)
-	fs.IntVar(&conns, "conns", 18000, "How many connections (`N`) the storm opens against each server. The client and the server each need one file descriptor per connection.")
-	fs.StringVar(&servers, "servers", "accept4,relay", "The servers to measure, in order, as a comma-separated `list` of accept4 (a bare accept loop), accept4-write (the same, writing each connection a 22-character ID), relay and baseline.")
-	fs.IntVar(&warmup, "warmup", 1, "How many unreported storms (`N`) against the first server run before the measured rounds, so the kernel's socket caches are grown for every server alike; 0 runs none.")
-	fs.IntVar(&rounds, "rounds", 5, "How many storms (`N`) each server gets, the servers taking turns; the summary reports each server's median round and the median of the rounds' relay/accept4 ratios.")
-	fs.IntVar(&dialers, "dialers", 2, "How many goroutines (`N`) issue the non-blocking connects.")
-	fs.IntVar(&sources, "sources", 8, "How many loopback source addresses (`N`, from 127.0.0.2 on) the client binds to in turn, so no single ephemeral port range runs short; 1 leaves the source to the kernel.")
-	fs.DurationVar(&pause, "pause", time.Second, "How `long` the host rests before each storm, so the kernel's cleanup of the previous one does not land on the next server's time.")
-	fs.DurationVar(&timeout, "timeout", 60*time.Second, "How `long` each server's storm may take before it is reported incomplete.")
-	fs.DurationVar(&poll, "poll", 5*time.Millisecond, "How often (`interval`) the server is asked how many connections it accepted; the resolution of the measured time.")
+	opts := bench.StormDefaults()
+	var servers, out string
+	fs.IntVar(&opts.Conns, "conns", opts.Conns, "How many connections (`N`) the storm opens against each server. The client and the server each need one file descriptor per connection.")
+	fs.StringVar(&servers, "servers", strings.Join(opts.Servers, ","), "The servers to measure, in order, as a comma-separated `list` of accept4 (a bare accept loop), accept4-write (the same, writing each connection a 22-character ID), relay and baseline.")
+	fs.IntVar(&opts.Warmup, "warmup", opts.Warmup, "How many unreported storms (`N`) against the first server run before the measured rounds, so the kernel's socket caches are grown for every server alike; 0 runs none.")
+	fs.IntVar(&opts.Rounds, "rounds", opts.Rounds, "How many storms (`N`) each server gets, the servers taking turns; the summary reports each server's median round and the median of the rounds' relay/accept4 ratios.")
+	fs.IntVar(&opts.Dialers, "dialers", opts.Dialers, "How many goroutines (`N`) issue the non-blocking connects.")
+	fs.IntVar(&opts.Sources, "sources", opts.Sources, "How many loopback source addresses (`N`, from 127.0.0.2 on) the client binds to in turn, so no single ephemeral port range runs short; 1 leaves the source to the kernel.")
+	fs.DurationVar(&opts.Pause, "pause", opts.Pause, "How `long` the host rests before each storm, so the kernel's cleanup of the previous one does not land on the next server's time.")
+	fs.DurationVar(&opts.Timeout, "timeout", opts.Timeout, "How `long` each server's storm may take before it is reported incomplete.")
+	fs.DurationVar(&opts.Poll, "poll", opts.Poll, "How often (`interval`) the server is asked how many connections it accepted; the resolution of the measured time.")
 	fs.StringVar(&out, "out", "", "The `directory` that receives results.json and results.md; empty means bench-results/storm-UTCTIMESTAMP.")
-	fs.StringVar(&profileDir, "profile-dir", "", "A `directory` that receives a CPU profile of each server during its storm; empty takes none.")
-	if err := fs.parse(args, stdout); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(stderr, "pushrelay bench storm: %v\n", err)
-		return 2
+	fs.StringVar(&opts.ProfileDir, "profile-dir", "", "A `directory` that receives a CPU profile of each server during its storm; empty takes none.")
+	if code, ok := parseBench(fs, "storm", args, stdout, stderr); !ok {
+		return code
 	}
-	if conns <= 0 {
+	if opts.Conns <= 0 {
 		fmt.Fprintln(stderr, "pushrelay bench storm: --conns: want at least 1")
 		return 2
 	}
-	opts.Conns, opts.Dialers, opts.Sources, opts.Rounds = conns, dialers, sources, rounds
-	opts.Warmup = warmup
-	if warmup == 0 {
+	if opts.Warmup == 0 {
 		opts.Warmup = -1 // bench treats 0 as its default
 	}
-	opts.Timeout, opts.Poll, opts.Pause = timeout, poll, pause
-	opts.Servers, opts.ProfileDir, opts.Stderr = splitBenchList(servers), profileDir, stderr
-	ctx, cancel := benchContext()
-	defer cancel()
-	res, err := bench.RunStorm(ctx, opts)
-	if err != nil {
-		fmt.Fprintf(stderr, "pushrelay bench storm: %v\n", err)
-		return 1
+	opts.Servers, opts.Stderr = splitBenchList(servers), stderr
+	return runBenchMode("storm", out, stdout, stderr, bench.RunStorm, opts, func(r *bench.StormResult) time.Time { return r.Started })
+}
+
+// benchRelay is the relay's command with the extra --relay-flags, and the
+// extra --relay-env settings.
+func benchRelay(relayFlags, relayEnv string) (command, env []string, err error) {
+	if command, err = bench.DefaultRelayCommand(); err != nil {
+		return nil, nil, err
 	}
-	return benchReport(stdout, stderr, "storm", out, res.Started, res, res.Markdown())
+	return append(command, strings.Fields(relayFlags)...), strings.Fields(relayEnv), nil
+}
+
+// joinInts writes counts as parseIntList reads them.
+func joinInts(ns []int) string {
+	f := make([]string, len(ns))
+	for i, n := range ns {
+		f[i] = strconv.Itoa(n)
+	}
+	return strings.Join(f, ",")
 }
 
 // parseIntList reads a comma-separated list of positive counts.
@@ -209,140 +214,86 @@ func parseIntList(s string) ([]int, error) {
 
 func runBenchIngress(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("bench ingress", "Holds idle clients against a bare write(2) floor and then against the relay binary, pushes to random clients through the relay's Unix socket, its HTTP API one push a request and its HTTP API in batches (POST /v1/batch) as fast as it can and at a steady pace, and reports pushes and deliveries per second, latency from push to read, and the server's CPU per push, beside the floor's.", stderr)
-	var (
-		opts        bench.IngressOptions
-		conns, out  string
-		relayFlags  string
-		relayEnv    string
-		rate        float64
-		duration    time.Duration
-		pause       time.Duration
-		payload     int
-		unixWorkers int
-		batch       int
-		httpWorkers int
-	)
-	fs.StringVar(&conns, "conns", "1000,18000", "The idle-client counts to measure at, as a comma-separated `list`. The bench holds every client in its own process, so each must stay below the open-file limit.")
-	fs.Float64Var(&rate, "rate", 1000, "The pace of the latency phases: `N` pushes a second.")
-	fs.DurationVar(&duration, "duration", 5*time.Second, "How `long` each phase pushes.")
-	fs.IntVar(&payload, "payload", 64, "The size of each pushed payload in `bytes`, timestamp included.")
-	fs.IntVar(&unixWorkers, "unix-workers", 4, "How many goroutines (`N`) push through the one Unix-socket client in the throughput phase.")
-	fs.IntVar(&batch, "batch", 256, "How many pushes (`N`) a Unix worker sends without replies before a ping waits for the relay to have taken them; also the pushes in one POST /v1/batch request of the HTTP batch phase.")
-	fs.IntVar(&httpWorkers, "http-workers", 8, "How many goroutines (`N`) push over HTTP keep-alive connections in the throughput phase; the relay serves 32 HTTP connections by default.")
-	fs.DurationVar(&pause, "pause", 500*time.Millisecond, "How `long` the host rests before each phase.")
+	opts := bench.IngressDefaults()
+	var conns, out, relayFlags, relayEnv string
+	fs.StringVar(&conns, "conns", joinInts(opts.Conns), "The idle-client counts to measure at, as a comma-separated `list`. The bench holds every client in its own process, so each must stay below the open-file limit.")
+	fs.Float64Var(&opts.Rate, "rate", opts.Rate, "The pace of the latency phases: `N` pushes a second.")
+	fs.DurationVar(&opts.Duration, "duration", opts.Duration, "How `long` each phase pushes.")
+	fs.IntVar(&opts.Payload, "payload", opts.Payload, "The size of each pushed payload in `bytes`, timestamp included.")
+	fs.IntVar(&opts.UnixWorkers, "unix-workers", opts.UnixWorkers, "How many goroutines (`N`) push through the one Unix-socket client in the throughput phase.")
+	fs.IntVar(&opts.Batch, "batch", opts.Batch, "How many pushes (`N`) a Unix worker sends without replies before a ping waits for the relay to have taken them; also the pushes in one POST /v1/batch request of the HTTP batch phase.")
+	fs.IntVar(&opts.HTTPWorkers, "http-workers", opts.HTTPWorkers, "How many goroutines (`N`) push over HTTP keep-alive connections in the throughput phase; the relay serves 32 HTTP connections by default.")
+	fs.DurationVar(&opts.Pause, "pause", opts.Pause, "How `long` the host rests before each phase.")
 	fs.StringVar(&relayFlags, "relay-flags", "", "Extra `flags` for the relay's serve command, space-separated (--loops 1, say): for experiments; the defaults are what is measured.")
 	fs.StringVar(&relayEnv, "relay-env", "", "Extra environment `settings` for the relay, space-separated NAME=VALUE (GOMAXPROCS=3, say): for experiments.")
 	fs.StringVar(&out, "out", "", "The `directory` that receives results.json and results.md; empty means bench-results/ingress-UTCTIMESTAMP.")
-	if err := fs.parse(args, stdout); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(stderr, "pushrelay bench ingress: %v\n", err)
-		return 2
+	if code, ok := parseBench(fs, "ingress", args, stdout, stderr); !ok {
+		return code
 	}
 	var err error
 	if opts.Conns, err = parseIntList(conns); err != nil {
 		fmt.Fprintf(stderr, "pushrelay bench ingress: --conns: %v\n", err)
 		return 2
 	}
-	if rate <= 0 || duration <= 0 || payload <= 0 {
+	if opts.Rate <= 0 || opts.Duration <= 0 || opts.Payload <= 0 {
 		fmt.Fprintln(stderr, "pushrelay bench ingress: --rate, --duration and --payload must be positive")
 		return 2
 	}
-	opts.Rate, opts.Duration, opts.Payload, opts.Pause = rate, duration, payload, pause
-	opts.UnixWorkers, opts.Batch, opts.HTTPWorkers, opts.Stderr = unixWorkers, batch, httpWorkers, stderr
-	if opts.RelayCommand, err = bench.DefaultRelayCommand(); err != nil {
+	opts.Stderr = stderr
+	if opts.RelayCommand, opts.RelayEnv, err = benchRelay(relayFlags, relayEnv); err != nil {
 		fmt.Fprintf(stderr, "pushrelay bench ingress: %v\n", err)
 		return 1
 	}
-	opts.RelayCommand = append(opts.RelayCommand, strings.Fields(relayFlags)...)
-	opts.RelayEnv = strings.Fields(relayEnv)
-	ctx, cancel := benchContext()
-	defer cancel()
-	res, err := bench.RunIngress(ctx, opts)
-	if err != nil {
-		fmt.Fprintf(stderr, "pushrelay bench ingress: %v\n", err)
-		return 1
-	}
-	return benchReport(stdout, stderr, "ingress", out, res.Started, res, res.Markdown())
+	return runBenchMode("ingress", out, stdout, stderr, bench.RunIngress, opts, func(r *bench.IngressResult) time.Time { return r.Started })
 }
 
 func runBenchFanout(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("bench fanout", "Holds N clients against the relay binary, a goroutine-per-connection baseline and a bare sequential write(2) loop in turn, broadcasts a timestamped payload to them again and again, and reports the time until the last client read it and the CPU per delivery; then measures how the relay coalesces bursts of publishes to one topic, and unicast latency while broadcasts keep it busy.", stderr)
-	var (
-		opts            bench.FanoutOptions
-		sizes, servers  string
-		out             string
-		broadcasts      int
-		warmup, payload int
-		gap             time.Duration
-		coalesceClients int
-		burst, bursts   int
-		busyClients     int
-		busyRate        float64
-		busyDuration    time.Duration
-		relayFlags      string
-		relayEnv        string
-	)
-	fs.StringVar(&sizes, "sizes", "1000,5000,10000,19000", "The client counts to broadcast to, as a comma-separated `list`. Client and server each hold one descriptor per client, so each must stay below the open-file limit and the relay's --max-conns.")
-	fs.StringVar(&servers, "servers", "relay,baseline,floor", "The servers to measure at each size, in order, as a comma-separated `list` of relay, baseline and floor.")
-	fs.IntVar(&broadcasts, "broadcasts", 20, "How many measured broadcasts (`N`) each server makes at each size, each once the last has reached every client.")
-	fs.IntVar(&warmup, "warmup", 2, "How many unreported broadcasts (`N`) come first at each size; 0 runs none.")
-	fs.IntVar(&payload, "payload", 32, "The size of the broadcast payload in `bytes`, timestamp included.")
-	fs.DurationVar(&gap, "gap", 20*time.Millisecond, "How `long` the host rests between broadcasts.")
-	fs.IntVar(&coalesceClients, "coalesce-clients", 1000, "How many clients (`N`) subscribe to one topic in the coalescing phase; 0 skips it.")
-	fs.IntVar(&burst, "burst", 8, "How many publishes (`N`) go out back to back in one write of the ingress socket in the coalescing phase.")
-	fs.IntVar(&bursts, "bursts", 200, "How many bursts (`N`) the coalescing phase measures.")
-	fs.IntVar(&busyClients, "busy-clients", 18000, "How many clients (`N`) the unicast-during-broadcast phase holds; 0 skips it.")
-	fs.Float64Var(&busyRate, "busy-rate", 1000, "The pace of the unicasts sent during broadcasts: `N` a second.")
-	fs.DurationVar(&busyDuration, "busy-duration", 5*time.Second, "How `long` the unicasts go on during broadcasts.")
+	opts := bench.FanoutDefaults()
+	var sizes, servers, out, relayFlags, relayEnv string
+	fs.StringVar(&sizes, "sizes", joinInts(opts.Sizes), "The client counts to broadcast to, as a comma-separated `list`. Client and server each hold one descriptor per client, so each must stay below the open-file limit and the relay's --max-conns.")
+	fs.StringVar(&servers, "servers", strings.Join(opts.Servers, ","), "The servers to measure at each size, in order, as a comma-separated `list` of relay, baseline and floor.")
+	fs.IntVar(&opts.Broadcasts, "broadcasts", opts.Broadcasts, "How many measured broadcasts (`N`) each server makes at each size, each once the last has reached every client.")
+	fs.IntVar(&opts.Warmup, "warmup", opts.Warmup, "How many unreported broadcasts (`N`) come first at each size; 0 runs none.")
+	fs.IntVar(&opts.Payload, "payload", opts.Payload, "The size of the broadcast payload in `bytes`, timestamp included.")
+	fs.DurationVar(&opts.Gap, "gap", opts.Gap, "How `long` the host rests between broadcasts.")
+	fs.IntVar(&opts.CoalesceClients, "coalesce-clients", opts.CoalesceClients, "How many clients (`N`) subscribe to one topic in the coalescing phase; 0 skips it.")
+	fs.IntVar(&opts.Burst, "burst", opts.Burst, "How many publishes (`N`) go out back to back in one write of the ingress socket in the coalescing phase.")
+	fs.IntVar(&opts.Bursts, "bursts", opts.Bursts, "How many bursts (`N`) the coalescing phase measures.")
+	fs.IntVar(&opts.BusyClients, "busy-clients", opts.BusyClients, "How many clients (`N`) the unicast-during-broadcast phase holds; 0 skips it.")
+	fs.Float64Var(&opts.BusyRate, "busy-rate", opts.BusyRate, "The pace of the unicasts sent during broadcasts: `N` a second.")
+	fs.DurationVar(&opts.BusyDuration, "busy-duration", opts.BusyDuration, "How `long` the unicasts go on during broadcasts.")
 	fs.StringVar(&relayFlags, "relay-flags", "", "Extra `flags` for the relay's serve command, space-separated (--loops 1, say): for experiments; the defaults are what is measured.")
 	fs.StringVar(&relayEnv, "relay-env", "", "Extra environment `settings` for the relay, space-separated NAME=VALUE (GOMAXPROCS=3, say): for experiments.")
 	fs.StringVar(&out, "out", "", "The `directory` that receives results.json and results.md; empty means bench-results/fanout-UTCTIMESTAMP.")
-	if err := fs.parse(args, stdout); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(stderr, "pushrelay bench fanout: %v\n", err)
-		return 2
+	if code, ok := parseBench(fs, "fanout", args, stdout, stderr); !ok {
+		return code
 	}
 	var err error
 	if opts.Sizes, err = parseIntList(sizes); err != nil {
 		fmt.Fprintf(stderr, "pushrelay bench fanout: --sizes: %v\n", err)
 		return 2
 	}
-	if broadcasts <= 0 || payload <= 0 || burst <= 0 || bursts <= 0 || busyRate <= 0 || busyDuration <= 0 {
+	if opts.Broadcasts <= 0 || opts.Payload <= 0 || opts.Burst <= 0 || opts.Bursts <= 0 || opts.BusyRate <= 0 || opts.BusyDuration <= 0 {
 		fmt.Fprintln(stderr, "pushrelay bench fanout: --broadcasts, --payload, --burst, --bursts, --busy-rate and --busy-duration must be positive")
 		return 2
 	}
-	opts.Servers, opts.Broadcasts, opts.Payload, opts.Gap = splitBenchList(servers), broadcasts, payload, gap
-	opts.Warmup = warmup
-	if warmup == 0 {
+	opts.Servers = splitBenchList(servers)
+	if opts.Warmup == 0 {
 		opts.Warmup = -1 // bench treats 0 as its default
 	}
-	opts.CoalesceClients, opts.Burst, opts.Bursts = coalesceClients, burst, bursts
-	if coalesceClients == 0 {
+	if opts.CoalesceClients == 0 {
 		opts.CoalesceClients = -1
 	}
-	opts.BusyClients, opts.BusyRate, opts.BusyDuration = busyClients, busyRate, busyDuration
-	if busyClients == 0 {
+	if opts.BusyClients == 0 {
 		opts.BusyClients = -1
 	}
 	opts.Stderr = stderr
-	if opts.RelayCommand, err = bench.DefaultRelayCommand(); err != nil {
+	if opts.RelayCommand, opts.RelayEnv, err = benchRelay(relayFlags, relayEnv); err != nil {
 		fmt.Fprintf(stderr, "pushrelay bench fanout: %v\n", err)
 		return 1
 	}
-	opts.RelayCommand = append(opts.RelayCommand, strings.Fields(relayFlags)...)
-	opts.RelayEnv = strings.Fields(relayEnv)
-	ctx, cancel := benchContext()
-	defer cancel()
-	res, err := bench.RunFanout(ctx, opts)
-	if err != nil {
-		fmt.Fprintf(stderr, "pushrelay bench fanout: %v\n", err)
-		return 1
-	}
-	return benchReport(stdout, stderr, "fanout", out, res.Started, res, res.Markdown())
+	return runBenchMode("fanout", out, stdout, stderr, bench.RunFanout, opts, func(r *bench.FanoutResult) time.Time { return r.Started })
 }
 
 func runBenchChild(args []string, stdout, stderr io.Writer) int {
@@ -351,12 +302,8 @@ func runBenchChild(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&server, "server", "relay", "The `server` to run: relay (its defaults), baseline (goroutines per connection), accept4 (a bare accept loop) accept4-write (the same, writing each connection a 22-character ID) or floor (accept4 with an ID greeting, writing frames with bare write(2) calls on command).")
 	fs.StringVar(&listen, "listen", "127.0.0.1:0", "The `HOST:PORT` the server listens on; port 0 picks a free port, reported on the first line.")
 	fs.StringVar(&framing, "framing", "nul", "The `framing` of the frames the server writes: nul, line or len32.")
-	if err := fs.parse(args, stdout); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(stderr, "pushrelay bench child: %v\n", err)
-		return 2
+	if code, ok := parseBench(fs, "child", args, stdout, stderr); !ok {
+		return code
 	}
 	f, err := relay.ParseFraming(framing)
 	if err != nil {
@@ -374,38 +321,36 @@ func runBenchChild(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// capacityFlags are the flags bench capacity and bench quick share.
+// capacityFlags are the flags bench capacity and bench quick share; the
+// numeric ones are bound onto the options' fields.
 type capacityFlags struct {
 	servers, framing, relayFlags, out string
-	broadcasts, payload, rate, n      int
-	throughput, settle                time.Duration
 }
 
-func (c *capacityFlags) register(fs *flagSet, broadcasts, unicasts, rate int, throughput time.Duration) {
-	fs.StringVar(&c.servers, "servers", "relay,baseline,floor", "The servers to measure at each step, in order, as a comma-separated `list`: relay first, then baseline (goroutines per connection) and floor (bare accept4 and write(2) on one thread), either or both.")
-	fs.StringVar(&c.framing, "framing", "nul", "The `framing` of every server's frames: nul, line or len32.")
-	fs.IntVar(&c.broadcasts, "broadcasts", broadcasts, "How many broadcasts (`N`) each server makes at each step, each once every client has read the last.")
-	fs.IntVar(&c.payload, "payload", 64, "The size of every pushed payload in `bytes`, timestamp included.")
-	fs.IntVar(&c.rate, "unicast-rate", rate, "The pace of the paced unicast series: `N` pushes a second.")
-	fs.IntVar(&c.n, "unicasts", unicasts, "How many paced unicasts (`N`) each server pushes to random clients at each step; as many bare loopback writes time the latency floor.")
-	fs.DurationVar(&c.throughput, "throughput", throughput, "How `long` each server pushes unicasts as fast as it takes them, at each step; 0 skips it.")
-	fs.DurationVar(&c.settle, "settle", time.Second, "How `long` each step's connections sit before memory is read.")
+// register binds the shared flags, their defaults read from opts.
+func (c *capacityFlags) register(fs *flagSet, opts *bench.CapacityOptions) {
+	fs.StringVar(&c.servers, "servers", strings.Join(opts.Servers, ","), "The servers to measure at each step, in order, as a comma-separated `list`: relay first, then baseline (goroutines per connection) and floor (bare accept4 and write(2) on one thread), either or both.")
+	fs.StringVar(&c.framing, "framing", opts.Framing.String(), "The `framing` of every server's frames: nul, line or len32.")
+	fs.IntVar(&opts.Broadcasts, "broadcasts", opts.Broadcasts, "How many broadcasts (`N`) each server makes at each step, each once every client has read the last.")
+	fs.IntVar(&opts.Payload, "payload", opts.Payload, "The size of every pushed payload in `bytes`, timestamp included.")
+	fs.IntVar(&opts.UnicastRate, "unicast-rate", opts.UnicastRate, "The pace of the paced unicast series: `N` pushes a second.")
+	fs.IntVar(&opts.Unicasts, "unicasts", opts.Unicasts, "How many paced unicasts (`N`) each server pushes to random clients at each step; as many bare loopback writes time the latency floor.")
+	fs.DurationVar(&opts.Throughput, "throughput", opts.Throughput, "How `long` each server pushes unicasts as fast as it takes them, at each step; 0 skips it.")
+	fs.DurationVar(&opts.Settle, "settle", opts.Settle, "How `long` each step's connections sit before memory is read.")
 	fs.StringVar(&c.relayFlags, "relay-flags", "", "Extra `flags` for the relay's serve command, space-separated: for experiments; the defaults are what is measured.")
 }
 
-// options checks the flags and fills opts.
+// options checks the flags and fills the rest of opts.
 func (c *capacityFlags) options(opts *bench.CapacityOptions) error {
 	var err error
 	opts.Servers = splitBenchList(c.servers)
 	if opts.Framing, err = relay.ParseFraming(c.framing); err != nil {
 		return fmt.Errorf("--framing: %w", err)
 	}
-	if c.broadcasts <= 0 || c.payload <= 0 || c.rate <= 0 || c.n <= 0 || c.throughput < 0 || c.settle <= 0 {
+	if opts.Broadcasts <= 0 || opts.Payload <= 0 || opts.UnicastRate <= 0 || opts.Unicasts <= 0 || opts.Throughput < 0 || opts.Settle <= 0 {
 		return errors.New("--broadcasts, --payload, --unicast-rate, --unicasts and --settle must be positive, --throughput 0 or more")
 	}
-	opts.Broadcasts, opts.Payload, opts.UnicastRate, opts.Unicasts = c.broadcasts, c.payload, c.rate, c.n
-	opts.Throughput, opts.Settle = c.throughput, c.settle
-	if c.throughput == 0 {
+	if opts.Throughput == 0 {
 		opts.Throughput = -1 // bench treats 0 as its default
 	}
 	if opts.RelayCommand, err = bench.DefaultRelayCommand(); err != nil {
@@ -449,22 +394,17 @@ func benchCapacityReport(name string, args []string, opts bench.CapacityOptions,
 
 func runBenchCapacity(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("bench capacity", "Starts the relay binary, the goroutine-per-connection baseline and the kernel floor, each in a process of its own, then holds more and more idle clients against each (load generator worker processes, as many as the open-file limit needs), measuring at each step every server's memory per connection (process and kernel), accept rate, broadcasts' time to the last client, a paced unicast series and unicasts as fast as taken, plus a bare loopback write; every relay figure is also a ratio to the baseline's and the floor's. The ramp goes on until --target or the relay's first failure, which it names with its evidence and the fix pushrelay doctor gives. Writes results.json, results.md, summary.md and chart.svg; Ctrl-C leaves a partial report.", stderr)
+	opts := bench.CapacityDefaults()
 	var (
-		opts   bench.CapacityOptions
-		cf     capacityFlags
-		steps  string
-		target int
+		cf    capacityFlags
+		steps string
 	)
-	fs.IntVar(&target, "target", 50000, "The connection count (`N`) that ends the ramp if no wall comes first.")
+	fs.IntVar(&opts.Target, "target", opts.Target, "The connection count (`N`) that ends the ramp if no wall comes first.")
 	fs.StringVar(&steps, "steps", "", "The connection counts to hold, as a comma-separated `list`; empty means 1000,2000,5000,10000, then every 10,000 up to --target.")
-	cf.register(fs, 3, 500, 500, time.Second)
+	cf.register(fs, &opts)
 	fs.StringVar(&cf.out, "out", "", "The `directory` that receives the results; empty means bench-results/capacity-UTCTIMESTAMP.")
-	if err := fs.parse(args, stdout); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(stderr, "pushrelay bench capacity: %v\n", err)
-		return 2
+	if code, ok := parseBench(fs, "capacity", args, stdout, stderr); !ok {
+		return code
 	}
 	var err error
 	if steps != "" {
@@ -473,11 +413,11 @@ func runBenchCapacity(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	if target <= 0 {
+	if opts.Target <= 0 {
 		fmt.Fprintln(stderr, "pushrelay bench capacity: --target must be positive")
 		return 2
 	}
-	opts.Target, opts.Stderr = target, stderr
+	opts.Stderr = stderr
 	if err := cf.options(&opts); err != nil {
 		fmt.Fprintf(stderr, "pushrelay bench capacity: %v\n", err)
 		return 2
@@ -487,26 +427,19 @@ func runBenchCapacity(args []string, stdout, stderr io.Writer) int {
 
 func runBenchQuick(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("bench quick", "The quick side-by-side: holds --conns idle clients against the relay binary, the goroutine-per-connection baseline and the kernel floor in turn (each in a process of its own, all held at once), and measures each server's memory per connection, accept rate, a broadcast series, a paced unicast series and unicasts as fast as taken, plus a bare loopback write; it ends with one table of the relay beside the baseline and the floor. Writes results.json, results.md, summary.md (that table) and chart.svg (that table as bars).", stderr)
-	var (
-		opts  bench.CapacityOptions
-		cf    capacityFlags
-		conns int
-	)
-	fs.IntVar(&conns, "conns", 5000, "How many clients (`N`) each server holds. Each server and the load generator's workers hold one descriptor per client.")
-	cf.register(fs, 20, 2000, 1000, 2*time.Second)
+	opts := bench.QuickDefaults()
+	var cf capacityFlags
+	fs.IntVar(&opts.Target, "conns", opts.Target, "How many clients (`N`) each server holds. Each server and the load generator's workers hold one descriptor per client.")
+	cf.register(fs, &opts)
 	fs.StringVar(&cf.out, "out", "", "The `directory` that receives the results; empty means bench-results/quick-UTCTIMESTAMP.")
-	if err := fs.parse(args, stdout); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(stderr, "pushrelay bench quick: %v\n", err)
-		return 2
+	if code, ok := parseBench(fs, "quick", args, stdout, stderr); !ok {
+		return code
 	}
-	if conns <= 0 {
+	if opts.Target <= 0 {
 		fmt.Fprintln(stderr, "pushrelay bench quick: --conns must be positive")
 		return 2
 	}
-	opts.Steps, opts.Target, opts.Stderr = []int{conns}, conns, stderr
+	opts.Steps, opts.Stderr = []int{opts.Target}, stderr
 	if err := cf.options(&opts); err != nil {
 		fmt.Fprintf(stderr, "pushrelay bench quick: %v\n", err)
 		return 2

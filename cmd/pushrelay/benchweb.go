@@ -8,21 +8,18 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pushrelay/pushrelay/bench"
+	"github.com/pushrelay/pushrelay/internal/bench"
 )
 
 func runBenchWeb(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("bench web", "Measures the browser transports of the web listener (--web): relay memory per idle WebSocket and SSE connection, and broadcast time to the last client with and without permessage-deflate, beside raw TCP clients of the same relay. Each transport runs against a fresh relay process.", stderr)
-	var (
-		opts       bench.WebOptions
-		transports string
-		out        string
-	)
-	fs.IntVar(&opts.Conns, "conns", 10000, "How many clients (`N`) each transport's run holds (this process holds them: at most about 19,000 here).")
-	fs.StringVar(&transports, "transports", "tcp,ws,ws-deflate,sse", "The transports to measure, in order, as a comma-separated `list` of tcp, ws, ws-deflate and sse.")
-	fs.IntVar(&opts.Broadcasts, "broadcasts", 20, "Measured broadcasts (`N`) per transport.")
-	fs.IntVar(&opts.Size, "size", 2048, "The broadcast payload's size in `bytes` (timestamped JSON).")
-	fs.DurationVar(&opts.Settle, "settle", 2*time.Second, "How `long` the clients sit idle before memory is read.")
+	opts := bench.WebDefaults()
+	var transports, out string
+	fs.IntVar(&opts.Conns, "conns", opts.Conns, "How many clients (`N`) each transport's run holds (this process holds them: at most about 19,000 here).")
+	fs.StringVar(&transports, "transports", strings.Join(opts.Transports, ","), "The transports to measure, in order, as a comma-separated `list` of tcp, ws, ws-deflate and sse.")
+	fs.IntVar(&opts.Broadcasts, "broadcasts", opts.Broadcasts, "Measured broadcasts (`N`) per transport.")
+	fs.IntVar(&opts.Size, "size", opts.Size, "The broadcast payload's size in `bytes` (timestamped JSON).")
+	fs.DurationVar(&opts.Settle, "settle", opts.Settle, "How `long` the clients sit idle before memory is read.")
 	fs.StringVar(&out, "out", "", "The `directory` that receives results.json and results.md; empty means bench-results/web-UTCTIMESTAMP.")
 	if err := fs.parse(args, stdout); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

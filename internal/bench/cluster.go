@@ -5,21 +5,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pushrelay/pushrelay/pkg/stamp"
 	"io"
 	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pushrelay/pushrelay/ingress/client"
 	"github.com/pushrelay/pushrelay/loadgen"
-	"github.com/pushrelay/pushrelay/pkg/stamp"
 )
 
 // ClusterOptions configures RunCluster. Zero values mean the defaults.
@@ -71,46 +69,34 @@ func DefaultNATSCommand() ([]string, error) {
 	return nil, errors.New("bench: cluster: no NATS server: run `make build-nats` (bin/pushrelay-nats beside bin/pushrelay), install nats-server, or pass --nats URL")
 }
 
+// fillClusterCommands fills the relay's command and, unless a NATS URL is
+// given, the NATS server's.
+func fillClusterCommands(natsURL string, natsCmd, relayCmd *[]string) error {
+	if err := fillCommands(relayCmd, nil); err != nil {
+		return err
+	}
+	if natsURL != "" || len(*natsCmd) > 0 {
+		return nil
+	}
+	var err error
+	*natsCmd, err = DefaultNATSCommand()
+	return err
+}
+
 func (o ClusterOptions) withDefaults() (ClusterOptions, error) {
-	if o.Nodes == 0 {
-		o.Nodes = 2
-	}
-	if o.Conns == 0 {
-		o.Conns = 1000
-	}
-	if o.Rate == 0 {
-		o.Rate = 1000
-	}
-	if o.Duration == 0 {
-		o.Duration = 5 * time.Second
-	}
-	if o.Rounds == 0 {
-		o.Rounds = 3
-	}
-	if o.Payload == 0 {
-		o.Payload = 64
-	}
-	if o.Pause == 0 {
-		o.Pause = 500 * time.Millisecond
-	}
+	d := ClusterDefaults()
+	orZero(&o.Nodes, d.Nodes)
+	orZero(&o.Conns, d.Conns)
+	orZero(&o.Rate, d.Rate)
+	orZero(&o.Duration, d.Duration)
+	orZero(&o.Rounds, d.Rounds)
+	orZero(&o.Payload, d.Payload)
+	orZero(&o.Pause, d.Pause)
 	if o.Nodes < 2 || o.Nodes > 16 || o.Conns <= 0 || o.Rate <= 0 || o.Duration <= 0 || o.Rounds <= 0 || o.Payload <= 0 {
 		return o, errors.New("bench: cluster: want 2 to 16 nodes and positive conns, rate, duration, rounds and payload")
 	}
-	if o.Stderr == nil {
-		o.Stderr = os.Stderr
-	}
-	var err error
-	if len(o.RelayCommand) == 0 {
-		if o.RelayCommand, err = DefaultRelayCommand(); err != nil {
-			return o, err
-		}
-	}
-	if o.NATS == "" && len(o.NATSCommand) == 0 {
-		if o.NATSCommand, err = DefaultNATSCommand(); err != nil {
-			return o, err
-		}
-	}
-	return o, nil
+	orZero(&o.Stderr, io.Writer(os.Stderr))
+	return o, fillClusterCommands(o.NATS, &o.NATSCommand, &o.RelayCommand)
 }
 
 // ClusterResult is a RunCluster run.
@@ -221,9 +207,9 @@ func RunCluster(ctx context.Context, opts ClusterOptions) (_ *ClusterResult, err
 		}
 		extra = append(extra, p50[1]-p50[0])
 	}
-	res.LocalP50, res.LocalP99 = medianDur(localP50), medianDur(localP99)
-	res.RemoteP50, res.RemoteP99 = medianDur(remoteP50), medianDur(remoteP99)
-	res.ExtraP50 = medianDur(extra)
+	res.LocalP50, res.LocalP99 = median(localP50), median(localP99)
+	res.RemoteP50, res.RemoteP99 = median(remoteP50), median(remoteP99)
+	res.ExtraP50 = median(extra)
 	var errs int64
 	for _, p := range res.Phases {
 		errs += p.Errors + (p.Accepted - int64(p.Delivery.Count))
@@ -342,15 +328,6 @@ func startNATS(command []string, logw io.Writer) (string, func(), error) {
 	}
 }
 
-func medianDur(ds []time.Duration) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[(len(s)-1)/2]
-}
-
 // Markdown renders the result.
 func (r *ClusterResult) Markdown() string {
 	var w strings.Builder
@@ -404,48 +381,24 @@ type ClusterCapacityOptions struct {
 const CapacityOff = -1
 
 func (o ClusterCapacityOptions) withDefaults() (ClusterCapacityOptions, error) {
-	if o.Conns == 0 {
-		o.Conns = 50000
-	}
-	if o.Nodes == 0 {
-		o.Nodes = 3
-	}
+	d := ClusterCapacityDefaults()
+	orZero(&o.Conns, d.Conns)
+	orZero(&o.Nodes, d.Nodes)
 	switch o.Single {
 	case 0:
-		o.Single = 18000
+		o.Single = d.Single
 	case CapacityOff:
 		o.Single = 0
 	}
-	if o.Rate == 0 {
-		o.Rate = 10000
-	}
-	if o.Broadcasts == 0 {
-		o.Broadcasts = 3
-	}
-	if o.Unicasts == 0 {
-		o.Unicasts = 2000
-	}
-	if o.UnicastRate == 0 {
-		o.UnicastRate = 500
-	}
+	orZero(&o.Rate, d.Rate)
+	orZero(&o.Broadcasts, d.Broadcasts)
+	orZero(&o.Unicasts, d.Unicasts)
+	orZero(&o.UnicastRate, d.UnicastRate)
 	if o.Conns <= 0 || o.Nodes < 2 || o.Nodes > 16 || o.Single < 0 || o.Rate <= 0 || o.Broadcasts <= 0 || o.Unicasts <= 0 || o.UnicastRate <= 0 {
 		return o, errors.New("bench: cluster capacity: want positive counts and rates, and 2 to 16 nodes")
 	}
-	if o.Stderr == nil {
-		o.Stderr = os.Stderr
-	}
-	var err error
-	if len(o.RelayCommand) == 0 {
-		if o.RelayCommand, err = DefaultRelayCommand(); err != nil {
-			return o, err
-		}
-	}
-	if o.NATS == "" && len(o.NATSCommand) == 0 {
-		if o.NATSCommand, err = DefaultNATSCommand(); err != nil {
-			return o, err
-		}
-	}
-	return o, nil
+	orZero(&o.Stderr, io.Writer(os.Stderr))
+	return o, fillClusterCommands(o.NATS, &o.NATSCommand, &o.RelayCommand)
 }
 
 // ClusterCapacityResult is a RunClusterCapacity run: the standalone relay (if
@@ -524,36 +477,6 @@ func RunClusterCapacity(ctx context.Context, opts ClusterCapacityOptions) (*Clus
 	return res, nil
 }
 
-// latencyCollector merges the load generator's latency windows.
-type latencyCollector struct {
-	mu       sync.Mutex
-	hist     loadgen.Histogram
-	messages map[int]int64 // latest running total per callback
-}
-
-func (c *latencyCollector) progress(p loadgen.Progress) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if p.Window != nil {
-		c.hist.Merge(p.Window)
-	}
-	c.messages[0] = p.Messages
-}
-
-func (c *latencyCollector) take() loadgen.Histogram {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	h := c.hist
-	c.hist = loadgen.Histogram{}
-	return h
-}
-
-func (c *latencyCollector) count() int64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.messages[0]
-}
-
 // capacityRun measures one setup: nodes relays (a standalone one if natsURL
 // is empty) on one port, conns clients from the load generator's worker
 // processes.
@@ -603,7 +526,7 @@ func clusterCapacityRun(ctx context.Context, opts ClusterCapacityOptions, nodes,
 	}
 
 	say("%d clients on %s", conns, target)
-	col := &latencyCollector{messages: map[int]int64{}}
+	col := newWindowCollector()
 	runCtx, stopRun := context.WithCancel(ctx)
 	runDone := make(chan error, 1)
 	start := time.Now()
@@ -612,7 +535,7 @@ func clusterCapacityRun(ctx context.Context, opts ClusterCapacityOptions, nodes,
 			Target: target, Conns: conns, Rate: opts.Rate,
 			Duration: 24 * time.Hour, Deadline: 24 * time.Hour,
 			Sources:  loadgen.AutoSources(target, conns),
-			Progress: col.progress,
+			Progress: col.callback(0),
 		})
 		runDone <- err
 	}()
@@ -676,7 +599,7 @@ func clusterCapacityRun(ctx context.Context, opts ClusterCapacityOptions, nodes,
 			return r, err
 		}
 		col.take()
-		m0 := col.count()
+		m0 := col.messages()
 		buf = stamp.AppendPadded(buf[:0], time.Now(), 64)
 		counts, err := api.Broadcast(ctx, buf)
 		if err != nil {
@@ -685,7 +608,7 @@ func clusterCapacityRun(ctx context.Context, opts ClusterCapacityOptions, nodes,
 		r.BroadcastQueued = append(r.BroadcastQueued, int(counts.Queued))
 		r.Errors += int64(conns-int(counts.Queued)) + int64(counts.Unreachable)
 		waitUntil := time.Now().Add(30 * time.Second)
-		for col.count()-m0 < int64(counts.Queued) && time.Now().Before(waitUntil) {
+		for col.messages()-m0 < int64(counts.Queued) && time.Now().Before(waitUntil) {
 			time.Sleep(50 * time.Millisecond)
 		}
 		time.Sleep(1500 * time.Millisecond) // the last progress window

@@ -1,23 +1,16 @@
 package bench
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/pushrelay/pushrelay/ingress/client"
 	"github.com/pushrelay/pushrelay/loadgen"
-	"github.com/pushrelay/pushrelay/pkg/stamp"
 	"github.com/pushrelay/pushrelay/relay"
 )
 
@@ -64,59 +57,31 @@ type IngressOptions struct {
 }
 
 func (o IngressOptions) withDefaults() (IngressOptions, error) {
-	if len(o.Conns) == 0 {
-		o.Conns = []int{1000, 18000}
-	}
+	d := IngressDefaults()
+	orEmpty(&o.Conns, d.Conns)
 	for _, n := range o.Conns {
 		if n <= 0 {
 			return o, fmt.Errorf("bench: ingress: conns %d: want a positive count", n)
 		}
 	}
-	if o.Rate == 0 {
-		o.Rate = 1000
-	}
+	orZero(&o.Rate, d.Rate)
 	if o.Rate < 0 {
 		return o, fmt.Errorf("bench: ingress: rate %v: want a positive rate", o.Rate)
 	}
-	if o.Duration == 0 {
-		o.Duration = 5 * time.Second
-	}
+	orZero(&o.Duration, d.Duration)
 	if o.Duration < 0 || o.Duration > 10*time.Minute {
 		return o, fmt.Errorf("bench: ingress: duration %v: want more than 0 and at most 10m", o.Duration)
 	}
-	if o.Payload == 0 {
-		o.Payload = 64
-	}
+	orZero(&o.Payload, d.Payload)
 	if o.Payload < 0 || o.Payload > relay.DefaultMaxMessage {
 		return o, fmt.Errorf("bench: ingress: payload %d: want 1 to %d bytes", o.Payload, relay.DefaultMaxMessage)
 	}
-	if o.UnixWorkers <= 0 {
-		o.UnixWorkers = 4
-	}
-	if o.Batch <= 0 {
-		o.Batch = 256
-	}
-	if o.HTTPWorkers <= 0 {
-		o.HTTPWorkers = 8
-	}
-	if o.Pause == 0 {
-		o.Pause = 500 * time.Millisecond
-	}
-	var err error
-	if len(o.RelayCommand) == 0 {
-		if o.RelayCommand, err = DefaultRelayCommand(); err != nil {
-			return o, err
-		}
-	}
-	if len(o.ChildCommand) == 0 {
-		if o.ChildCommand, err = DefaultChildCommand(); err != nil {
-			return o, err
-		}
-	}
-	if o.Stderr == nil {
-		o.Stderr = os.Stderr
-	}
-	return o, nil
+	orPositive(&o.UnixWorkers, d.UnixWorkers)
+	orPositive(&o.Batch, d.Batch)
+	orPositive(&o.HTTPWorkers, d.HTTPWorkers)
+	orZero(&o.Pause, d.Pause)
+	orZero(&o.Stderr, io.Writer(os.Stderr))
+	return o, fillCommands(&o.RelayCommand, &o.ChildCommand)
 }
 
 // Paths a push takes in the ingress bench.
@@ -312,25 +277,33 @@ func ingressFloor(ctx context.Context, opts IngressOptions, n int) (_ []IngressP
 	return phases, nil
 }
 
+// relayWithClients starts the relay binary and holds n idle clients against
+// it. stop closes the clients first, so the relay has nothing to drain, then
+// stops the relay; its error goes to *err unless that holds one already.
+func relayWithClients(command, env []string, logw io.Writer, n int) (rp *relayProc, pool *loadgen.Pool, stop func(err *error), err error) {
+	if rp, err = startRelayProc(command, env, logw); err != nil {
+		return nil, nil, nil, err
+	}
+	if pool, err = openPool(rp.addr, n, time.Minute); err != nil {
+		rp.kill()
+		return nil, nil, nil, err
+	}
+	return rp, pool, func(err *error) {
+		pool.Close()
+		if serr := rp.stop(); serr != nil && *err == nil {
+			*err = serr
+		}
+	}, nil
+}
+
 // ingressRelay runs the relay's phases with n clients.
 func ingressRelay(ctx context.Context, opts IngressOptions, n int) (_ []IngressPhase, err error) {
 	fmt.Fprintf(opts.Stderr, "bench ingress: %d clients: relay: starting\n", n)
-	rp, err := startRelayProc(opts.RelayCommand, opts.RelayEnv, opts.Stderr)
+	rp, pool, stop, err := relayWithClients(opts.RelayCommand, opts.RelayEnv, opts.Stderr, n)
 	if err != nil {
 		return nil, err
 	}
-	pool, err := openPool(rp.addr, n, time.Minute)
-	if err != nil {
-		rp.kill()
-		return nil, err
-	}
-	defer func() {
-		// Clients first: the relay then has nothing to drain.
-		pool.Close()
-		if serr := rp.stop(); serr != nil && err == nil {
-			err = serr
-		}
-	}()
+	defer stop(&err)
 	ids := pool.IDs()
 	if len(ids) != n {
 		return nil, fmt.Errorf("bench: ingress: %d IDs for %d clients", len(ids), n)
@@ -367,23 +340,41 @@ func ingressRelay(ctx context.Context, opts IngressOptions, n int) (_ []IngressP
 	return phases, nil
 }
 
+// seriesStart reads what a measured series starts from: the relay's settled
+// metrics (none without a relay), the CPU of the server's process pid and
+// of this one, and the host's CPU ticks.
+func seriesStart(ctx context.Context, rp *relayProc, pid int) (m0 relayMetrics, cpu *cpuMeter, host0 cpuTicks, err error) {
+	if rp != nil {
+		if m0, err = rp.settledMetrics(ctx); err != nil {
+			return m0, nil, host0, err
+		}
+	}
+	if cpu, err = startCPU(pid, os.Getpid()); err != nil {
+		return m0, nil, host0, err
+	}
+	host0, err = readCPUTicks()
+	return m0, cpu, host0, err
+}
+
+// seriesEnd reads the CPU the server and this process used since
+// seriesStart, and what other processes took meanwhile.
+func seriesEnd(cpu *cpuMeter, host0 cpuTicks) (used []float64, other float64, err error) {
+	if used, err = cpu.since(); err != nil {
+		return nil, 0, err
+	}
+	host1, err := readCPUTicks()
+	if err != nil {
+		return nil, 0, err
+	}
+	return used, max(0, hostCPU(host0, host1).BusySeconds-used[0]-used[1]), nil
+}
+
 // runIngressPhase runs push in a goroutine while the calling goroutine
 // (the pool's owner) reads the clients, then waits for the stragglers.
 // rp, if set, is the relay, whose counters are read too.
 func runIngressPhase(ctx context.Context, opts IngressOptions, pool *loadgen.Pool, pid int, rp *relayProc, path, mode string, push func() pushTally) (IngressPhase, error) {
 	r := IngressPhase{Path: path, Mode: mode}
-	var m0 relayMetrics
-	if rp != nil {
-		var err error
-		if m0, err = rp.settledMetrics(ctx); err != nil {
-			return r, err
-		}
-	}
-	cpu, err := startCPU(pid, os.Getpid())
-	if err != nil {
-		return r, err
-	}
-	host0, err := readCPUTicks()
+	m0, cpu, host0, err := seriesStart(ctx, rp, pid)
 	if err != nil {
 		return r, err
 	}
@@ -405,15 +396,11 @@ func runIngressPhase(ctx context.Context, opts IngressOptions, pool *loadgen.Poo
 	if err != nil {
 		return r, err
 	}
-	used, err := cpu.since()
+	used, other, err := seriesEnd(cpu, host0)
 	if err != nil {
 		return r, err
 	}
-	host1, err := readCPUTicks()
-	if err != nil {
-		return r, err
-	}
-	r.OtherCPUSeconds = max(0, hostCPU(host0, host1).BusySeconds-used[0]-used[1])
+	r.OtherCPUSeconds = other
 	r.Sent, r.Accepted, r.Errors, r.Floor = tally.sent, tally.accepted, tally.errors, tally.floor
 	r.PushSeconds = tally.seconds
 	r.AcceptRate = finite(float64(r.Accepted) / r.PushSeconds)
@@ -437,261 +424,6 @@ func runIngressPhase(ctx context.Context, opts IngressOptions, pool *loadgen.Poo
 		path, mode, fmtInt(r.Accepted), fmtRate(r.AcceptRate), fmtInt(r.Delivered), fmtRate(r.DeliveryRate),
 		r.Latency.P50, r.Latency.P99, r.ServerCPUPerPush/1e3)
 	return r, nil
-}
-
-// unixThroughput pushes to random clients through the relay's one ingress
-// client from opts.UnixWorkers goroutines, without replies, for
-// opts.Duration; each goroutine pings after every opts.Batch pushes, which
-// bounds what is in flight and, since replies come in order, means every
-// error reply for the batch has arrived.
-func unixThroughput(ctx context.Context, rp *relayProc, ids []string, opts IngressOptions) pushTally {
-	errs0 := rp.errs.snapshot()
-	var (
-		sent    atomic.Int64
-		wg      sync.WaitGroup
-		errOnce sync.Once
-		first   error
-	)
-	start := time.Now()
-	deadline := start.Add(opts.Duration)
-	for range opts.UnixWorkers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
-			buf := make([]byte, 0, opts.Payload+32)
-			var n int64
-			defer func() { sent.Add(n) }()
-			for time.Now().Before(deadline) && ctx.Err() == nil {
-				for range opts.Batch {
-					buf = stamp.AppendPadded(buf[:0], time.Now(), opts.Payload)
-					if err := rp.client.SendNoReply(ids[rng.IntN(len(ids))], buf); err != nil {
-						errOnce.Do(func() { first = err })
-						return
-					}
-					n++
-				}
-				if err := rp.client.Ping(ctx); err != nil {
-					errOnce.Do(func() { first = err })
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	t := pushTally{sent: sent.Load(), seconds: time.Since(start).Seconds(), err: first}
-	t.errors = countsSince(errs0, rp.errs.snapshot())
-	t.accepted = t.sent - sumCounts(t.errors)
-	return t
-}
-
-// httpPush makes one POST /v1/send/{id} and reports the response status.
-func httpPush(ctx context.Context, hc *http.Client, url string, payload []byte) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(payload))
-	if err != nil {
-		return 0, err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode, nil
-}
-
-// httpThroughput pushes to random clients over HTTP from opts.HTTPWorkers
-// goroutines, one request at a time each, for opts.Duration.
-func httpThroughput(ctx context.Context, hc *http.Client, base string, ids []string, opts IngressOptions) pushTally {
-	var (
-		mu  sync.Mutex
-		tot = pushTally{errors: map[string]int64{}}
-		wg  sync.WaitGroup
-	)
-	start := time.Now()
-	deadline := start.Add(opts.Duration)
-	for range opts.HTTPWorkers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
-			buf := make([]byte, 0, opts.Payload+32)
-			t := pushTally{errors: map[string]int64{}}
-			for time.Now().Before(deadline) && ctx.Err() == nil {
-				buf = stamp.AppendPadded(buf[:0], time.Now(), opts.Payload)
-				code, err := httpPush(ctx, hc, base+ids[rng.IntN(len(ids))], buf)
-				t.sent++
-				switch {
-				case err != nil:
-					t.err = err
-				case code == http.StatusOK:
-					t.accepted++
-				default:
-					t.errors[strconv.Itoa(code)]++
-				}
-				if t.err != nil {
-					break
-				}
-			}
-			mu.Lock()
-			tot.sent += t.sent
-			tot.accepted += t.accepted
-			for k, v := range t.errors {
-				tot.errors[k] += v
-			}
-			if tot.err == nil {
-				tot.err = t.err
-			}
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	tot.seconds = time.Since(start).Seconds()
-	return tot
-}
-
-// httpBatchThroughput pushes to random clients through POST /v1/batch from
-// opts.HTTPWorkers goroutines, opts.Batch pushes a request (one JSON line
-// each), one request at a time each, for opts.Duration. A push counts as
-// accepted when the reply counts it queued.
-func httpBatchThroughput(ctx context.Context, hc *http.Client, url string, ids []string, opts IngressOptions) pushTally {
-	var (
-		mu  sync.Mutex
-		tot = pushTally{errors: map[string]int64{}}
-		wg  sync.WaitGroup
-	)
-	start := time.Now()
-	deadline := start.Add(opts.Duration)
-	for range opts.HTTPWorkers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
-			body := make([]byte, 0, opts.Batch*(opts.Payload+64))
-			t := pushTally{errors: map[string]int64{}}
-			var reply struct {
-				Totals struct{ Queued, Unknown, Dropped, Overloaded int64 } `json:"totals"`
-			}
-			for time.Now().Before(deadline) && ctx.Err() == nil && t.err == nil {
-				body = body[:0]
-				for range opts.Batch {
-					body = append(body, `{"id":"`...)
-					body = append(body, ids[rng.IntN(len(ids))]...)
-					body = append(body, `","data":"`...)
-					body = stamp.AppendPadded(body, time.Now(), opts.Payload) // ASCII: no escapes
-					body = append(body, "\"}\n"...)
-				}
-				t.sent += int64(opts.Batch)
-				req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-				if err != nil {
-					t.err = err
-					break
-				}
-				req.Header.Set("Content-Type", "application/x-ndjson")
-				resp, err := hc.Do(req)
-				if err != nil {
-					t.err = err
-					break
-				}
-				code := resp.StatusCode
-				reply.Totals.Queued, reply.Totals.Unknown, reply.Totals.Dropped, reply.Totals.Overloaded = 0, 0, 0, 0
-				derr := json.NewDecoder(resp.Body).Decode(&reply)
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				switch {
-				case code != http.StatusOK:
-					t.errors[strconv.Itoa(code)] += int64(opts.Batch)
-				case derr != nil:
-					t.err = fmt.Errorf("batch reply: %w", derr)
-				default:
-					t.accepted += reply.Totals.Queued
-					for k, v := range map[string]int64{"unknown": reply.Totals.Unknown, "dropped": reply.Totals.Dropped, "overloaded": reply.Totals.Overloaded} {
-						if v > 0 {
-							t.errors[k] += v
-						}
-					}
-				}
-			}
-			mu.Lock()
-			tot.sent += t.sent
-			tot.accepted += t.accepted
-			for k, v := range t.errors {
-				tot.errors[k] += v
-			}
-			if tot.err == nil {
-				tot.err = t.err
-			}
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	tot.seconds = time.Since(start).Seconds()
-	return tot
-}
-
-// paced calls push(i) opts.Rate times a second for opts.Duration, on
-// schedule: a late push does not delay the ones after it.
-func paced(ctx context.Context, opts IngressOptions, push func(i int64)) float64 {
-	start := time.Now()
-	n := int64(opts.Rate * opts.Duration.Seconds())
-	for i := range n {
-		if ctx.Err() != nil {
-			break
-		}
-		due := start.Add(time.Duration(float64(i) * float64(time.Second) / opts.Rate))
-		if wait := time.Until(due); wait > 0 {
-			time.Sleep(wait)
-		}
-		push(i)
-	}
-	return time.Since(start).Seconds()
-}
-
-// unixPaced pushes opts.Rate times a second to random clients with
-// client.Send, waiting for each reply.
-func unixPaced(ctx context.Context, cl *client.Client, ids []string, opts IngressOptions) pushTally {
-	rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
-	buf := make([]byte, 0, opts.Payload+32)
-	t := pushTally{errors: map[string]int64{}}
-	t.seconds = paced(ctx, opts, func(int64) {
-		buf = stamp.AppendPadded(buf[:0], time.Now(), opts.Payload)
-		counts, err := cl.Send(ctx, ids[rng.IntN(len(ids))], buf)
-		t.sent++
-		switch {
-		case err != nil:
-			t.errors[client.StatusOf(err).String()]++
-		case counts.Queued == 1:
-			t.accepted++
-		default:
-			t.errors["not_queued"]++
-		}
-	})
-	return t
-}
-
-// httpPaced pushes opts.Rate times a second to random clients over HTTP,
-// waiting for each response.
-func httpPaced(ctx context.Context, hc *http.Client, base string, ids []string, opts IngressOptions) pushTally {
-	rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
-	buf := make([]byte, 0, opts.Payload+32)
-	t := pushTally{errors: map[string]int64{}}
-	t.seconds = paced(ctx, opts, func(int64) {
-		buf = stamp.AppendPadded(buf[:0], time.Now(), opts.Payload)
-		code, err := httpPush(ctx, hc, base+ids[rng.IntN(len(ids))], buf)
-		t.sent++
-		switch {
-		case err != nil:
-			t.errors["transport"]++
-			if t.err == nil && ctx.Err() != nil {
-				t.err = err
-			}
-		case code == http.StatusOK:
-			t.accepted++
-		default:
-			t.errors[strconv.Itoa(code)]++
-		}
-	})
-	return t
 }
 
 // Ingress targets.
@@ -718,24 +450,12 @@ func ingressChecks(sizes []IngressSize) []Check {
 		n := fmtInt(int64(s.Conns))
 		ft, ut := s.phase(PathFloor, ModeThroughput), s.phase(PathUnix, ModeThroughput)
 		if ft != nil && ut != nil {
-			ratio := finite(ut.AcceptRate / ft.AcceptRate)
-			checks = append(checks, Check{
-				Name:   n + " clients: relay Unix pushes accepted/s ÷ floor writes/s",
-				Value:  ratio,
-				Shown:  fmt.Sprintf("%.2f (%s ÷ %s)", ratio, fmtRate(ut.AcceptRate), fmtRate(ft.AcceptRate)),
-				Target: "≥ 0.5",
-				Met:    ratio >= targetUnixVsFloor,
-			})
+			checks = append(checks, ratioCheck(n+" clients: relay Unix pushes accepted/s ÷ floor writes/s",
+				ut.AcceptRate, ft.AcceptRate, fmtRate, true, targetUnixVsFloor))
 		}
 		if bt := s.phase(PathHTTPBatch, ModeThroughput); bt != nil && ut != nil {
-			ratio := finite(bt.AcceptRate / ut.AcceptRate)
-			checks = append(checks, Check{
-				Name:   n + " clients: relay HTTP batch pushes accepted/s ÷ Unix pushes accepted/s",
-				Value:  ratio,
-				Shown:  fmt.Sprintf("%.2f (%s ÷ %s)", ratio, fmtRate(bt.AcceptRate), fmtRate(ut.AcceptRate)),
-				Target: "≥ 0.5",
-				Met:    ratio >= targetBatchVsUnix,
-			})
+			checks = append(checks, ratioCheck(n+" clients: relay HTTP batch pushes accepted/s ÷ Unix pushes accepted/s",
+				bt.AcceptRate, ut.AcceptRate, fmtRate, true, targetBatchVsUnix))
 		}
 		fp, up := s.phase(PathFloor, ModePaced), s.phase(PathUnix, ModePaced)
 		if fp != nil && up != nil {

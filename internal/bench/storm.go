@@ -61,57 +61,34 @@ type StormOptions struct {
 }
 
 func (o StormOptions) withDefaults() (StormOptions, error) {
-	if o.Conns == 0 {
-		o.Conns = 18000
-	}
+	d := StormDefaults()
+	orZero(&o.Conns, d.Conns)
 	if o.Conns < 0 {
 		return o, fmt.Errorf("bench: storm: conns %d: want a positive count", o.Conns)
 	}
-	if len(o.Servers) == 0 {
-		o.Servers = []string{ServerAccept4, ServerRelay}
-	}
+	orEmpty(&o.Servers, d.Servers)
 	for _, s := range o.Servers {
 		if s != ServerRelay && s != ServerAccept4 && s != ServerAccept4Write && s != ServerBaseline {
 			return o, fmt.Errorf("bench: storm: server %q: want %s, %s, %s or %s", s, ServerAccept4, ServerAccept4Write, ServerRelay, ServerBaseline)
 		}
 	}
-	if len(o.ChildCommand) == 0 {
-		cmd, err := DefaultChildCommand()
-		if err != nil {
-			return o, err
-		}
-		o.ChildCommand = cmd
+	if err := fillCommands(nil, &o.ChildCommand); err != nil {
+		return o, err
 	}
-	if o.Dialers <= 0 {
-		o.Dialers = 2
-	}
-	if o.Rounds <= 0 {
-		o.Rounds = 5
-	}
-	if o.Warmup == 0 {
-		o.Warmup = 1
-	}
+	orPositive(&o.Dialers, d.Dialers)
+	orPositive(&o.Rounds, d.Rounds)
+	orZero(&o.Warmup, d.Warmup)
 	if o.Warmup < 0 {
 		o.Warmup = 0
 	}
-	if o.Sources == 0 {
-		o.Sources = 8
-	}
+	orZero(&o.Sources, d.Sources)
 	if o.Sources > 250 {
 		return o, fmt.Errorf("bench: storm: sources %d: want at most 250 (127.0.0.2 to 127.0.0.251)", o.Sources)
 	}
-	if o.Timeout <= 0 {
-		o.Timeout = 60 * time.Second
-	}
-	if o.Pause == 0 {
-		o.Pause = time.Second
-	}
-	if o.Poll <= 0 {
-		o.Poll = 5 * time.Millisecond
-	}
-	if o.Stderr == nil {
-		o.Stderr = os.Stderr
-	}
+	orPositive(&o.Timeout, d.Timeout)
+	orZero(&o.Pause, d.Pause)
+	orPositive(&o.Poll, d.Poll)
+	orZero(&o.Stderr, io.Writer(os.Stderr))
 	return o, nil
 }
 

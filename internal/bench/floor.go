@@ -23,34 +23,182 @@ import (
 	"github.com/pushrelay/pushrelay/relay"
 )
 
-// FloorServer is the kernel's floor for pushing to idle TCP connections:
-// what writing a frame costs when nothing stands between the payload and
-// write(2). One locked thread accepts on a blocking listener and greets
-// each connection with a fresh ID frame, as the relay does, so the same
-// load generator reads both; on request, one locked thread writes
-// timestamped frames to the held sockets with bare blocking write(2) calls:
-// no queue, no event loop, no coalescing, no allocation.
+// acceptor is the accept loop the two floors share: one OS thread in a
+// blocking accept4(2) loop that keeps every descriptor and does nothing else
+// (no epoll, no allocation) but what greet asks for.
 //
-// Accepted and Len are safe to call from any goroutine; the write methods
-// (WriteRate, WritePaced, Sweep) from one goroutine at a time.
-type FloorServer struct {
-	// Fixed after NewFloor.
-	listen  string
-	framing relay.Framing
+// Accepted and AcceptTimes are safe to call from any goroutine.
+type acceptor struct {
+	// Fixed after construction.
+	name   string        // for errors: accept4 or floor
+	listen string        // HOST:PORT
+	greet  func(fd int)  // called with each accepted descriptor; nil greets none
+	done   chan struct{} // closed when the accept loop has returned
 
-	// Fixed after Start.
+	// Fixed after start.
 	lfd  int
 	addr *net.TCPAddr
-	done chan struct{} // closed when the accept loop has returned
 
 	mu      sync.Mutex
 	held    []int // guarded by mu
 	loopErr error // guarded by mu
 
+	// Atomic.
 	accepted atomic.Int64
+	first    atomic.Int64 // wall clock (UnixNano) of the first accept
+	last     atomic.Int64 // wall clock (UnixNano) of the latest accept
 	closing  atomic.Bool
 
 	closeOnce sync.Once
+}
+
+func newAcceptor(name, listen string) acceptor {
+	return acceptor{name: name, listen: listen, lfd: -1, done: make(chan struct{})}
+}
+
+// start binds and listens with the largest backlog the kernel allows, then
+// starts the accept loop on a thread of its own.
+func (s *acceptor) start() error {
+	fd, addr, err := listenRaw(s.name, s.listen)
+	if err != nil {
+		return err
+	}
+	s.addr = addr
+	s.lfd = fd
+	go s.loop()
+	return nil
+}
+
+// loop accepts until Close shuts the listener down. It stays on one locked
+// thread so the blocking accept4 never migrates or shares its thread.
+func (s *acceptor) loop() {
+	defer close(s.done)
+	runtime.LockOSThread() // never unlocked: the thread exits with the loop
+	for {
+		// Null address arguments: the floor does not even decode the peer.
+		nfd, _, errno := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(s.lfd), 0, 0, unix.SOCK_CLOEXEC, 0, 0)
+		if errno != 0 {
+			switch {
+			case s.closing.Load():
+				return
+			case errno == unix.EINTR || errno == unix.ECONNABORTED:
+				continue
+			}
+			s.mu.Lock()
+			s.loopErr = fmt.Errorf("bench: %s: accept after %d connections: %w", s.name, s.accepted.Load(), errno)
+			s.mu.Unlock()
+			return
+		}
+		if s.greet != nil {
+			s.greet(int(nfd))
+		}
+		now := time.Now().UnixNano()
+		if s.accepted.Load() == 0 {
+			s.first.Store(now)
+		}
+		s.last.Store(now)
+		s.mu.Lock()
+		s.held = append(s.held, int(nfd))
+		s.mu.Unlock()
+		s.accepted.Add(1)
+	}
+}
+
+// Addr returns the listening address. Nil before Start.
+func (s *acceptor) Addr() *net.TCPAddr { return s.addr }
+
+// Accepted returns how many connections were accepted.
+func (s *acceptor) Accepted() uint64 { return uint64(s.accepted.Load()) }
+
+// AcceptTimes returns the wall-clock times (UnixNano) of the first and the
+// latest accept, zero before the first.
+func (s *acceptor) AcceptTimes() (first, last int64) {
+	return s.first.Load(), s.last.Load()
+}
+
+// Close stops the accept loop and closes the listener and every held
+// descriptor. It returns the error that stopped the loop early, if any.
+func (s *acceptor) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		if s.lfd < 0 {
+			return
+		}
+		s.closing.Store(true)
+		// close(2) does not wake a thread blocked in accept on the same
+		// descriptor; shutdown(2) of a listener does, with EINVAL.
+		if e := unix.Shutdown(s.lfd, unix.SHUT_RDWR); e != nil {
+			err = fmt.Errorf("bench: %s: shutdown listener: %w", s.name, e)
+		}
+		select {
+		case <-s.done:
+		case <-time.After(5 * time.Second):
+			err = errors.Join(err, fmt.Errorf("bench: %s: accept loop did not stop within 5s", s.name))
+			return // leave the descriptors to the process's exit
+		}
+		unix.Close(s.lfd)
+		s.mu.Lock()
+		for _, fd := range s.held {
+			unix.Close(fd)
+		}
+		s.held = nil
+		err = errors.Join(err, s.loopErr)
+		s.mu.Unlock()
+	})
+	return err
+}
+
+// Accept4Server is the floor for accepting TCP connections on this kernel:
+// the bare accept loop. A server that accepts at a good fraction of its
+// rate spends little beyond what the kernel must.
+//
+// Accepted, Len and AcceptTimes are safe to call from any goroutine.
+type Accept4Server struct {
+	// Greeting, if set before Start, is written to each connection as it
+	// is accepted (one blocking write(2)): the floor for a server that
+	// must greet its clients, as the relay writes each its ID.
+	Greeting []byte
+
+	acceptor
+}
+
+// NewAccept4 returns a server for listen (an IPv4 or IPv6 HOST:PORT; port 0
+// picks a free one), ready to Start.
+func NewAccept4(listen string) *Accept4Server {
+	return &Accept4Server{acceptor: newAcceptor("accept4", listen)}
+}
+
+// Start binds and listens with the largest backlog the kernel allows, then
+// starts the accept loop on a thread of its own.
+func (s *Accept4Server) Start() error {
+	if len(s.Greeting) > 0 {
+		greeting := s.Greeting
+		s.greet = func(fd int) {
+			// A fresh socket's buffer takes a few bytes at once; a peer
+			// gone already (EPIPE, ECONNRESET) is no concern of the floor.
+			_, _ = unix.Write(fd, greeting)
+		}
+	}
+	return s.start()
+}
+
+// Len returns how many connections are held open: all accepted ones, since
+// the server never closes one before Close.
+func (s *Accept4Server) Len() int { return int(s.accepted.Load()) }
+
+// FloorServer is the kernel's floor for pushing to idle TCP connections:
+// what writing a frame costs when nothing stands between the payload and
+// write(2). The accept loop greets each connection with a fresh ID frame,
+// as the relay does, so the same load generator reads both; on request, one
+// locked thread writes timestamped frames to the held sockets with bare
+// blocking write(2) calls: no queue, no event loop, no coalescing, no
+// allocation.
+//
+// Accepted and Len are safe to call from any goroutine; the write methods
+// (WriteRate, WritePaced, Sweep) from one goroutine at a time.
+type FloorServer struct {
+	framing relay.Framing // fixed after NewFloor
+	acceptor
 }
 
 // FloorRun is what one of FloorServer's write runs did.
@@ -68,62 +216,26 @@ type FloorRun struct {
 // NewFloor returns a floor server for listen (IP:PORT; port 0 picks a free
 // one) writing frames in framing, ready to Start.
 func NewFloor(listen string, framing relay.Framing) *FloorServer {
-	return &FloorServer{listen: listen, framing: framing, lfd: -1, done: make(chan struct{})}
+	return &FloorServer{framing: framing, acceptor: newAcceptor("floor", listen)}
 }
 
 // Start binds and listens with the largest backlog the kernel allows and
 // starts the accept loop on a thread of its own.
 func (s *FloorServer) Start() error {
-	fd, addr, err := listenRaw("floor", s.listen)
-	if err != nil {
-		return err
-	}
-	s.addr = addr
-	s.lfd = fd
-	go s.acceptLoop()
-	return nil
-}
-
-// acceptLoop accepts and greets until Close shuts the listener down.
-func (s *FloorServer) acceptLoop() {
-	defer close(s.done)
-	runtime.LockOSThread() // never unlocked: the thread exits with the loop
 	var raw [relay.IDBytes]byte
 	id := make([]byte, relay.IDLen)
 	var greeting []byte
-	for {
-		nfd, _, errno := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(s.lfd), 0, 0, unix.SOCK_CLOEXEC, 0, 0)
-		if errno != 0 {
-			switch {
-			case s.closing.Load():
-				return
-			case errno == unix.EINTR || errno == unix.ECONNABORTED:
-				continue
-			}
-			s.mu.Lock()
-			s.loopErr = fmt.Errorf("bench: floor: accept after %d connections: %w", s.accepted.Load(), errno)
-			s.mu.Unlock()
-			return
-		}
+	s.greet = func(fd int) {
 		// A distinct ID per connection, like the relay's: the reader
 		// records IDs and a clash would hide nothing here, but a real one
 		// keeps the greeting the same size and shape as the relay's.
 		_, _ = crand.Read(raw[:])
 		base64.RawURLEncoding.Encode(id, raw[:])
 		greeting = s.framing.AppendFrame(greeting[:0], id)
-		_, _ = unix.Write(int(nfd), greeting)
-		s.mu.Lock()
-		s.held = append(s.held, int(nfd))
-		s.mu.Unlock()
-		s.accepted.Add(1)
+		_, _ = unix.Write(fd, greeting)
 	}
+	return s.start()
 }
-
-// Addr returns the listening address. Nil before Start.
-func (s *FloorServer) Addr() *net.TCPAddr { return s.addr }
-
-// Accepted returns how many connections were accepted.
-func (s *FloorServer) Accepted() uint64 { return uint64(s.accepted.Load()) }
 
 // Len returns how many connections are held: every accepted one, less
 // those Prune closed.
@@ -294,37 +406,6 @@ func (s *FloorServer) Sweep(size int) (FloorRun, error) {
 		w.write(fd)
 	}
 	return w.finish(time.Now()), nil
-}
-
-// Close stops the accept loop and closes the listener and every held
-// descriptor. It returns the error that stopped the loop early, if any.
-func (s *FloorServer) Close() error {
-	var err error
-	s.closeOnce.Do(func() {
-		if s.lfd < 0 {
-			return
-		}
-		s.closing.Store(true)
-		// shutdown(2), not close(2), wakes a thread blocked in accept.
-		if e := unix.Shutdown(s.lfd, unix.SHUT_RDWR); e != nil {
-			err = fmt.Errorf("bench: floor: shutdown listener: %w", e)
-		}
-		select {
-		case <-s.done:
-		case <-time.After(5 * time.Second):
-			err = errors.Join(err, errors.New("bench: floor: accept loop did not stop within 5s"))
-			return
-		}
-		unix.Close(s.lfd)
-		s.mu.Lock()
-		for _, fd := range s.held {
-			unix.Close(fd)
-		}
-		s.held = nil
-		err = errors.Join(err, s.loopErr)
-		s.mu.Unlock()
-	})
-	return err
 }
 
 // threadCPU returns the calling thread's CPU time, user and system.

@@ -1,22 +1,18 @@
 package bench
 
 import (
-	"bufio"
+	"cmp"
 	"context"
 	"fmt"
+	"github.com/pushrelay/pushrelay/pkg/stamp"
 	"io"
 	"maps"
-	"net"
 	"os"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/pushrelay/pushrelay/ingress/wire"
 	"github.com/pushrelay/pushrelay/loadgen"
-	"github.com/pushrelay/pushrelay/pkg/stamp"
 	"github.com/pushrelay/pushrelay/relay"
 )
 
@@ -76,76 +72,40 @@ type FanoutOptions struct {
 }
 
 func (o FanoutOptions) withDefaults() (FanoutOptions, error) {
-	if len(o.Sizes) == 0 {
-		o.Sizes = []int{1000, 5000, 10000, 19000}
-	}
+	d := FanoutDefaults()
+	orEmpty(&o.Sizes, d.Sizes)
 	for _, n := range o.Sizes {
 		if n <= 0 {
 			return o, fmt.Errorf("bench: fanout: size %d: want a positive count", n)
 		}
 	}
-	if len(o.Servers) == 0 {
-		o.Servers = []string{ServerRelay, ServerBaseline, ServerFloor}
-	}
+	orEmpty(&o.Servers, d.Servers)
 	for _, s := range o.Servers {
 		if s != ServerRelay && s != ServerBaseline && s != ServerFloor {
 			return o, fmt.Errorf("bench: fanout: server %q: want %s, %s or %s", s, ServerRelay, ServerBaseline, ServerFloor)
 		}
 	}
-	if o.Broadcasts <= 0 {
-		o.Broadcasts = 20
-	}
-	if o.Warmup == 0 {
-		o.Warmup = 2
-	}
+	orPositive(&o.Broadcasts, d.Broadcasts)
+	orZero(&o.Warmup, d.Warmup)
 	if o.Warmup < 0 {
 		o.Warmup = 0
 	}
-	if o.Payload == 0 {
-		o.Payload = 32
-	}
+	orZero(&o.Payload, d.Payload)
 	if o.Payload < 0 || o.Payload > relay.DefaultMaxMessage {
 		return o, fmt.Errorf("bench: fanout: payload %d: want 1 to %d bytes", o.Payload, relay.DefaultMaxMessage)
 	}
-	if o.Gap == 0 {
-		o.Gap = 20 * time.Millisecond
-	}
-	if o.CoalesceClients == 0 {
-		o.CoalesceClients = 1000
-	}
-	if o.Burst <= 0 {
-		o.Burst = 8
-	}
-	if o.Bursts <= 0 {
-		o.Bursts = 200
-	}
-	if o.BusyClients == 0 {
-		o.BusyClients = 18000
-	}
-	if o.BusyRate <= 0 {
-		o.BusyRate = 1000
-	}
-	if o.BusyDuration <= 0 {
-		o.BusyDuration = 5 * time.Second
-	}
+	orZero(&o.Gap, d.Gap)
+	orZero(&o.CoalesceClients, d.CoalesceClients)
+	orPositive(&o.Burst, d.Burst)
+	orPositive(&o.Bursts, d.Bursts)
+	orZero(&o.BusyClients, d.BusyClients)
+	orPositive(&o.BusyRate, d.BusyRate)
+	orPositive(&o.BusyDuration, d.BusyDuration)
 	if o.BusyDuration > 10*time.Minute {
 		return o, fmt.Errorf("bench: fanout: busy duration %v: want at most 10m", o.BusyDuration)
 	}
-	var err error
-	if len(o.RelayCommand) == 0 {
-		if o.RelayCommand, err = DefaultRelayCommand(); err != nil {
-			return o, err
-		}
-	}
-	if len(o.ChildCommand) == 0 {
-		if o.ChildCommand, err = DefaultChildCommand(); err != nil {
-			return o, err
-		}
-	}
-	if o.Stderr == nil {
-		o.Stderr = os.Stderr
-	}
-	return o, nil
+	orZero(&o.Stderr, io.Writer(os.Stderr))
+	return o, fillCommands(&o.RelayCommand, &o.ChildCommand)
 }
 
 // FanoutResult is what RunFanout measured.
@@ -424,15 +384,7 @@ func fanoutOne(ctx context.Context, opts FanoutOptions, server string, n int) (_
 			return nil, err
 		}
 		if i == 0 {
-			if t.rp != nil {
-				if m0, err = t.rp.settledMetrics(ctx); err != nil {
-					return nil, err
-				}
-			}
-			if cpu, err = startCPU(t.pid, os.Getpid()); err != nil {
-				return nil, err
-			}
-			if host0, err = readCPUTicks(); err != nil {
+			if m0, cpu, host0, err = seriesStart(ctx, t.rp, t.pid); err != nil {
 				return nil, err
 			}
 			from = pool.Stats.Messages.Load()
@@ -470,14 +422,9 @@ func fanoutOne(ctx context.Context, opts FanoutOptions, server string, n int) (_
 		}
 		r.Shots = append(r.Shots, s)
 	}
-	if cpuUsed, err = cpu.since(); err != nil {
+	if cpuUsed, r.OtherCPUSeconds, err = seriesEnd(cpu, host0); err != nil {
 		return nil, err
 	}
-	host1, err := readCPUTicks()
-	if err != nil {
-		return nil, err
-	}
-	r.OtherCPUSeconds = max(0, hostCPU(host0, host1).BusySeconds-cpuUsed[0]-cpuUsed[1])
 	// Anything late (a duplicate, a heartbeat) would show here.
 	if err := pollFor(pool, 20*time.Millisecond); err != nil {
 		return nil, err
@@ -522,355 +469,14 @@ func secs(s float64) time.Duration { return time.Duration(s * 1e9) }
 
 // median returns the middle value (the lower of the middle two), 0 for
 // none.
-func median(v []float64) float64 {
+func median[T cmp.Ordered](v []T) T {
 	if len(v) == 0 {
-		return 0
+		var zero T
+		return zero
 	}
 	s := slices.Clone(v)
 	slices.Sort(s)
 	return s[(len(s)-1)/2]
-}
-
-// coalesceTopic is the topic of the coalescing phase.
-const coalesceTopic = "bench-coalesce"
-
-// coalesce measures how the relay writes bursts of publishes to one topic:
-// each burst goes out as one write on a raw ingress connection (Burst
-// publishes without replies, then a ping), and the next waits until every
-// subscriber has read the last.
-func coalesce(ctx context.Context, opts FanoutOptions) (_ *CoalesceResult, err error) {
-	n := opts.CoalesceClients
-	fmt.Fprintf(opts.Stderr, "bench fanout: coalescing, %d subscribers, bursts of %d: starting\n", n, opts.Burst)
-	rp, err := startRelayProc(opts.RelayCommand, opts.RelayEnv, opts.Stderr)
-	if err != nil {
-		return nil, err
-	}
-	pool, err := openPool(rp.addr, n, time.Minute)
-	if err != nil {
-		rp.kill()
-		return nil, err
-	}
-	defer func() {
-		pool.Close()
-		if serr := rp.stop(); serr != nil && err == nil {
-			err = serr
-		}
-	}()
-	for _, id := range pool.IDs() {
-		if _, err := rp.client.Subscribe(ctx, id, coalesceTopic); err != nil {
-			return nil, fmt.Errorf("bench fanout: subscribe: %w", err)
-		}
-	}
-	nc, err := net.Dial("unix", rp.sock)
-	if err != nil {
-		return nil, fmt.Errorf("bench fanout: ingress: %w", err)
-	}
-	defer nc.Close()
-	br := bufio.NewReader(nc)
-	res := &CoalesceResult{Clients: n, Burst: opts.Burst, Bursts: opts.Bursts, Expected: int64(opts.Bursts * opts.Burst * n)}
-	var (
-		cpu   *cpuMeter
-		host0 cpuTicks
-		m0    relayMetrics
-		from  int64
-		buf   []byte
-		req   uint32
-		hist  loadgen.Histogram
-	)
-	for i := -opts.Warmup; i < opts.Bursts; i++ {
-		if i == 0 {
-			if m0, err = rp.settledMetrics(ctx); err != nil {
-				return nil, err
-			}
-			if cpu, err = startCPU(rp.pid, os.Getpid()); err != nil {
-				return nil, err
-			}
-			if host0, err = readCPUTicks(); err != nil {
-				return nil, err
-			}
-			from = pool.Stats.Messages.Load()
-		}
-		resetLatency(pool)
-		m := pool.Stats.Messages.Load()
-		buf = buf[:0]
-		now := time.Now()
-		for range opts.Burst {
-			req++
-			var start int
-			buf, start = wire.BeginFrame(buf, uint8(wire.OpPublish), wire.FlagNoReply, req)
-			buf = wire.AppendStr8(buf, coalesceTopic)
-			buf = stamp.AppendPadded(buf, now, opts.Payload)
-			wire.PatchLen(buf, start)
-		}
-		req++
-		ping := req
-		var start int
-		buf, start = wire.BeginFrame(buf, uint8(wire.OpPing), 0, ping)
-		wire.PatchLen(buf, start)
-		done := make(chan pingResult, 1)
-		go func() { done <- writeAndAwait(nc, br, buf, ping) }()
-		lastGrowth := time.Now()
-		pr, err := pollWhile(pool, done, &lastGrowth)
-		if err == nil {
-			err = pr.err
-		}
-		if err != nil {
-			return nil, fmt.Errorf("bench fanout: coalescing burst %d: %w", i, err)
-		}
-		res.Errors += pr.errors
-		want := int64(opts.Burst * n)
-		if err := pollUntil(pool, 30*time.Second, func() bool { return pool.Stats.Messages.Load()-m >= want }); err != nil {
-			return nil, fmt.Errorf("bench fanout: coalescing burst %d: %d of %d frames read: %w", i, pool.Stats.Messages.Load()-m, want, err)
-		}
-		if i >= 0 {
-			hist.Merge(windowLatency(pool))
-		}
-	}
-	used, err := cpu.since()
-	if err != nil {
-		return nil, err
-	}
-	host1, err := readCPUTicks()
-	if err != nil {
-		return nil, err
-	}
-	res.OtherCPUSeconds = max(0, hostCPU(host0, host1).BusySeconds-used[0]-used[1])
-	m1, err := rp.settledMetrics(ctx)
-	if err != nil {
-		return nil, err
-	}
-	res.Delivered = pool.Stats.Messages.Load() - from
-	res.MessagesWritten = m0.delta(m1, "pushrelay_messages_written_total")
-	res.Writes = m0.delta(m1, "pushrelay_writes_total")
-	res.MessagesPerWrite = finite(res.MessagesWritten / res.Writes)
-	res.CPUSeconds = used[0]
-	res.MessagesPerCPUSecond = finite(res.MessagesWritten / used[0])
-	res.Latency = hist.Summarize()
-	fmt.Fprintf(opts.Stderr, "bench fanout: coalescing: %.2f messages per write, %s messages per CPU-second\n", res.MessagesPerWrite, fmtRate(res.MessagesPerCPUSecond))
-	return res, nil
-}
-
-type pingResult struct {
-	errors int64 // error replies before the ping's
-	err    error
-}
-
-// writeAndAwait writes b to the ingress connection and reads replies until
-// the one to request ping, counting error replies before it.
-func writeAndAwait(nc net.Conn, br *bufio.Reader, b []byte, ping uint32) pingResult {
-	var r pingResult
-	_ = nc.SetDeadline(time.Now().Add(30 * time.Second))
-	if _, err := nc.Write(b); err != nil {
-		r.err = err
-		return r
-	}
-	var hdr [wire.HeaderLen]byte
-	for {
-		if _, err := io.ReadFull(br, hdr[:]); err != nil {
-			r.err = err
-			return r
-		}
-		h, err := wire.ParseHeader(hdr[:], 1<<24)
-		if err != nil {
-			r.err = err
-			return r
-		}
-		if _, err := br.Discard(h.BodyLen()); err != nil {
-			r.err = err
-			return r
-		}
-		if h.Request == ping && h.Kind == uint8(wire.OpPing)|wire.ReplyBit {
-			return r
-		}
-		r.errors++
-	}
-}
-
-// busyPayload is what the busy phase broadcasts: no stamp, so only the
-// unicasts reach the latency histogram.
-func busyPayload(size int) []byte {
-	b := []byte("busy-broadcast")
-	for len(b) < size {
-		b = append(b, 'x')
-	}
-	return b
-}
-
-// busyQueues are the broadcast queues the busy phase runs with: 0, each
-// broadcast sent once every client has read the last (the loops are
-// always in a fanout but for the bench's reaction time, and nothing
-// waits in their mailboxes behind it); 1, one more broadcast queued
-// behind the one being written.
-var busyQueues = []int{0, 1}
-
-// busyProbes is how many of the busy phase's clients are probes: held by a
-// reader of their own, so a unicast's latency is the relay's and not the
-// time the big pool's reader takes to reach the socket through the
-// broadcast's backlog.
-const busyProbes = 200
-
-// busy measures unicast latency while broadcasts keep the relay's loops
-// busy: a broadcaster sends broadcast after broadcast, at most queue of
-// them waiting behind the one being written, while two pacers send
-// stamped unicasts, one to random probe clients (a small pool read by a
-// goroutine of its own), one to random clients of the big pool.
-func busy(ctx context.Context, opts FanoutOptions, queue int) (_ *BusyResult, err error) {
-	n := opts.BusyClients
-	probes := min(busyProbes, max(1, n/10))
-	fmt.Fprintf(opts.Stderr, "bench fanout: unicasts during broadcasts, %d clients, %d broadcast(s) queued: starting\n", n, queue)
-	rp, err := startRelayProc(opts.RelayCommand, opts.RelayEnv, opts.Stderr)
-	if err != nil {
-		return nil, err
-	}
-	pool, err := openPool(rp.addr, n-probes, time.Minute)
-	if err != nil {
-		rp.kill()
-		return nil, err
-	}
-	probe, err := openPool(rp.addr, probes, time.Minute)
-	if err != nil {
-		pool.Close()
-		rp.kill()
-		return nil, err
-	}
-	defer func() {
-		probe.Close()
-		pool.Close()
-		if serr := rp.stop(); serr != nil && err == nil {
-			err = serr
-		}
-	}()
-	res := &BusyResult{Clients: n, Probes: probes, Queue: queue, Rate: opts.BusyRate, Errors: map[string]int64{}}
-	m0, err := rp.settledMetrics(ctx)
-	if err != nil {
-		return nil, err
-	}
-	resetLatency(pool)
-	resetLatency(probe)
-	msgs0, stamped0 := pool.Stats.Messages.Load(), pool.Stats.Stamped.Load()
-	pmsgs0 := probe.Stats.Messages.Load()
-	big := n - probes
-	broadcastsRead := func() int64 {
-		return (pool.Stats.Messages.Load() - msgs0) - (pool.Stats.Stamped.Load() - stamped0)
-	}
-	cpu, err := startCPU(rp.pid, os.Getpid())
-	if err != nil {
-		return nil, err
-	}
-	host0, err := readCPUTicks()
-	if err != nil {
-		return nil, err
-	}
-	bctx, cancel := context.WithTimeout(ctx, opts.BusyDuration+time.Minute)
-	defer cancel()
-	var (
-		stop       atomic.Bool
-		broadcasts atomic.Int64
-		bErr       error
-		wg         sync.WaitGroup
-	)
-	payload := busyPayload(opts.Payload)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for !stop.Load() && bctx.Err() == nil {
-			// Broadcast k may go once all but queue of the k before it
-			// have been read by every client of the big pool.
-			k := broadcasts.Load()
-			for broadcastsRead() < (k-int64(queue))*int64(big) && !stop.Load() && bctx.Err() == nil {
-				time.Sleep(100 * time.Microsecond)
-			}
-			if stop.Load() {
-				return
-			}
-			if _, err := rp.client.Broadcast(bctx, payload); err != nil {
-				bErr = err
-				return
-			}
-			broadcasts.Add(1)
-		}
-	}()
-	// The probe pool's owner, until it is told to stop.
-	probeStop := make(chan struct{})
-	probeDone := make(chan error, 1)
-	go func() {
-		var last time.Time
-		_, err := pollWhile(probe, probeStop, &last)
-		probeDone <- err
-	}()
-	iopts := IngressOptions{Rate: opts.BusyRate, Duration: opts.BusyDuration, Payload: opts.Payload}
-	probeTally := make(chan pushTally, 1)
-	go func() { probeTally <- unixPaced(bctx, rp.client, probe.IDs(), iopts) }()
-	start := time.Now()
-	done := make(chan pushTally, 1)
-	go func() { done <- unixPaced(bctx, rp.client, pool.IDs(), iopts) }()
-	lastGrowth := start
-	tally, err := pollWhile(pool, done, &lastGrowth)
-	ptally := <-probeTally
-	res.Seconds = time.Since(start).Seconds()
-	readAtEnd := broadcastsRead()
-	stop.Store(true)
-	used, cerr := cpu.since()
-	host1, herr := readCPUTicks()
-	if cerr == nil && herr == nil {
-		res.OtherCPUSeconds = max(0, hostCPU(host0, host1).BusySeconds-used[0]-used[1])
-	}
-	// The broadcaster may be waiting for the clients to read: keep
-	// reading until it has returned.
-	waitDone := make(chan struct{})
-	go func() { wg.Wait(); close(waitDone) }()
-	if _, perr := pollWhile(pool, waitDone, &lastGrowth); err == nil {
-		err = perr
-	}
-	close(probeStop)
-	if perr := <-probeDone; err == nil {
-		err = perr
-	}
-	if err == nil {
-		err = bErr
-	}
-	if err != nil {
-		return nil, fmt.Errorf("bench fanout: unicasts during broadcasts: %w", err)
-	}
-	res.Broadcasts = broadcasts.Load()
-	res.Unicasts, res.Accepted = ptally.sent+tally.sent, ptally.accepted+tally.accepted
-	for _, t := range []pushTally{tally, ptally} {
-		for k, v := range t.errors {
-			res.Errors[k] += v
-		}
-	}
-	want := res.Broadcasts*int64(big) + tally.accepted
-	got, _, err := drainPool(pool, msgs0, want, 5*time.Second, time.Minute, time.Now())
-	if err != nil {
-		return nil, err
-	}
-	pwant := res.Broadcasts*int64(probes) + ptally.accepted
-	pgot, _, err := drainPool(probe, pmsgs0, pwant, 5*time.Second, time.Minute, time.Now())
-	if err != nil {
-		return nil, err
-	}
-	res.Missing = want + pwant - got - pgot
-	res.BroadcastRate = finite(float64(readAtEnd) / res.Seconds)
-	res.Latency = windowLatency(probe).Summarize()
-	res.BigPoolLatency = windowLatency(pool).Summarize()
-	m1, err := rp.settledMetrics(ctx)
-	if err != nil {
-		return nil, err
-	}
-	res.FanoutMaxSecond = m1.sum("pushrelay_fanout_seconds_max")
-	if d := m0.delta(m1, "pushrelay_drops_total"); d > 0 {
-		res.Errors["relay_drops"] = int64(d)
-	}
-	fmt.Fprintf(opts.Stderr, "bench fanout: unicasts during %d broadcasts (%d queued): probes p50 %v, p99 %v, max %v; big pool p50 %v, p99 %v\n",
-		res.Broadcasts, queue, res.Latency.P50, res.Latency.P99, res.Latency.Max, res.BigPoolLatency.P50, res.BigPoolLatency.P99)
-	return res, nil
-}
-
-func busyQueueName(q int) string {
-	if q == 0 {
-		return "each once the last was read"
-	}
-	return fmt.Sprintf("%d queued behind the one being written", q)
 }
 
 // fmtErrors prints error counts, "none" for none.
@@ -926,32 +532,15 @@ func fanoutChecks(r *FanoutResult) []Check {
 		}
 		pre := fmtInt(int64(n)) + " clients: "
 		if bl != nil {
-			v := finite(rl.CPUPerDelivery / bl.CPUPerDelivery)
-			checks = append(checks, Check{
-				Name:   pre + "relay CPU per delivery ÷ baseline's",
-				Value:  v,
-				Shown:  fmt.Sprintf("%.2f (%s ÷ %s)", v, fmtNs(rl.CPUPerDelivery), fmtNs(bl.CPUPerDelivery)),
-				Target: "≤ 0.65",
-				Met:    v > 0 && v <= targetCPUVsBaseline,
-			})
+			checks = append(checks, ratioCheck(pre+"relay CPU per delivery ÷ baseline's",
+				rl.CPUPerDelivery, bl.CPUPerDelivery, fmtNs, false, targetCPUVsBaseline))
 		}
 		if fl != nil {
-			v := finite(rl.DeliveriesPerCPUSecond / fl.FloorWritesPerSec)
-			checks = append(checks, Check{
-				Name:   pre + "relay deliveries per CPU-second ÷ bare sequential writer's writes/s (one thread)",
-				Value:  v,
-				Shown:  fmt.Sprintf("%.2f (%s ÷ %s)", v, fmtRate(rl.DeliveriesPerCPUSecond), fmtRate(fl.FloorWritesPerSec)),
-				Target: "≥ 0.75",
-				Met:    v >= targetLoopVsFloor,
-			})
-			v = finite(rl.TTLMedian / fl.TTLMedian)
-			checks = append(checks, Check{
-				Name:   pre + "relay time to last ÷ bare sequential writer's (medians)",
-				Value:  v,
-				Shown:  fmt.Sprintf("%.2f (%s ÷ %s)", v, fmtDur(secs(rl.TTLMedian)), fmtDur(secs(fl.TTLMedian))),
-				Target: "≤ 1.25",
-				Met:    v > 0 && v <= targetTTLVsFloor,
-			})
+			checks = append(checks,
+				ratioCheck(pre+"relay deliveries per CPU-second ÷ bare sequential writer's writes/s (one thread)",
+					rl.DeliveriesPerCPUSecond, fl.FloorWritesPerSec, fmtRate, true, targetLoopVsFloor),
+				ratioCheck(pre+"relay time to last ÷ bare sequential writer's (medians)",
+					rl.TTLMedian, fl.TTLMedian, func(s float64) string { return fmtDur(secs(s)) }, false, targetTTLVsFloor))
 		}
 	}
 	if c := r.Coalesce; c != nil {

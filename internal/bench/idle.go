@@ -52,42 +52,27 @@ type IdleOptions struct {
 }
 
 func (o IdleOptions) withDefaults() (IdleOptions, error) {
-	if o.Conns == 0 {
-		o.Conns = 10000
-	}
+	d := IdleDefaults()
+	orZero(&o.Conns, d.Conns)
 	if o.Conns < 0 {
 		return o, fmt.Errorf("bench: idle: conns %d: want a positive count", o.Conns)
 	}
-	if len(o.Servers) == 0 {
-		o.Servers = []string{ServerRelay, ServerBaseline}
-	}
+	orEmpty(&o.Servers, d.Servers)
 	for _, s := range o.Servers {
 		if s != ServerRelay && s != ServerBaseline {
 			return o, fmt.Errorf("bench: idle: server %q: want %s or %s", s, ServerRelay, ServerBaseline)
 		}
 	}
-	if len(o.ChildCommand) == 0 {
-		cmd, err := DefaultChildCommand()
-		if err != nil {
-			return o, err
-		}
-		o.ChildCommand = cmd
+	if err := fillCommands(nil, &o.ChildCommand); err != nil {
+		return o, err
 	}
-	if o.Workers <= 0 {
-		o.Workers = 32
-	}
-	if o.Warmup == 0 {
-		o.Warmup = 1
-	}
+	orPositive(&o.Workers, d.Workers)
+	orZero(&o.Warmup, d.Warmup)
 	if o.Warmup < 0 {
 		o.Warmup = 0
 	}
-	if o.Settle == 0 {
-		o.Settle = 2 * time.Second
-	}
-	if o.Stderr == nil {
-		o.Stderr = os.Stderr
-	}
+	orZero(&o.Settle, d.Settle)
+	orZero(&o.Stderr, io.Writer(os.Stderr))
 	return o, nil
 }
 

@@ -43,45 +43,26 @@ type WebOptions struct {
 }
 
 func (o WebOptions) withDefaults() (WebOptions, error) {
-	if o.Conns == 0 {
-		o.Conns = 10000
-	}
-	if len(o.Transports) == 0 {
-		o.Transports = []string{"tcp", "ws", "ws-deflate", "sse"}
-	}
+	d := WebDefaults()
+	orZero(&o.Conns, d.Conns)
+	orEmpty(&o.Transports, d.Transports)
 	for _, t := range o.Transports {
 		if _, _, err := loadgen.ParseFraming(transportFraming(t)); err != nil {
 			return o, fmt.Errorf("bench web: transport %q: want tcp, ws, ws-deflate or sse", t)
 		}
 	}
-	if o.Broadcasts == 0 {
-		o.Broadcasts = 20
-	}
-	if o.Warmup == 0 {
-		o.Warmup = 2
-	}
-	if o.Size == 0 {
-		o.Size = 2048
-	}
-	if o.Settle == 0 {
-		o.Settle = 2 * time.Second
-	}
-	if o.Gap == 0 {
-		o.Gap = 50 * time.Millisecond
-	}
+	orZero(&o.Broadcasts, d.Broadcasts)
+	orZero(&o.Warmup, d.Warmup)
+	orZero(&o.Size, d.Size)
+	orZero(&o.Settle, d.Settle)
+	orZero(&o.Gap, d.Gap)
 	if o.Conns < 1 || o.Broadcasts < 1 || o.Size < 64 {
 		return o, fmt.Errorf("bench web: want at least 1 connection, 1 broadcast and a 64-byte payload")
 	}
-	if len(o.RelayCommand) == 0 {
-		cmd, err := DefaultRelayCommand()
-		if err != nil {
-			return o, err
-		}
-		o.RelayCommand = cmd
+	if err := fillCommands(&o.RelayCommand, nil); err != nil {
+		return o, err
 	}
-	if o.Stderr == nil {
-		o.Stderr = os.Stderr
-	}
+	orZero(&o.Stderr, io.Writer(os.Stderr))
 	return o, nil
 }
 

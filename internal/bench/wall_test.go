@@ -53,7 +53,7 @@ func TestNameWallFromRecordedEvidence(t *testing.T) {
 }
 
 func TestWallFixComesFromTheDoctor(t *testing.T) {
-	h, err := doctor.Read(filepath.Join("..", "kernel-tuning", "doctor", "testdata", "container"))
+	h, err := doctor.Read(filepath.Join("..", "..", "kernel-tuning", "doctor", "testdata", "container"))
 	if err != nil {
 		t.Fatal(err)
 	}

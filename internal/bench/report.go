@@ -120,3 +120,17 @@ func mdChecks(w *strings.Builder, checks []Check) {
 	}
 	mdTable(w, []string{"figure", "measured", "target", "verdict"}, rows)
 }
+
+// ratioCheck is the check of a ÷ b against bound, at least bound if atLeast
+// and otherwise at most bound (and above 0); show prints a and b. The
+// target's wording comes from the bound, so each is written once.
+func ratioCheck(name string, a, b float64, show func(float64) string, atLeast bool, bound float64) Check {
+	v := finite(a / b)
+	c := Check{Name: name, Value: v, Shown: fmt.Sprintf("%.2f (%s ÷ %s)", v, show(a), show(b))}
+	if atLeast {
+		c.Target, c.Met = fmt.Sprintf("≥ %g", bound), v >= bound
+	} else {
+		c.Target, c.Met = fmt.Sprintf("≤ %g", bound), v > 0 && v <= bound
+	}
+	return c
+}

@@ -2,11 +2,9 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"math"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -142,7 +140,7 @@ func TestRunIdleSmall(t *testing.T) {
 	if len(res.Checks) != 4 {
 		t.Errorf("%d checks, want 4: %+v", len(res.Checks), res.Checks)
 	}
-	checkWritten(t, res, res.Markdown(), "| relay |", "| baseline |", "kernel/socket")
+	checkResultFiles(t, res, res.Markdown(), "servers", "| relay |", "| baseline |", "kernel/socket")
 }
 
 func TestRunStormSmall(t *testing.T) {
@@ -189,35 +187,7 @@ func TestRunStormSmall(t *testing.T) {
 		if len(res.Checks) != 2 {
 			t.Errorf("%d checks, want 2: %+v", len(res.Checks), res.Checks)
 		}
-		checkWritten(t, res, res.Markdown(), "| accept4 |", "| relay |", "ListenOverflows")
-	}
-}
-
-// checkWritten writes the results and checks both files.
-func checkWritten(t *testing.T, v any, md string, wants ...string) {
-	t.Helper()
-	for _, w := range wants {
-		if !strings.Contains(md, w) {
-			t.Errorf("Markdown lacks %q:\n%s", w, md)
-		}
-	}
-	dir := filepath.Join(t.TempDir(), "out")
-	if err := WriteResults(dir, v, md); err != nil {
-		t.Fatalf("WriteResults: %v", err)
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "results.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatalf("results.json: %v", err)
-	}
-	if m["machine"] == nil || m["servers"] == nil {
-		t.Errorf("results.json lacks machine or servers: %s", b)
-	}
-	if got, err := os.ReadFile(filepath.Join(dir, "results.md")); err != nil || string(got) != md {
-		t.Errorf("results.md: %v, or it differs from the Markdown", err)
+		checkResultFiles(t, res, res.Markdown(), "servers", "| accept4 |", "| relay |", "ListenOverflows")
 	}
 }
 
