@@ -3,6 +3,7 @@ package relay
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -209,4 +210,64 @@ func eventuallyOK(t *testing.T, what string, check func() error) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("%s: %v", what, err)
+}
+
+// TestOwnAcceptRebindsAtOnceAndRefusesASecondRelay: with the relay's own
+// listeners, a relay stopped with clients connected (its closed
+// connections linger in FIN-WAIT-2 and TIME_WAIT) is followed at once by
+// a new one on the same ports, a second live relay on them is refused,
+// and with ReusePort two relays share a port.
+func TestOwnAcceptRebindsAtOnceAndRefusesASecondRelay(t *testing.T) {
+	first, err := New(Config{Listen: "127.0.0.1:0", Web: "127.0.0.1:0", OwnAccept: true, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	addr, web := first.Addr().String(), first.WebAddr().String()
+	for i := 0; i < 3; i++ {
+		c := dial(t, first)
+		defer c.conn.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := first.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	again := startServer(t, Config{Listen: addr, Web: web, OwnAccept: true})
+	dial(t, again).conn.Close()
+
+	_, err = startErr(Config{Listen: addr, OwnAccept: true, Logger: testLogger()})
+	if !errors.Is(err, ErrAddrInUse) {
+		t.Fatalf("a second relay on %s: %v, want ErrAddrInUse", addr, err)
+	}
+
+	port := freePort(t)
+	a := startServer(t, Config{Listen: port, ReusePort: true, OwnAccept: true})
+	b := startServer(t, Config{Listen: port, ReusePort: true, OwnAccept: true})
+	dial(t, a).conn.Close()
+	dial(t, b).conn.Close()
+}
+
+func startErr(cfg Config) (*Server, error) {
+	s, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Start(); err != nil {
+		return nil, err
+	}
+	s.Shutdown(context.Background())
+	return s, nil
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
