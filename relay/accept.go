@@ -96,10 +96,23 @@ func (a *acceptor) err() error {
 	return nil
 }
 
+// OnTick runs first on gnet's ticker goroutine, which gnet starts after
+// it has created every event loop: until then Engine.Register reads the
+// loop list while gnet appends to it. With OwnAccept only (WithTicker).
+func (h *handler) OnTick() (time.Duration, gnet.Action) {
+	h.srv.loopsOnce.Do(func() { close(h.srv.loopsReady) })
+	return 24 * time.Hour, gnet.None
+}
+
 // run accepts until stop.
 func (a *acceptor) run() {
 	defer close(a.done)
 	s := a.srv
+	select {
+	case <-s.loopsReady:
+	case <-a.quit:
+		return
+	}
 	for {
 		nc, err := a.ln.AcceptTCP()
 		if err != nil {
@@ -144,15 +157,6 @@ func (a *acceptor) enroll(nc *net.TCPConn) bool {
 		case err == nil:
 			a.pending = append(a.pending, ch)
 			return true
-		case errors.Is(err, gerrors.ErrEmptyEngine):
-			// OnBoot runs before gnet has created its loops: the first
-			// connections wait for them.
-			select {
-			case <-a.quit:
-				_ = nc.Close()
-				return false
-			case <-time.After(time.Millisecond):
-			}
 		case errors.Is(err, gerrors.ErrEngineInShutdown):
 			_ = nc.Close()
 			return false

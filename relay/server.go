@@ -51,12 +51,14 @@ type Server struct {
 	draining atomic.Bool // new connections are rejected
 	closing  atomic.Bool // pushes are refused
 
-	started  atomic.Bool
-	booted   chan struct{}
-	done     chan struct{} // closed when the engine has stopped
-	runErr   error         // why the engine stopped; read after done
-	stopTick chan struct{}
-	shutOnce sync.Once
+	started    atomic.Bool
+	booted     chan struct{}
+	loopsReady chan struct{} // closed once gnet has made every loop (OwnAccept)
+	loopsOnce  sync.Once
+	done       chan struct{} // closed when the engine has stopped
+	runErr     error         // why the engine stopped; read after done
+	stopTick   chan struct{}
+	shutOnce   sync.Once
 }
 
 // New validates cfg and returns a server ready to Start.
@@ -66,14 +68,15 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		heartbeat: heartbeatFrame(cfg.Framing),
-		events:    newServerEventLog(cfg),
-		instance:  newInstanceID(),
-		booted:    make(chan struct{}),
-		done:      make(chan struct{}),
-		stopTick:  make(chan struct{}),
+		cfg:        cfg,
+		log:        cfg.Logger,
+		heartbeat:  heartbeatFrame(cfg.Framing),
+		events:     newServerEventLog(cfg),
+		instance:   newInstanceID(),
+		booted:     make(chan struct{}),
+		loopsReady: make(chan struct{}),
+		done:       make(chan struct{}),
+		stopTick:   make(chan struct{}),
 	}
 	s.loops.Store(&[]*loop{})
 	return s, nil
@@ -185,7 +188,9 @@ func (s *Server) Start() error {
 		gnetAddrs = []string{"unix://" + filepath.Join(anchorDir, "loops.sock")}
 		// Engine.Register picks a loop through the balancer; the default
 		// round robin is not safe to call from the acceptors' goroutines.
-		opts = append(opts, gnet.WithLoadBalancing(gnet.LeastConnections))
+		opts = append(opts, gnet.WithLoadBalancing(gnet.LeastConnections),
+			// Its first OnTick says the loops exist (accept.go).
+			gnet.WithTicker(true))
 	} else {
 		opts = append(opts,
 			// One listener per loop (SO_REUSEPORT): each loop accepts and
