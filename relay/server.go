@@ -102,33 +102,30 @@ func (s *Server) Start() error {
 		err               error
 	)
 	if s.cfg.OwnAccept {
-		if s.cfg.ReusePort {
-			// Binding port 0 several times gives several ports.
-			if err := sharedPort(s.cfg.Listen); err != nil {
-				return fmt.Errorf("relay: client listener: %w", err)
-			}
-			if s.cfg.Web != "" {
-				if err := sharedPort(s.cfg.Web); err != nil {
-					return fmt.Errorf("relay: web listener: %w", err)
-				}
+		// One listening socket and one acceptor per loop, joined with
+		// SO_REUSEPORT, as gnet's per-loop listeners were: the kernel
+		// spreads connections over them and accepts run in parallel (one
+		// acceptor alone overflowed the listen queue in a storm). Unless
+		// sharing is wanted, reserveAddr first checks that no one else
+		// listens there, and fixes port 0 to one port for all of them.
+		var ca, wa *net.TCPAddr
+		if ca, err = reserveAddr(s.cfg.Listen, s.cfg.ReusePort); err != nil {
+			return fmt.Errorf("relay: client listener: %w", err)
+		}
+		if s.cfg.Web != "" {
+			if wa, err = reserveAddr(s.cfg.Web, s.cfg.ReusePort); err != nil {
+				return fmt.Errorf("relay: web listener: %w", err)
 			}
 		}
-		// The relay's own listening sockets (accept.go); gnet runs the loops.
-		// With --reuse-port each loop's worth of traffic has its own socket,
-		// as gnet's per-loop listeners had: another relay sharing the port
-		// gets the same share of new connections as before.
-		n := 1
-		if s.cfg.ReusePort {
-			n = s.loopCount()
-		}
-		clientLns, err = s.listenN("client", s.cfg.Listen, n)
+		n := s.loopCount()
+		clientLns, err = s.listenN("client", ca.String(), n)
 		if err != nil {
 			return err
 		}
 		s.addr = displayAddr(s.cfg.Listen, clientLns[0])
 		addrs = []string{s.addr.String()}
 		if s.cfg.Web != "" {
-			webLns, err = s.listenN("web", s.cfg.Web, n)
+			webLns, err = s.listenN("web", wa.String(), n)
 			if err != nil {
 				closeListeners(clientLns)
 				return err
@@ -804,24 +801,11 @@ func (s *Server) Stats() Stats {
 	return st
 }
 
-// sharedPort refuses port 0 with --reuse-port: each listening socket
-// would get a port of its own.
-func sharedPort(addr string) error {
-	ta, err := net.ResolveTCPAddr("tcp", addr)
-	if err != nil {
-		return err
-	}
-	if ta.Port == 0 {
-		return errors.New("port 0 cannot be shared: name a port with reuse-port")
-	}
-	return nil
-}
-
-// listenN binds n listening sockets on addr (n > 1 only with --reuse-port).
+// listenN binds n listening sockets on addr, with SO_REUSEPORT.
 func (s *Server) listenN(name, addr string, n int) ([]*net.TCPListener, error) {
 	lns := make([]*net.TCPListener, 0, n)
 	for i := 0; i < n; i++ {
-		ln, err := listenTCP(addr, s.cfg.ReusePort, s.cfg)
+		ln, err := listenTCP(addr, true, s.cfg)
 		if err != nil {
 			closeListeners(lns)
 			return nil, fmt.Errorf("relay: %s listener: %w", name, err)
