@@ -143,6 +143,10 @@ type counters struct {
 	closed   [numCloseReasons]atomic.Uint64
 	drops    [numDropReasons]atomic.Uint64
 
+	// Accepts that failed for want of descriptors or memory and were
+	// retried after a pause (accept.go): [0] the client port, [1] the web.
+	acceptPauses [2]atomic.Uint64
+
 	// The web listener.
 	transports    [numTransports]atomic.Int64     // open clients by transport
 	web           [len(webStatuses)]atomic.Uint64 // handshake answers by HTTP status
@@ -236,6 +240,12 @@ func (s *Server) Metrics() []Metric {
 	}
 	for i, n := range st.Rejected {
 		ms = append(ms, Metric{Name: "pushrelay_connections_rejected_total", Labels: `reason="` + RejectReason(i).String() + `"`, Type: "counter", Help: "Accepted sockets closed before getting an ID, by reason.", Value: float64(n)})
+	}
+	if s.cfg.OwnAccept {
+		ms = append(ms, Metric{Name: "pushrelay_accept_errors_total", Labels: `listener="client"`, Type: "counter", Help: "Accepts on a listener that failed for want of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM) and were retried after a pause; connections already open are unaffected.", Value: float64(s.counters.acceptPauses[0].Load())})
+	}
+	if s.cfg.OwnAccept && s.cfg.Web != "" {
+		ms = append(ms, Metric{Name: "pushrelay_accept_errors_total", Labels: `listener="web"`, Type: "counter", Help: "Accepts on a listener that failed for want of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM) and were retried after a pause; connections already open are unaffected.", Value: float64(s.counters.acceptPauses[1].Load())})
 	}
 	for i, n := range st.Closed {
 		ms = append(ms, Metric{Name: "pushrelay_connections_closed_total", Labels: `reason="` + CloseReason(i).String() + `"`, Type: "counter", Help: "Client connections closed, by reason.", Value: float64(n)})

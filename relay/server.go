@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,10 +29,11 @@ type Server struct {
 	heartbeat *Frame
 
 	// Fixed after Start.
-	engine  gnet.Engine
-	addr    *net.TCPAddr
-	webAddr *net.TCPAddr // nil without --web
-	policy  *policyServer
+	engine    gnet.Engine
+	acceptors []*acceptor // client and web listeners (accept.go)
+	addr      *net.TCPAddr
+	webAddr   *net.TCPAddr // nil without --web
+	policy    *policyServer
 
 	reg      registry
 	topics   topicIndex
@@ -48,12 +51,14 @@ type Server struct {
 	draining atomic.Bool // new connections are rejected
 	closing  atomic.Bool // pushes are refused
 
-	started  atomic.Bool
-	booted   chan struct{}
-	done     chan struct{} // closed when the engine has stopped
-	runErr   error         // why the engine stopped; read after done
-	stopTick chan struct{}
-	shutOnce sync.Once
+	started    atomic.Bool
+	booted     chan struct{}
+	loopsReady chan struct{} // closed once gnet has made every loop (OwnAccept)
+	loopsOnce  sync.Once
+	done       chan struct{} // closed when the engine has stopped
+	runErr     error         // why the engine stopped; read after done
+	stopTick   chan struct{}
+	shutOnce   sync.Once
 }
 
 // New validates cfg and returns a server ready to Start.
@@ -63,14 +68,15 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		heartbeat: heartbeatFrame(cfg.Framing),
-		events:    newServerEventLog(cfg),
-		instance:  newInstanceID(),
-		booted:    make(chan struct{}),
-		done:      make(chan struct{}),
-		stopTick:  make(chan struct{}),
+		cfg:        cfg,
+		log:        cfg.Logger,
+		heartbeat:  heartbeatFrame(cfg.Framing),
+		events:     newServerEventLog(cfg),
+		instance:   newInstanceID(),
+		booted:     make(chan struct{}),
+		loopsReady: make(chan struct{}),
+		done:       make(chan struct{}),
+		stopTick:   make(chan struct{}),
 	}
 	s.loops.Store(&[]*loop{})
 	return s, nil
@@ -90,22 +96,66 @@ func (s *Server) Start() error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("relay: Start called twice")
 	}
-	addr, err := reserveAddr(s.cfg.Listen, s.cfg.ReusePort)
-	if err != nil {
-		return fmt.Errorf("relay: client listener: %w", err)
-	}
-	s.addr = addr
-	addrs := []string{"tcp://" + addr.String()}
-	if s.cfg.Web != "" {
-		wa, err := reserveAddr(s.cfg.Web, s.cfg.ReusePort)
+	var (
+		addrs             []string // what the log names
+		clientLns, webLns []*net.TCPListener
+		err               error
+	)
+	if s.cfg.OwnAccept {
+		// One listening socket and one acceptor per loop, joined with
+		// SO_REUSEPORT, as gnet's per-loop listeners were: the kernel
+		// spreads connections over them and accepts run in parallel (one
+		// acceptor alone overflowed the listen queue in a storm). Unless
+		// sharing is wanted, reserveAddr first checks that no one else
+		// listens there, and fixes port 0 to one port for all of them.
+		var ca, wa *net.TCPAddr
+		if ca, err = reserveAddr(s.cfg.Listen, s.cfg.ReusePort); err != nil {
+			return fmt.Errorf("relay: client listener: %w", err)
+		}
+		if s.cfg.Web != "" {
+			if wa, err = reserveAddr(s.cfg.Web, s.cfg.ReusePort); err != nil {
+				return fmt.Errorf("relay: web listener: %w", err)
+			}
+		}
+		n := s.loopCount()
+		clientLns, err = s.listenN("client", ca.String(), n)
 		if err != nil {
-			return fmt.Errorf("relay: web listener: %w", err)
+			return err
 		}
-		if wa.Port == addr.Port {
-			return fmt.Errorf("relay: the web listener %s and the client listener %s share port %d: give each its own", s.cfg.Web, s.cfg.Listen, wa.Port)
+		s.addr = displayAddr(s.cfg.Listen, clientLns[0])
+		addrs = []string{s.addr.String()}
+		if s.cfg.Web != "" {
+			webLns, err = s.listenN("web", wa.String(), n)
+			if err != nil {
+				closeListeners(clientLns)
+				return err
+			}
+			s.webAddr = displayAddr(s.cfg.Web, webLns[0])
+			if s.webAddr.Port == s.addr.Port {
+				closeListeners(clientLns)
+				closeListeners(webLns)
+				return fmt.Errorf("relay: the web listener %s and the client listener %s share port %d: give each its own", s.cfg.Web, s.cfg.Listen, s.addr.Port)
+			}
+			addrs = append(addrs, s.webAddr.String())
 		}
-		s.webAddr = wa
-		addrs = append(addrs, "tcp://"+wa.String())
+	} else {
+		addr, err := reserveAddr(s.cfg.Listen, s.cfg.ReusePort)
+		if err != nil {
+			return fmt.Errorf("relay: client listener: %w", err)
+		}
+		s.addr = addr
+		addrs = []string{"tcp://" + addr.String()}
+		if s.cfg.Web != "" {
+			wa, err := reserveAddr(s.cfg.Web, s.cfg.ReusePort)
+			if err != nil {
+				return fmt.Errorf("relay: web listener: %w", err)
+			}
+			if wa.Port == addr.Port {
+				return fmt.Errorf("relay: the web listener %s and the client listener %s share port %d: give each its own", s.cfg.Web, s.cfg.Listen, wa.Port)
+			}
+			s.webAddr = wa
+			addrs = append(addrs, "tcp://"+wa.String())
+		}
 	}
 	setGnetLogger(s.log)
 	gl := &gnetLogger{}
@@ -113,38 +163,61 @@ func (s *Server) Start() error {
 	opts := []gnet.Option{
 		gnet.WithMulticore(true),
 		gnet.WithNumEventLoop(s.cfg.Loops),
-		// One listener per loop (SO_REUSEPORT): each loop accepts and runs
-		// OnOpen for its own sockets, so at most one accepted socket per
-		// loop waits for admission. With gnet's shared acceptor, a burst
-		// could hold thousands of accepted descriptors beyond --max-conns,
-		// and EMFILE in accept stops gnet's engine altogether.
-		gnet.WithReusePort(true),
-		// SO_REUSEADDR: the connections this relay closes (at shutdown,
-		// after a crash, every refusal) linger in FIN-WAIT-2 and TIME_WAIT
-		// and inherit the listener's options; with it, the next relay can
-		// bind the port at once (reserveAddr).
-		gnet.WithReuseAddr(true),
-		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		// Size gnet's per-connection ring (pooled, taken only while bytes
 		// wait) to the outbound cap: past the ring gnet keeps a linked list
 		// that allocates a node for every write.
 		gnet.WithWriteBufferCap(s.cfg.MaxOutbound),
 		gnet.WithLogger(gl),
 	}
-	if s.cfg.SendBuffer > 0 {
-		opts = append(opts, gnet.WithSocketSendBuffer(s.cfg.SendBuffer))
-	}
-	if ka := s.cfg.KeepAlive; ka > 0 {
+	gnetAddrs := addrs
+	anchorDir := ""
+	if s.cfg.OwnAccept {
+		// gnet's engine needs a listener of its own (Engine.Register and
+		// Stop refuse an engine without one), so it gets a Unix socket
+		// nobody can reach: bound in a private directory removed at once.
+		var err error
+		anchorDir, err = os.MkdirTemp("", "pushrelay-")
+		if err != nil {
+			closeListeners(clientLns)
+			closeListeners(webLns)
+			return fmt.Errorf("relay: a directory for the event loops' private socket: %w (set TMPDIR to a writable directory)", err)
+		}
+		gnetAddrs = []string{"unix://" + filepath.Join(anchorDir, "loops.sock")}
+		// Engine.Register picks a loop through the balancer; the default
+		// round robin is not safe to call from the acceptors' goroutines.
+		opts = append(opts, gnet.WithLoadBalancing(gnet.LeastConnections),
+			// Its first OnTick says the loops exist (accept.go).
+			gnet.WithTicker(true))
+	} else {
 		opts = append(opts,
-			gnet.WithTCPKeepAlive(ka),
-			gnet.WithTCPKeepInterval(max(ka/3, time.Second)),
-			gnet.WithTCPKeepCount(3))
+			// One listener per loop (SO_REUSEPORT): each loop accepts and
+			// runs OnOpen for its own sockets, so at most one accepted
+			// socket per loop waits for admission. With gnet's shared
+			// acceptor, a burst could hold thousands of accepted
+			// descriptors beyond --max-conns, and EMFILE in accept stops
+			// gnet's engine altogether.
+			gnet.WithReusePort(true),
+			// SO_REUSEADDR: the connections this relay closes (at
+			// shutdown, after a crash, every refusal) linger in FIN-WAIT-2
+			// and TIME_WAIT and inherit the listener's options; with it,
+			// the next relay can bind the port at once (reserveAddr).
+			gnet.WithReuseAddr(true),
+			gnet.WithTCPNoDelay(gnet.TCPNoDelay))
+		if s.cfg.SendBuffer > 0 {
+			opts = append(opts, gnet.WithSocketSendBuffer(s.cfg.SendBuffer))
+		}
+		if ka := s.cfg.KeepAlive; ka > 0 {
+			opts = append(opts,
+				gnet.WithTCPKeepAlive(ka),
+				gnet.WithTCPKeepInterval(max(ka/3, time.Second)),
+				gnet.WithTCPKeepCount(3))
+		}
 	}
 	h := &handler{srv: s}
 	go func() {
 		// One engine for both listeners: browser clients live on the same
 		// loops as raw ones, so one broadcast is one mailbox item per loop.
-		err := gnet.Rotate(h, addrs, opts...)
+		err := gnet.Rotate(h, gnetAddrs, opts...)
 		if err == nil && !s.closing.Load() {
 			// gnet returns nil when an error stopped it.
 			err = gl.stopCause()
@@ -154,9 +227,31 @@ func (s *Server) Start() error {
 	}()
 	select {
 	case <-s.booted:
+		if anchorDir != "" {
+			_ = os.RemoveAll(anchorDir) // gnet has bound it: unreachable from now on
+		}
 	case <-s.done:
+		if anchorDir != "" {
+			_ = os.RemoveAll(anchorDir)
+		}
+		closeListeners(clientLns)
+		closeListeners(webLns)
 		return fmt.Errorf("relay: start event loops on %s: %w", strings.Join(addrs, ", "), s.runErr)
 	}
+	for _, ln := range clientLns {
+		s.acceptors = append(s.acceptors, newAcceptor(s, "client", ln, &s.counters.acceptPauses[0]))
+	}
+	for _, ln := range webLns {
+		s.acceptors = append(s.acceptors, newAcceptor(s, "web", ln, &s.counters.acceptPauses[1]))
+	}
+	for _, a := range s.acceptors {
+		go a.run()
+	}
+	go func() {
+		// An engine that stops by itself takes no more connections.
+		<-s.done
+		s.stopAcceptors()
+	}()
 
 	if s.cfg.FlashPolicyListen != "" {
 		p, err := startPolicy(s.cfg.FlashPolicyListen, s.cfg.FlashPolicyMaxConns, s.policyDocument(), s.log)
@@ -169,7 +264,7 @@ func (s *Server) Start() error {
 	}
 	go s.ticker()
 	s.log.Info("relay listening",
-		"addr", addr.String(), "framing", s.cfg.Framing.String(),
+		"addr", s.addr.String(), "framing", s.cfg.Framing.String(),
 		"loops", s.loopCount(), "max_conns", s.cfg.MaxConns,
 		"max_outbound", s.cfg.MaxOutbound, "slow", s.cfg.Slow.String(),
 		"max_inbound", s.cfg.MaxInbound, "max_message", s.cfg.MaxMessage,
@@ -232,7 +327,20 @@ func (s *Server) Serving() error {
 			return err
 		}
 	}
+	for _, a := range s.acceptors {
+		if err := a.err(); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// stopAcceptors closes the client and web listeners and waits for their
+// accept loops. Safe to call more than once, from any goroutine.
+func (s *Server) stopAcceptors() {
+	for _, a := range s.acceptors {
+		a.stop()
+	}
 }
 
 // Err returns why the event loops stopped: nil after a Shutdown, the
@@ -262,6 +370,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if s.policy != nil {
 			s.policy.stop()
 		}
+		// New connections are refused by the kernel from here on, rather
+		// than accepted and closed.
+		s.stopAcceptors()
 		dctx, cancel := context.WithTimeout(ctx, s.cfg.DrainTimeout)
 		left := s.drain(dctx)
 		cancel()
@@ -688,6 +799,26 @@ func (s *Server) Stats() Stats {
 		}
 	}
 	return st
+}
+
+// listenN binds n listening sockets on addr, with SO_REUSEPORT.
+func (s *Server) listenN(name, addr string, n int) ([]*net.TCPListener, error) {
+	lns := make([]*net.TCPListener, 0, n)
+	for i := 0; i < n; i++ {
+		ln, err := listenTCP(addr, true, s.cfg)
+		if err != nil {
+			closeListeners(lns)
+			return nil, fmt.Errorf("relay: %s listener: %w", name, err)
+		}
+		lns = append(lns, ln)
+	}
+	return lns, nil
+}
+
+func closeListeners(lns []*net.TCPListener) {
+	for _, ln := range lns {
+		_ = ln.Close()
+	}
 }
 
 // reserveAddr resolves addr to a concrete TCP address. Unless sharing is

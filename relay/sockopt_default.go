@@ -12,3 +12,10 @@ func setUserTimeout(int, time.Duration) error { return nil }
 
 // probeControl keeps Go's listener options (SO_REUSEADDR on Unix systems).
 func probeControl(string, string, syscall.RawConn) error { return nil }
+
+// listenControl keeps Go's listener options (SO_REUSEADDR on Unix
+// systems); elsewhere --reuse-port, --sndbuf and --keepalive are not
+// applied to the listening sockets.
+func listenControl(bool, int, time.Duration) func(string, string, syscall.RawConn) error {
+	return nil
+}

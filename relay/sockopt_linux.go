@@ -30,3 +30,42 @@ func probeControl(_, _ string, rc syscall.RawConn) error {
 	}
 	return err
 }
+
+// listenControl sets the options of the relay's client and web listening
+// sockets, which the sockets it accepts inherit on Linux: SO_REUSEADDR,
+// SO_REUSEPORT when shared (and explicitly not otherwise), SO_SNDBUF when
+// set (--sndbuf), and keepalive with its idle time, interval and count
+// (--keepalive), as gnet set them on its own listeners.
+func listenControl(shared bool, sndbuf int, keepalive time.Duration) func(string, string, syscall.RawConn) error {
+	return func(_, _ string, rc syscall.RawConn) error {
+		var err error
+		set := func(fd, level, opt, v int) {
+			if err == nil {
+				err = unix.SetsockoptInt(fd, level, opt, v)
+			}
+		}
+		if cerr := rc.Control(func(u uintptr) {
+			fd := int(u)
+			set(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+			reuse := 0
+			if shared {
+				reuse = 1
+			}
+			set(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, reuse)
+			set(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+			if sndbuf > 0 {
+				set(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, sndbuf)
+			}
+			if keepalive > 0 {
+				secs := max(int(keepalive/time.Second), 1)
+				set(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+				set(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, secs)
+				set(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, max(secs/3, 1))
+				set(fd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT, 3)
+			}
+		}); cerr != nil {
+			return cerr
+		}
+		return err
+	}
+}
