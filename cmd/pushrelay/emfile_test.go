@@ -250,3 +250,43 @@ func TestEMFILEInAcceptIsAPauseOrALoggedCause(t *testing.T) {
 		t.Fatalf("the log does not give the cause and its fix (or says err=<nil>):\n%s", logs)
 	}
 }
+
+// TestOwnAcceptMakesEMFILEAPause: with --own-accept, EMFILE on the client
+// port is a pause, counted: the relay keeps running and serves new clients
+// once descriptors are back.
+func TestOwnAcceptMakesEMFILEAPause(t *testing.T) {
+	needPrlimit(t)
+	p, httpAddr := startPrefixed(t, nil, "--own-accept")
+	pid := p.cmd.Process.Pid
+	var orig unix.Rlimit
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, nil, &orig); err != nil {
+		t.Fatal(err)
+	}
+	fds, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: uint64(len(fds)), Max: orig.Max}, nil); err != nil {
+		t.Fatal(err)
+	}
+	clientFlood := flood(t, p.addr, 20)
+	time.Sleep(300 * time.Millisecond) // the acceptors meet EMFILE and back off
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+		t.Fatalf("the relay exited (%v) on EMFILE with --own-accept:\n%s", err, p.logs())
+	default:
+	}
+	closeAll(clientFlood)
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &orig, nil); err != nil {
+		t.Fatalf("raise the limit again: %v\n%s", err, p.logs())
+	}
+	eventually(t, "a client gets an ID once descriptors are back", func() error { return getsID(p.addr) })
+	_, body, err := httpGet("http://" + httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := metricValue(body, `pushrelay_accept_errors_total{listener="client"}`); v <= 0 {
+		t.Fatalf("pushrelay_accept_errors_total = %v, want the EMFILE pauses counted", v)
+	}
+}
