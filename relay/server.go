@@ -96,6 +96,26 @@ func (s *Server) Start() error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("relay: Start called twice")
 	}
+	if !s.cfg.ReusePort {
+		// Held until Start returns, by when gnet's listeners hold the
+		// ports themselves against a second relay's probe.
+		for _, a := range []string{s.cfg.Listen, s.cfg.Web} {
+			if a == "" {
+				continue
+			}
+			lock, err := startLock(a)
+			if err != nil {
+				what := "client"
+				if a == s.cfg.Web {
+					what = "web"
+				}
+				return fmt.Errorf("relay: %s listener: %w", what, err)
+			}
+			if lock != nil {
+				defer lock.Close()
+			}
+		}
+	}
 	var (
 		addrs             []string // what the log names
 		clientLns, webLns []*net.TCPListener

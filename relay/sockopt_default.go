@@ -3,6 +3,7 @@
 package relay
 
 import (
+	"net"
 	"syscall"
 	"time"
 )
@@ -19,3 +20,7 @@ func probeControl(string, string, syscall.RawConn) error { return nil }
 func listenControl(bool, int, time.Duration) func(string, string, syscall.RawConn) error {
 	return nil
 }
+
+// startLock is Linux-only (abstract Unix sockets): elsewhere the probe in
+// reserveAddr alone keeps a second relay off the port.
+func startLock(string) (*net.UnixListener, error) { return nil, nil }

@@ -1,6 +1,10 @@
 package relay
 
 import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -68,4 +72,29 @@ func listenControl(shared bool, sndbuf int, keepalive time.Duration) func(string
 		}
 		return err
 	}
+}
+
+// startLock holds, while a relay starts, an abstract Unix socket named for
+// the port it is about to take: between reserveAddr's probe and gnet's
+// bind (with SO_REUSEPORT, which a second relay's bind would join) the
+// port looks free, and two relays started at the same moment could both
+// take it. The name is per network namespace, as ports are, and the kernel
+// frees it if the process dies. It returns nil and no error for port 0.
+func startLock(addr string) (*net.UnixListener, error) {
+	ta, err := net.ResolveTCPAddr("tcp", addr)
+	if err != nil || ta.Port == 0 {
+		return nil, nil // reserveAddr reports a bad address
+	}
+	name := "@pushrelay-start/" + strconv.Itoa(ta.Port)
+	if ta.IP != nil && !ta.IP.IsUnspecified() {
+		name += "/" + ta.IP.String()
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: name, Net: "unix"})
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("%w: %s (another pushrelay is starting there)", ErrAddrInUse, addr)
+		}
+		return nil, nil // no abstract sockets here: the probe alone guards
+	}
+	return ln, nil
 }
