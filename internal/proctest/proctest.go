@@ -10,7 +10,6 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -112,25 +111,17 @@ func start(t testing.TB, wrapper, env []string, flags ...string) (*Proc, error) 
 		close(p.done)
 	}()
 	t.Cleanup(p.Kill)
-	deadline := time.Now().Add(StartTimeout)
-	for {
-		info, err := readyfile.Read(ready)
-		if err == nil {
-			p.Ready = info
-			return p, nil
-		}
-		if !errors.Is(err, fs.ErrNotExist) {
-			return nil, err
-		}
-		select {
-		case <-p.done:
-			return nil, fmt.Errorf("pushrelay serve exited before it was ready (%v):\n%s", p.err, p.Logs())
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("pushrelay serve was not ready after %v:\n%s", StartTimeout, p.Logs())
-		}
+	info, err := readyfile.Wait(ready, p.done, StartTimeout)
+	switch {
+	case errors.Is(err, readyfile.ErrExited):
+		return nil, fmt.Errorf("pushrelay serve exited before it was ready (%v):\n%s", p.err, p.Logs())
+	case errors.Is(err, readyfile.ErrTimeout):
+		return nil, fmt.Errorf("pushrelay serve was not ready after %v:\n%s", StartTimeout, p.Logs())
+	case err != nil:
+		return nil, err
 	}
+	p.Ready = info
+	return p, nil
 }
 
 // Logs returns what the process has written to stderr so far.
