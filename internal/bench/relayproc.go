@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/pushrelay/pushrelay/ingress/client"
+	"github.com/pushrelay/pushrelay/internal/readyfile"
 	"github.com/pushrelay/pushrelay/loadgen"
 )
 
@@ -52,20 +52,16 @@ type relayProc struct {
 	waitErr error         // valid after exited
 }
 
-// relayListenRE finds the listener addresses in the relay's start-up log
-// (text format).
-var relayListenRE = regexp.MustCompile(`msg="(relay|http|web) listen(?:ing|er)[^"]*" addr=(\S+)`)
-
 // relayStartTimeout bounds the relay's start-up.
 const relayStartTimeout = 20 * time.Second
 
 // startRelayProc runs command (DefaultRelayCommand) with the relay's
 // listeners on free loopback ports and its ingress socket in a fresh
-// temporary directory, waits until both listeners are up and connects an
-// ingress client. The relay's log goes to logw. The child gets this
-// process's environment without PUSHRELAY_ variables, so it runs with its
-// defaults whatever the shell holds, plus env (NAME=VALUE each), which
-// comes last and so wins.
+// temporary directory, waits until it is ready (serve --ready-file, in the
+// same directory) and connects an ingress client. The relay's log goes to
+// logw. The child gets this process's environment without PUSHRELAY_
+// variables, so it runs with its defaults whatever the shell holds, plus
+// env (NAME=VALUE each), which comes last and so wins.
 func startRelayProc(command, env []string, logw io.Writer) (*relayProc, error) {
 	if len(command) == 0 {
 		return nil, errors.New("bench: empty relay command")
@@ -75,11 +71,12 @@ func startRelayProc(command, env []string, logw io.Writer) (*relayProc, error) {
 		return nil, fmt.Errorf("bench: relay: temporary directory: %w", err)
 	}
 	p := &relayProc{dir: dir, sock: filepath.Join(dir, "r.sock"), exited: make(chan struct{}), errs: newStatusCounts()}
+	ready := filepath.Join(dir, "ready.json")
 	args := append([]string(nil), command[1:]...)
 	if !slices.Contains(command, "--listen") { // a shared port (bench cluster) comes in the command
 		args = append(args, "--listen", "127.0.0.1:0")
 	}
-	args = append(args, "--ingress", p.sock, "--http", "127.0.0.1:0", "--log-level", "info")
+	args = append(args, "--ingress", p.sock, "--http", "127.0.0.1:0", "--log-level", "info", "--ready-file", ready)
 	if !slices.Contains(command, "--web") {
 		args = append(args, "--web", "") // the web listener only when asked for
 	}
@@ -100,46 +97,33 @@ func startRelayProc(command, env []string, logw io.Writer) (*relayProc, error) {
 		return nil, fmt.Errorf("bench: start relay %q: %w", command[0], err)
 	}
 	p.pid = p.cmd.Process.Pid
-	addrs := make(chan [2]string, 4)
 	go func() {
 		// The only reader of stderr; Wait must not run before it is done.
+		// One write per line: logw may prefix each (capacity's relay log).
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
-			line := sc.Text()
-			fmt.Fprintln(logw, line)
-			if m := relayListenRE.FindStringSubmatch(line); m != nil {
-				addrs <- [2]string{m[1], m[2]}
-			}
+			fmt.Fprintln(logw, sc.Text())
 		}
 		p.waitErr = p.cmd.Wait()
 		close(p.exited)
 	}()
-	deadline := time.NewTimer(relayStartTimeout)
-	defer deadline.Stop()
-	for p.addr == "" || p.httpAddr == "" {
-		select {
-		case a := <-addrs:
-			switch a[0] {
-			case "relay":
-				p.addr = a[1]
-			case "web":
-				p.webAddr = a[1]
-			default:
-				p.httpAddr = a[1]
-			}
-		case <-p.exited:
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("bench: relay exited before listening (%v)", p.waitErr)
-		case <-deadline.C:
-			p.kill()
-			return nil, fmt.Errorf("bench: relay did not log both listeners within %v", relayStartTimeout)
-		}
+	info, err := readyfile.Wait(ready, p.exited, relayStartTimeout)
+	switch {
+	case errors.Is(err, readyfile.ErrExited):
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("bench: relay exited before it was ready (%v)", p.waitErr)
+	case errors.Is(err, readyfile.ErrTimeout):
+		p.kill()
+		return nil, fmt.Errorf("bench: relay did not write its ready file within %v", relayStartTimeout)
+	case err != nil:
+		p.kill()
+		return nil, fmt.Errorf("bench: relay: %w", err)
 	}
+	p.addr, p.httpAddr, p.webAddr = info.Listen, info.HTTP, info.Web
 	if _, err := netip.ParseAddrPort(p.addr); err != nil {
 		p.kill()
 		return nil, fmt.Errorf("bench: relay listens on %q: %w", p.addr, err)
 	}
-	// The ingress socket exists before the client listener opens.
 	p.client, err = client.Dial(p.sock, client.Options{OnError: p.errs.add})
 	if err != nil {
 		p.kill()
