@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,20 +12,6 @@ import (
 	"github.com/pushrelay/pushrelay/pkg/stamp"
 	"github.com/pushrelay/pushrelay/relay"
 )
-
-// testRelayCommand builds the pushrelay binary into the test's temporary
-// directory and returns the command that serves with it: the ingress and
-// fanout benches measure the real binary. The build is cached, so this
-// costs little more than a link.
-func testRelayCommand(t *testing.T) []string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "pushrelay")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/pushrelay/pushrelay/cmd/pushrelay").CombinedOutput()
-	if err != nil {
-		t.Fatalf("build pushrelay: %v\n%s", err, out)
-	}
-	return []string{bin, "serve"}
-}
 
 func TestChildFloorAndBroadcastCommands(t *testing.T) {
 	c, err := startChild(testChildCommand(t), ServerFloor, relay.FramingNUL, nil, os.Stderr)

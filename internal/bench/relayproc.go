@@ -1,16 +1,13 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +16,8 @@ import (
 	"time"
 
 	"github.com/pushrelay/pushrelay/ingress/client"
+	"github.com/pushrelay/pushrelay/internal/readyfile"
+	"github.com/pushrelay/pushrelay/internal/relayproc"
 	"github.com/pushrelay/pushrelay/loadgen"
 )
 
@@ -38,7 +37,7 @@ func DefaultRelayCommand() ([]string, error) {
 // socket, HTTP API) by a client that holds its clients in another
 // process. Not safe for concurrent use, except client, which is.
 type relayProc struct {
-	cmd      *exec.Cmd
+	proc     *relayproc.Proc
 	pid      int
 	dir      string // temporary; holds the ingress socket
 	sock     string
@@ -47,25 +46,18 @@ type relayProc struct {
 	webAddr  string // web listener, HOST:PORT, if the command turned it on
 	client   *client.Client
 	errs     *statusCounts // error replies to requests sent without waiting
-
-	exited  chan struct{} // closed once Wait has returned
-	waitErr error         // valid after exited
 }
-
-// relayListenRE finds the listener addresses in the relay's start-up log
-// (text format).
-var relayListenRE = regexp.MustCompile(`msg="(relay|http|web) listen(?:ing|er)[^"]*" addr=(\S+)`)
 
 // relayStartTimeout bounds the relay's start-up.
 const relayStartTimeout = 20 * time.Second
 
 // startRelayProc runs command (DefaultRelayCommand) with the relay's
 // listeners on free loopback ports and its ingress socket in a fresh
-// temporary directory, waits until both listeners are up and connects an
-// ingress client. The relay's log goes to logw. The child gets this
-// process's environment without PUSHRELAY_ variables, so it runs with its
-// defaults whatever the shell holds, plus env (NAME=VALUE each), which
-// comes last and so wins.
+// temporary directory, waits until it is ready (serve --ready-file, in the
+// same directory) and connects an ingress client. The relay's log goes to
+// logw. The child gets this process's environment without PUSHRELAY_
+// variables, so it runs with its defaults whatever the shell holds, plus
+// env (NAME=VALUE each), which comes last and so wins.
 func startRelayProc(command, env []string, logw io.Writer) (*relayProc, error) {
 	if len(command) == 0 {
 		return nil, errors.New("bench: empty relay command")
@@ -74,8 +66,8 @@ func startRelayProc(command, env []string, logw io.Writer) (*relayProc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: relay: temporary directory: %w", err)
 	}
-	p := &relayProc{dir: dir, sock: filepath.Join(dir, "r.sock"), exited: make(chan struct{}), errs: newStatusCounts()}
-	args := append([]string(nil), command[1:]...)
+	p := &relayProc{dir: dir, sock: filepath.Join(dir, "r.sock"), errs: newStatusCounts()}
+	args := append([]string(nil), command...)
 	if !slices.Contains(command, "--listen") { // a shared port (bench cluster) comes in the command
 		args = append(args, "--listen", "127.0.0.1:0")
 	}
@@ -83,63 +75,33 @@ func startRelayProc(command, env []string, logw io.Writer) (*relayProc, error) {
 	if !slices.Contains(command, "--web") {
 		args = append(args, "--web", "") // the web listener only when asked for
 	}
-	p.cmd = exec.Command(command[0], args...)
+	var childEnv []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "PUSHRELAY_") {
-			p.cmd.Env = append(p.cmd.Env, kv)
+			childEnv = append(childEnv, kv)
 		}
 	}
-	p.cmd.Env = append(p.cmd.Env, env...)
-	stderr, err := p.cmd.StderrPipe()
+	// One write per line: logw may prefix each (capacity's relay log).
+	logLine := func(line string) { fmt.Fprintln(logw, line) }
+	p.proc, err = relayproc.Start(args, append(childEnv, env...), filepath.Join(dir, "ready.json"), logLine, relayStartTimeout)
 	if err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("bench: relay: stderr pipe: %w", err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("bench: start relay %q: %w", command[0], err)
-	}
-	p.pid = p.cmd.Process.Pid
-	addrs := make(chan [2]string, 4)
-	go func() {
-		// The only reader of stderr; Wait must not run before it is done.
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
-			fmt.Fprintln(logw, line)
-			if m := relayListenRE.FindStringSubmatch(line); m != nil {
-				addrs <- [2]string{m[1], m[2]}
-			}
+		os.RemoveAll(dir) // the process is gone
+		switch {
+		case p.proc == nil:
+			return nil, fmt.Errorf("bench: start relay %q: %w", command[0], err)
+		case errors.Is(err, readyfile.ErrExited):
+			return nil, fmt.Errorf("bench: relay exited before it was ready (%v)", p.proc.Err())
+		case errors.Is(err, readyfile.ErrTimeout):
+			return nil, fmt.Errorf("bench: relay did not write its ready file within %v; killed", relayStartTimeout)
 		}
-		p.waitErr = p.cmd.Wait()
-		close(p.exited)
-	}()
-	deadline := time.NewTimer(relayStartTimeout)
-	defer deadline.Stop()
-	for p.addr == "" || p.httpAddr == "" {
-		select {
-		case a := <-addrs:
-			switch a[0] {
-			case "relay":
-				p.addr = a[1]
-			case "web":
-				p.webAddr = a[1]
-			default:
-				p.httpAddr = a[1]
-			}
-		case <-p.exited:
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("bench: relay exited before listening (%v)", p.waitErr)
-		case <-deadline.C:
-			p.kill()
-			return nil, fmt.Errorf("bench: relay did not log both listeners within %v", relayStartTimeout)
-		}
+		return nil, fmt.Errorf("bench: relay: %w", err)
 	}
+	p.pid = p.proc.Cmd.Process.Pid
+	p.addr, p.httpAddr, p.webAddr = p.proc.Ready.Listen, p.proc.Ready.HTTP, p.proc.Ready.Web
 	if _, err := netip.ParseAddrPort(p.addr); err != nil {
 		p.kill()
 		return nil, fmt.Errorf("bench: relay listens on %q: %w", p.addr, err)
 	}
-	// The ingress socket exists before the client listener opens.
 	p.client, err = client.Dial(p.sock, client.Options{OnError: p.errs.add})
 	if err != nil {
 		p.kill()
@@ -244,15 +206,15 @@ func (p *relayProc) stop() error {
 		p.client.Close()
 	}
 	defer os.RemoveAll(p.dir)
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.proc.Signal(syscall.SIGTERM)
 	select {
-	case <-p.exited:
+	case <-p.proc.Done():
 	case <-time.After(childQuitTimeout):
 		p.kill()
 		return fmt.Errorf("bench: relay (pid %d) did not exit within %v of SIGTERM; killed", p.pid, childQuitTimeout)
 	}
-	if p.waitErr != nil {
-		return fmt.Errorf("bench: relay: %w", p.waitErr)
+	if err := p.proc.Err(); err != nil {
+		return fmt.Errorf("bench: relay: %w", err)
 	}
 	return nil
 }
@@ -262,9 +224,9 @@ func (p *relayProc) kill() {
 	if p.client != nil {
 		p.client.Close()
 	}
-	_ = p.cmd.Process.Kill()
+	_ = p.proc.Signal(syscall.SIGKILL)
 	select {
-	case <-p.exited:
+	case <-p.proc.Done():
 	case <-time.After(childQuitTimeout):
 	}
 	os.RemoveAll(p.dir)

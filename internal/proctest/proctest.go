@@ -7,10 +7,8 @@
 package proctest
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +19,7 @@ import (
 	"time"
 
 	"github.com/pushrelay/pushrelay/internal/readyfile"
+	"github.com/pushrelay/pushrelay/internal/relayproc"
 )
 
 // binary is the pushrelay executable Main built.
@@ -53,14 +52,11 @@ func Main(m *testing.M, bin *string) {
 
 // Proc is a running `pushrelay serve`.
 type Proc struct {
-	Cmd *exec.Cmd
-	// Ready holds the addresses the process listens on.
-	Ready readyfile.Info
+	// Cmd, Ready (the addresses it listens on), Done and Err.
+	*relayproc.Proc
 
-	mu   sync.Mutex
-	log  strings.Builder
-	done chan struct{} // closed when the process has exited
-	err  error         // its exit, once done is closed
+	mu  sync.Mutex
+	log strings.Builder // its stderr so far; guarded by mu
 }
 
 // StartTimeout bounds the wait for a process's ready file.
@@ -90,47 +86,24 @@ func start(t testing.TB, wrapper, env []string, flags ...string) (*Proc, error) 
 		t.Fatal("proctest: no binary: call proctest.Main from TestMain")
 	}
 	ready := filepath.Join(t.TempDir(), "ready.json")
-	argv := append(append(append(append([]string(nil), wrapper...), binary, "serve"), flags...), "--ready-file", ready)
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), env...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
+	argv := append(append(append([]string(nil), wrapper...), binary, "serve"), flags...)
+	p := &Proc{}
+	rp, err := relayproc.Start(argv, append(os.Environ(), env...), ready, func(line string) {
+		p.mu.Lock()
+		p.log.WriteString(line + "\n")
+		p.mu.Unlock()
+	}, StartTimeout)
+	switch {
+	case errors.Is(err, readyfile.ErrExited):
+		return nil, fmt.Errorf("pushrelay serve exited before it was ready (%v):\n%s", rp.Err(), p.Logs())
+	case errors.Is(err, readyfile.ErrTimeout):
+		return nil, fmt.Errorf("pushrelay serve was not ready after %v:\n%s", StartTimeout, p.Logs())
+	case err != nil:
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &Proc{Cmd: cmd, done: make(chan struct{})}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.log.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-		}
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
+	p.Proc = rp
 	t.Cleanup(p.Kill)
-	deadline := time.Now().Add(StartTimeout)
-	for {
-		info, err := readyfile.Read(ready)
-		if err == nil {
-			p.Ready = info
-			return p, nil
-		}
-		if !errors.Is(err, fs.ErrNotExist) {
-			return nil, err
-		}
-		select {
-		case <-p.done:
-			return nil, fmt.Errorf("pushrelay serve exited before it was ready (%v):\n%s", p.err, p.Logs())
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("pushrelay serve was not ready after %v:\n%s", StartTimeout, p.Logs())
-		}
-	}
+	return p, nil
 }
 
 // Logs returns what the process has written to stderr so far.
@@ -140,25 +113,6 @@ func (p *Proc) Logs() string {
 	return p.log.String()
 }
 
-// Done is closed when the process has exited; Err then says how.
-func (p *Proc) Done() <-chan struct{} { return p.done }
-
-// Err is the process's exit (nil for status 0), once Done is closed.
-func (p *Proc) Err() error {
-	<-p.done
-	return p.err
-}
-
-// Signal sends sig to the process, unless it has exited.
-func (p *Proc) Signal(sig os.Signal) error {
-	select {
-	case <-p.done:
-		return nil
-	default:
-		return p.Cmd.Process.Signal(sig)
-	}
-}
-
 // Stop sends SIGTERM and waits up to timeout for the exit, which it
 // returns; past the timeout it kills the process and says so.
 func (p *Proc) Stop(timeout time.Duration) error {
@@ -166,17 +120,10 @@ func (p *Proc) Stop(timeout time.Duration) error {
 		return err
 	}
 	select {
-	case <-p.done:
-		return p.err
+	case <-p.Done():
+		return p.Err()
 	case <-time.After(timeout):
 		p.Kill()
 		return fmt.Errorf("pushrelay serve did not exit within %v of SIGTERM", timeout)
 	}
-}
-
-// Kill ends the process at once (SIGKILL), as a crash would, and waits for
-// it.
-func (p *Proc) Kill() {
-	p.Signal(syscall.SIGKILL)
-	<-p.done
 }

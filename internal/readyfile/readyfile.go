@@ -5,9 +5,12 @@ package readyfile
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // Info is the file's content: every address as bound (port 0 resolved),
@@ -62,4 +65,38 @@ func Read(path string) (Info, error) {
 		return info, fmt.Errorf("ready file %s: %v: %q", path, err, b)
 	}
 	return info, nil
+}
+
+// Errors of Wait.
+var (
+	// ErrExited: the process exited before it wrote its ready file.
+	ErrExited = errors.New("process exited before it was ready")
+	// ErrTimeout: the ready file did not appear in time.
+	ErrTimeout = errors.New("process was not ready in time")
+)
+
+// waitPoll is how often Wait looks for the file: start-up takes
+// milliseconds, so a finer poll would only burn CPU.
+const waitPoll = 10 * time.Millisecond
+
+// Wait waits for the process that writes path (serve --ready-file) to be
+// ready and returns what it wrote. It gives up with ErrExited once exited
+// is closed, with ErrTimeout after timeout, and at once on a file it
+// cannot read.
+func Wait(path string, exited <-chan struct{}, timeout time.Duration) (Info, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		info, err := Read(path)
+		if err == nil || !errors.Is(err, fs.ErrNotExist) {
+			return info, err
+		}
+		select {
+		case <-exited:
+			return info, ErrExited
+		case <-time.After(waitPoll):
+		}
+		if time.Now().After(deadline) {
+			return info, ErrTimeout
+		}
+	}
 }

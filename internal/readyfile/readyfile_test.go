@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestWriteThenRead(t *testing.T) {
@@ -26,6 +27,42 @@ func TestWriteThenRead(t *testing.T) {
 	}
 	if err := Write(filepath.Join(path, "x"), want); err == nil {
 		t.Fatal("Write under a file: no error")
+	}
+}
+
+// TestWait: Wait returns the file once a writer has written it, and says
+// why it gave up when the writer exits first or never writes.
+func TestWait(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ready.json")
+	want := Info{PID: 7, Listen: "127.0.0.1:9"}
+	wrote := make(chan error, 1)
+	go func() {
+		time.Sleep(30 * time.Millisecond)
+		wrote <- Write(path, want)
+	}()
+	got, err := Wait(path, nil, 10*time.Second)
+	if err != nil || got != want {
+		t.Fatalf("Wait: %+v, %v; want %+v", got, err, want)
+	}
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+
+	exited := make(chan struct{})
+	close(exited)
+	if _, err := Wait(filepath.Join(dir, "never.json"), exited, 10*time.Second); !errors.Is(err, ErrExited) {
+		t.Fatalf("Wait after exit: %v, want ErrExited", err)
+	}
+	if _, err := Wait(filepath.Join(dir, "never.json"), nil, 50*time.Millisecond); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("Wait without a writer: %v, want ErrTimeout", err)
+	}
+	bad := filepath.Join(dir, "bad.json")
+	if err := os.WriteFile(bad, []byte("not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Wait(bad, nil, 10*time.Second); err == nil || errors.Is(err, ErrTimeout) {
+		t.Fatalf("Wait on a broken file: %v, want its read error", err)
 	}
 }
 
