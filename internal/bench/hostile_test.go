@@ -23,7 +23,7 @@ import (
 // hostile turns on TestHostile, the probe behind docs/hardening.md. It
 // takes about ten seconds and thousands of descriptors, so the default `make test` leaves it out:
 //
-//	go test ./bench -run TestHostile -hostile -v
+//	go test ./internal/bench -run TestHostile -hostile -v
 var hostile = flag.Bool("hostile", false, "run TestHostile: hostile inputs against the real binary, printing the table of docs/hardening.md (PUSHRELAY_HOSTILE_TABLE=file writes it)")
 
 // hostileRow is one line of the table: what was tried and what the relay
@@ -41,7 +41,7 @@ type hostileRow struct {
 // memory past the stated bound. Every load is bounded in count and time.
 func TestHostile(t *testing.T) {
 	if !*hostile {
-		t.Skip("run with -hostile: go test ./bench -run TestHostile -hostile -v")
+		t.Skip("run with -hostile: go test ./internal/bench -run TestHostile -hostile -v")
 	}
 	cmd := testRelayCommand(t)
 	var rows []hostileRow
