@@ -51,19 +51,14 @@ type CapacityOptions struct {
 	// StepTimeout bounds each server's connecting at a step and each
 	// measurement. Default 60 s.
 	StepTimeout time.Duration
-	// RelayCommand starts the relay; default DefaultRelayCommand().
-	RelayCommand []string
-	// ChildCommand starts the baseline and floor children; default
-	// DefaultChildCommand().
-	ChildCommand []string
 	// LoadgenCommand starts the load generator's workers (it is run with
 	// loadgen.WorkerArg); default this executable's `loadgen`.
 	LoadgenCommand []string
 	// OnStep, if set, is called with each step once it is measured.
 	OnStep func(CapacityStep)
-	// Stderr receives progress lines and the servers' logs. Default
-	// os.Stderr.
-	Stderr io.Writer
+	// Procs: the relay's and the baseline and floor children's commands;
+	// Stderr. RelayEnv is not used.
+	Procs
 }
 
 func (o CapacityOptions) withDefaults() (CapacityOptions, error) {
@@ -115,15 +110,8 @@ func (o CapacityOptions) withDefaults() (CapacityOptions, error) {
 	}
 	orZero(&o.Settle, d.Settle)
 	orZero(&o.StepTimeout, d.StepTimeout)
-	orZero(&o.Stderr, io.Writer(os.Stderr))
-	child := &o.ChildCommand
-	if len(o.Servers) <= 1 {
-		child = nil // the relay alone needs no child
-	}
-	if err := fillCommands(&o.RelayCommand, child); err != nil {
-		return o, err
-	}
-	return o, nil
+	// The relay alone needs no child.
+	return o, o.fill(true, len(o.Servers) > 1)
 }
 
 // ServerStep is what one server measured at one step of the ramp.

@@ -5,9 +5,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/pushrelay/pushrelay/pkg/stamp"
-	"io"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -56,19 +54,9 @@ type FanoutOptions struct {
 	BusyRate float64
 	// BusyDuration is how long it sends them. Default 5 s.
 	BusyDuration time.Duration
-	// RelayCommand starts the relay; the listener and log flags are
-	// appended. Default DefaultRelayCommand(). Extra serve flags, for an
-	// experiment, go at its end.
-	RelayCommand []string
-	// RelayEnv holds NAME=VALUE settings added to the relay's environment
-	// (GOMAXPROCS=3, say), for an experiment.
-	RelayEnv []string
-	// ChildCommand starts the baseline and floor children. Default
-	// DefaultChildCommand().
-	ChildCommand []string
-	// Stderr receives progress lines and the children's logs. Default
-	// os.Stderr.
-	Stderr io.Writer
+	// Procs: the relay's command and environment, the baseline and floor
+	// children's command; Stderr.
+	Procs
 }
 
 func (o FanoutOptions) withDefaults() (FanoutOptions, error) {
@@ -104,8 +92,7 @@ func (o FanoutOptions) withDefaults() (FanoutOptions, error) {
 	if o.BusyDuration > 10*time.Minute {
 		return o, fmt.Errorf("bench: fanout: busy duration %v: want at most 10m", o.BusyDuration)
 	}
-	orZero(&o.Stderr, io.Writer(os.Stderr))
-	return o, fillCommands(&o.RelayCommand, &o.ChildCommand)
+	return o, o.fill(true, true)
 }
 
 // FanoutResult is what RunFanout measured.

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -27,9 +26,6 @@ type IdleOptions struct {
 	Framing relay.Framing
 	// Servers to measure, in order. Default relay, then baseline.
 	Servers []string
-	// ChildCommand starts a child; the server flags are appended. Default
-	// DefaultChildCommand().
-	ChildCommand []string
 	// Workers is how many goroutines open connections. Default 32.
 	Workers int
 	// Warmup is how many unreported rounds against the first server run
@@ -46,9 +42,8 @@ type IdleOptions struct {
 	// allocation, which slows them and adds to their RSS: profile in a run
 	// of its own, not in the one whose figures are kept.
 	ProfileDir string
-	// Stderr receives progress lines and the children's stderr. Default
-	// os.Stderr.
-	Stderr io.Writer
+	// Procs: the children's command; Stderr.
+	Procs
 }
 
 func (o IdleOptions) withDefaults() (IdleOptions, error) {
@@ -63,7 +58,7 @@ func (o IdleOptions) withDefaults() (IdleOptions, error) {
 			return o, fmt.Errorf("bench: idle: server %q: want %s or %s", s, ServerRelay, ServerBaseline)
 		}
 	}
-	if err := fillCommands(nil, &o.ChildCommand); err != nil {
+	if err := o.fill(false, true); err != nil {
 		return o, err
 	}
 	orPositive(&o.Workers, d.Workers)
@@ -72,7 +67,6 @@ func (o IdleOptions) withDefaults() (IdleOptions, error) {
 		o.Warmup = 0
 	}
 	orZero(&o.Settle, d.Settle)
-	orZero(&o.Stderr, io.Writer(os.Stderr))
 	return o, nil
 }
 

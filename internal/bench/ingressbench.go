@@ -41,19 +41,9 @@ type IngressOptions struct {
 	HTTPWorkers int
 	// Pause is how long the host rests before each phase. Default 500 ms.
 	Pause time.Duration
-	// RelayCommand starts the relay (`pushrelay serve`); the listener and
-	// log flags are appended. Default DefaultRelayCommand(). Extra serve
-	// flags, for an experiment, go at its end.
-	RelayCommand []string
-	// RelayEnv holds NAME=VALUE settings added to the relay's environment
-	// (GOMAXPROCS=3, say), for an experiment.
-	RelayEnv []string
-	// ChildCommand starts the floor child; the server flags are appended.
-	// Default DefaultChildCommand().
-	ChildCommand []string
-	// Stderr receives progress lines and the children's logs. Default
-	// os.Stderr.
-	Stderr io.Writer
+	// Procs: the relay's command and environment, the floor child's
+	// command; Stderr.
+	Procs
 }
 
 func (o IngressOptions) withDefaults() (IngressOptions, error) {
@@ -80,8 +70,7 @@ func (o IngressOptions) withDefaults() (IngressOptions, error) {
 	orPositive(&o.Batch, d.Batch)
 	orPositive(&o.HTTPWorkers, d.HTTPWorkers)
 	orZero(&o.Pause, d.Pause)
-	orZero(&o.Stderr, io.Writer(os.Stderr))
-	return o, fillCommands(&o.RelayCommand, &o.ChildCommand)
+	return o, o.fill(true, true)
 }
 
 // Paths a push takes in the ingress bench.

@@ -1,8 +1,43 @@
 package bench
 
 import (
+	"io"
+	"os"
 	"time"
 )
+
+// Procs names the processes a scenario starts and where their output goes;
+// every scenario's options embed it, and a scenario leaves alone what it
+// does not start.
+type Procs struct {
+	// RelayCommand starts the relay (`pushrelay serve`); the scenario
+	// appends its listener and log flags. Default DefaultRelayCommand().
+	// Extra serve flags, for an experiment, go at its end.
+	RelayCommand []string
+	// RelayEnv holds NAME=VALUE settings added to the relay's environment
+	// (GOMAXPROCS=3, say), for an experiment (ingress and fanout).
+	RelayEnv []string
+	// ChildCommand starts the baseline, accept4 and floor children; the
+	// server flags are appended. Default DefaultChildCommand().
+	ChildCommand []string
+	// Stderr receives progress lines and the children's logs. Default
+	// os.Stderr.
+	Stderr io.Writer
+}
+
+// fill fills Stderr and, for the processes the scenario starts (relay,
+// child), the empty commands with their defaults.
+func (p *Procs) fill(relay, child bool) error {
+	orZero(&p.Stderr, io.Writer(os.Stderr))
+	var relayCmd, childCmd *[]string
+	if relay {
+		relayCmd = &p.RelayCommand
+	}
+	if child {
+		childCmd = &p.ChildCommand
+	}
+	return fillCommands(relayCmd, childCmd)
+}
 
 // Each scenario's defaults are written here once. A scenario's withDefaults
 // fills every zero field from them, and `pushrelay bench` binds its flags

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"io"
 	"math"
 	"net/netip"
 	"os"
@@ -28,9 +27,6 @@ type StormOptions struct {
 	// takes each server's median round, and the relay/accept4 ratio is
 	// the median of the rounds' ratios.
 	Rounds int
-	// ChildCommand starts a child; the server flags are appended. Default
-	// DefaultChildCommand().
-	ChildCommand []string
 	// Dialers is how many goroutines issue connects. Default 2.
 	Dialers int
 	// Sources is how many loopback source addresses the client binds to in
@@ -55,9 +51,8 @@ type StormOptions struct {
 	// ProfileDir, if set, receives a CPU profile of each child during its
 	// storm (SERVER-cpu.pprof).
 	ProfileDir string
-	// Stderr receives progress lines and the children's stderr. Default
-	// os.Stderr.
-	Stderr io.Writer
+	// Procs: the children's command; Stderr.
+	Procs
 }
 
 func (o StormOptions) withDefaults() (StormOptions, error) {
@@ -72,7 +67,7 @@ func (o StormOptions) withDefaults() (StormOptions, error) {
 			return o, fmt.Errorf("bench: storm: server %q: want %s, %s, %s or %s", s, ServerAccept4, ServerAccept4Write, ServerRelay, ServerBaseline)
 		}
 	}
-	if err := fillCommands(nil, &o.ChildCommand); err != nil {
+	if err := o.fill(false, true); err != nil {
 		return o, err
 	}
 	orPositive(&o.Dialers, d.Dialers)
@@ -88,7 +83,6 @@ func (o StormOptions) withDefaults() (StormOptions, error) {
 	orPositive(&o.Timeout, d.Timeout)
 	orZero(&o.Pause, d.Pause)
 	orPositive(&o.Poll, d.Poll)
-	orZero(&o.Stderr, io.Writer(os.Stderr))
 	return o, nil
 }
 
