@@ -63,9 +63,8 @@ type CapacityOptions struct {
 
 func (o CapacityOptions) withDefaults() (CapacityOptions, error) {
 	d := CapacityDefaults()
-	orZero(&o.Target, d.Target)
-	if o.Target < 0 {
-		return o, fmt.Errorf("bench: capacity: target %d: want a positive count", o.Target)
+	if err := fillCount("capacity", "target", &o.Target, d.Target); err != nil {
+		return o, err
 	}
 	if len(o.Steps) == 0 {
 		for _, n := range []int{1000, 2000, 5000, 10000} {
@@ -95,14 +94,13 @@ func (o CapacityOptions) withDefaults() (CapacityOptions, error) {
 		}
 	}
 	orZero(&o.Broadcasts, d.Broadcasts)
-	orZero(&o.Payload, d.Payload)
 	orZero(&o.UnicastRate, d.UnicastRate)
 	orZero(&o.Unicasts, d.Unicasts)
 	if o.Broadcasts < 0 || o.UnicastRate < 0 || o.UnicastRate > 1e6 {
 		return o, fmt.Errorf("bench: capacity: broadcasts %d, unicasts %d at %d/s: want positive counts, at most 1,000,000/s", o.Broadcasts, o.Unicasts, o.UnicastRate)
 	}
-	if o.Payload < 0 || o.Payload > relay.DefaultMaxMessage {
-		return o, fmt.Errorf("bench: capacity: payload %d: want 1 to %d bytes", o.Payload, relay.DefaultMaxMessage)
+	if err := fillPayload("capacity", &o.Payload, d.Payload); err != nil {
+		return o, err
 	}
 	orZero(&o.Throughput, d.Throughput)
 	if o.Throughput > 10*time.Minute {

@@ -61,26 +61,16 @@ type FanoutOptions struct {
 
 func (o FanoutOptions) withDefaults() (FanoutOptions, error) {
 	d := FanoutDefaults()
-	orEmpty(&o.Sizes, d.Sizes)
-	for _, n := range o.Sizes {
-		if n <= 0 {
-			return o, fmt.Errorf("bench: fanout: size %d: want a positive count", n)
-		}
+	if err := fillCounts("fanout", "size", &o.Sizes, d.Sizes); err != nil {
+		return o, err
 	}
-	orEmpty(&o.Servers, d.Servers)
-	for _, s := range o.Servers {
-		if s != ServerRelay && s != ServerBaseline && s != ServerFloor {
-			return o, fmt.Errorf("bench: fanout: server %q: want %s, %s or %s", s, ServerRelay, ServerBaseline, ServerFloor)
-		}
+	if err := fillServers("fanout", &o.Servers, d.Servers, ServerRelay, ServerBaseline, ServerFloor); err != nil {
+		return o, err
 	}
 	orPositive(&o.Broadcasts, d.Broadcasts)
-	orZero(&o.Warmup, d.Warmup)
-	if o.Warmup < 0 {
-		o.Warmup = 0
-	}
-	orZero(&o.Payload, d.Payload)
-	if o.Payload < 0 || o.Payload > relay.DefaultMaxMessage {
-		return o, fmt.Errorf("bench: fanout: payload %d: want 1 to %d bytes", o.Payload, relay.DefaultMaxMessage)
+	orNone(&o.Warmup, d.Warmup)
+	if err := fillPayload("fanout", &o.Payload, d.Payload); err != nil {
+		return o, err
 	}
 	orZero(&o.Gap, d.Gap)
 	orZero(&o.CoalesceClients, d.CoalesceClients)

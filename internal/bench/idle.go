@@ -48,24 +48,17 @@ type IdleOptions struct {
 
 func (o IdleOptions) withDefaults() (IdleOptions, error) {
 	d := IdleDefaults()
-	orZero(&o.Conns, d.Conns)
-	if o.Conns < 0 {
-		return o, fmt.Errorf("bench: idle: conns %d: want a positive count", o.Conns)
+	if err := fillCount("idle", "conns", &o.Conns, d.Conns); err != nil {
+		return o, err
 	}
-	orEmpty(&o.Servers, d.Servers)
-	for _, s := range o.Servers {
-		if s != ServerRelay && s != ServerBaseline {
-			return o, fmt.Errorf("bench: idle: server %q: want %s or %s", s, ServerRelay, ServerBaseline)
-		}
+	if err := fillServers("idle", &o.Servers, d.Servers, ServerRelay, ServerBaseline); err != nil {
+		return o, err
 	}
 	if err := o.fill(false, true); err != nil {
 		return o, err
 	}
 	orPositive(&o.Workers, d.Workers)
-	orZero(&o.Warmup, d.Warmup)
-	if o.Warmup < 0 {
-		o.Warmup = 0
-	}
+	orNone(&o.Warmup, d.Warmup)
 	orZero(&o.Settle, d.Settle)
 	return o, nil
 }

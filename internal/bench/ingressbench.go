@@ -48,11 +48,8 @@ type IngressOptions struct {
 
 func (o IngressOptions) withDefaults() (IngressOptions, error) {
 	d := IngressDefaults()
-	orEmpty(&o.Conns, d.Conns)
-	for _, n := range o.Conns {
-		if n <= 0 {
-			return o, fmt.Errorf("bench: ingress: conns %d: want a positive count", n)
-		}
+	if err := fillCounts("ingress", "conns", &o.Conns, d.Conns); err != nil {
+		return o, err
 	}
 	orZero(&o.Rate, d.Rate)
 	if o.Rate < 0 {
@@ -62,9 +59,8 @@ func (o IngressOptions) withDefaults() (IngressOptions, error) {
 	if o.Duration < 0 || o.Duration > 10*time.Minute {
 		return o, fmt.Errorf("bench: ingress: duration %v: want more than 0 and at most 10m", o.Duration)
 	}
-	orZero(&o.Payload, d.Payload)
-	if o.Payload < 0 || o.Payload > relay.DefaultMaxMessage {
-		return o, fmt.Errorf("bench: ingress: payload %d: want 1 to %d bytes", o.Payload, relay.DefaultMaxMessage)
+	if err := fillPayload("ingress", &o.Payload, d.Payload); err != nil {
+		return o, err
 	}
 	orPositive(&o.UnixWorkers, d.UnixWorkers)
 	orPositive(&o.Batch, d.Batch)

@@ -1,9 +1,14 @@
 package bench
 
 import (
+	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 	"time"
+
+	"github.com/pushrelay/pushrelay/relay"
 )
 
 // Procs names the processes a scenario starts and where their output goes;
@@ -139,4 +144,55 @@ func fillCommands(relayCmd, childCmd *[]string) error {
 		*childCmd, err = DefaultChildCommand()
 	}
 	return err
+}
+
+// orNone sets *v to d if it is 0, and to 0 if negative (none).
+func orNone(v *int, d int) {
+	orZero(v, d)
+	*v = max(*v, 0)
+}
+
+// fillServers fills an empty server list from d and refuses a name not in
+// allowed, which the error lists in order.
+func fillServers(scenario string, v *[]string, d []string, allowed ...string) error {
+	orEmpty(v, d)
+	for _, s := range *v {
+		if !slices.Contains(allowed, s) {
+			n := len(allowed) - 1
+			return fmt.Errorf("bench: %s: server %q: want %s or %s", scenario, s, strings.Join(allowed[:n], ", "), allowed[n])
+		}
+	}
+	return nil
+}
+
+// fillCounts fills an empty list of client counts from d and refuses a
+// count that is not positive; what names one in the error.
+func fillCounts(scenario, what string, v *[]int, d []int) error {
+	orEmpty(v, d)
+	for _, n := range *v {
+		if n <= 0 {
+			return fmt.Errorf("bench: %s: %s %d: want a positive count", scenario, what, n)
+		}
+	}
+	return nil
+}
+
+// fillPayload fills a zero payload size from d and refuses one that is
+// negative or above the relay's largest message.
+func fillPayload(scenario string, v *int, d int) error {
+	orZero(v, d)
+	if *v < 0 || *v > relay.DefaultMaxMessage {
+		return fmt.Errorf("bench: %s: payload %d: want 1 to %d bytes", scenario, *v, relay.DefaultMaxMessage)
+	}
+	return nil
+}
+
+// fillCount fills a zero count from d and refuses a negative one; what
+// names it in the error.
+func fillCount(scenario, what string, v *int, d int) error {
+	orZero(v, d)
+	if *v < 0 {
+		return fmt.Errorf("bench: %s: %s %d: want a positive count", scenario, what, *v)
+	}
+	return nil
 }

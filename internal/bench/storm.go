@@ -57,25 +57,18 @@ type StormOptions struct {
 
 func (o StormOptions) withDefaults() (StormOptions, error) {
 	d := StormDefaults()
-	orZero(&o.Conns, d.Conns)
-	if o.Conns < 0 {
-		return o, fmt.Errorf("bench: storm: conns %d: want a positive count", o.Conns)
+	if err := fillCount("storm", "conns", &o.Conns, d.Conns); err != nil {
+		return o, err
 	}
-	orEmpty(&o.Servers, d.Servers)
-	for _, s := range o.Servers {
-		if s != ServerRelay && s != ServerAccept4 && s != ServerAccept4Write && s != ServerBaseline {
-			return o, fmt.Errorf("bench: storm: server %q: want %s, %s, %s or %s", s, ServerAccept4, ServerAccept4Write, ServerRelay, ServerBaseline)
-		}
+	if err := fillServers("storm", &o.Servers, d.Servers, ServerAccept4, ServerAccept4Write, ServerRelay, ServerBaseline); err != nil {
+		return o, err
 	}
 	if err := o.fill(false, true); err != nil {
 		return o, err
 	}
 	orPositive(&o.Dialers, d.Dialers)
 	orPositive(&o.Rounds, d.Rounds)
-	orZero(&o.Warmup, d.Warmup)
-	if o.Warmup < 0 {
-		o.Warmup = 0
-	}
+	orNone(&o.Warmup, d.Warmup)
 	orZero(&o.Sources, d.Sources)
 	if o.Sources > 250 {
 		return o, fmt.Errorf("bench: storm: sources %d: want at most 250 (127.0.0.2 to 127.0.0.251)", o.Sources)
