@@ -330,7 +330,7 @@ func startNATS(command []string, logw io.Writer) (string, func(), error) {
 
 // Markdown renders the result.
 func (r *ClusterResult) Markdown() string {
-	var w strings.Builder
+	var w doc
 	o := r.Options
 	fmt.Fprintf(&w, "## Cluster: unicast through node 1 to node 1 vs node 2 (%d nodes, %s clients each, %s pushes/s, %d-byte payloads)\n\n",
 		o.Nodes, fmtInt(int64(o.Conns)), fmtInt(int64(o.Rate)), o.Payload)
@@ -339,10 +339,10 @@ func (r *ClusterResult) Markdown() string {
 		rows = append(rows, []string{strconv.Itoa(p.Round), p.Path, fmtInt(p.Accepted), fmtInt(p.Errors),
 			fmtDur(p.Delivery.P50), fmtDur(p.Delivery.P99), fmtDur(p.Reply.P50), fmtDur(p.Reply.P99)})
 	}
-	mdTable(&w, []string{"round", "path", "pushed", "errors", "delivery p50", "delivery p99", "reply p50", "reply p99"}, rows)
+	w.mdTable([]string{"round", "path", "pushed", "errors", "delivery p50", "delivery p99", "reply p50", "reply p99"}, rows)
 	fmt.Fprintf(&w, "\nMedian over rounds: local p50 %s p99 %s; remote p50 %s p99 %s; cross-node extra at p50 **%s**.\n\n",
 		fmtDur(r.LocalP50), fmtDur(r.LocalP99), fmtDur(r.RemoteP50), fmtDur(r.RemoteP99), fmtDur(r.ExtraP50))
-	mdChecks(&w, r.Checks)
+	w.mdChecks(r.Checks)
 	return w.String()
 }
 
@@ -672,7 +672,7 @@ func freePort() (int, error) {
 
 // Markdown renders the result.
 func (r *ClusterCapacityResult) Markdown() string {
-	var w strings.Builder
+	var w doc
 	fmt.Fprintf(&w, "## Cluster capacity: idle clients on one port, %d relay processes with --reuse-port\n\n", r.Options.Nodes)
 	rows := [][]string{}
 	for _, run := range r.Runs {
@@ -689,8 +689,7 @@ func (r *ClusterCapacityResult) Markdown() string {
 			fmtDur(run.Broadcast.P50), fmtDur(run.TimeToLast),
 			fmtDur(run.UnicastLocal.P50) + " / " + fmtDur(run.UnicastLocal.P99), remote, fmtInt(run.Errors)})
 	}
-	mdTable(&w, []string{"setup", "clients", "held by node", "connect", "RSS/conn", "heap/conn", "broadcast p50", "broadcast time to last", "unicast to node 1 p50 / p99", "unicast to node 2 p50 / p99", "errors"}, rows)
-	w.WriteString("\n")
-	mdChecks(&w, r.Checks)
+	w.table([]string{"setup", "clients", "held by node", "connect", "RSS/conn", "heap/conn", "broadcast p50", "broadcast time to last", "unicast to node 1 p50 / p99", "unicast to node 2 p50 / p99", "errors"}, rows)
+	w.mdChecks(r.Checks)
 	return w.String()
 }

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -381,7 +380,7 @@ func idleChecks(servers []IdleServer) []Check {
 
 // Markdown renders the result as the tables docs/benchmarks.md shows.
 func (r *IdleResult) Markdown() string {
-	var w strings.Builder
+	var w doc
 	fmt.Fprintf(&w, "### Idle connections: %s each, %s framing\n\n", fmtInt(int64(r.Conns)), r.Framing)
 	fmt.Fprintf(&w, "Measured %s on %s.\n\n", r.Started.Format("2006-01-02 15:04 UTC"), r.Machine)
 	rows := [][]string{}
@@ -397,12 +396,8 @@ func (r *IdleResult) Markdown() string {
 			fmtBytes(s.RSSPerConn + s.KernelPerSocket),
 		})
 	}
-	mdTable(&w, []string{"server", "RSS/conn", "Go heap in use/conn", "Go heap live/conn", "goroutine stacks/conn", "goroutines/conn", "kernel/socket", "RSS/conn + kernel/socket"}, rows)
-	w.WriteString("\n")
-	if len(r.Checks) > 0 {
-		mdChecks(&w, r.Checks)
-		w.WriteString("\n")
-	}
+	w.table([]string{"server", "RSS/conn", "Go heap in use/conn", "Go heap live/conn", "goroutine stacks/conn", "goroutines/conn", "kernel/socket", "RSS/conn + kernel/socket"}, rows)
+	w.checks(r.Checks)
 	w.WriteString("Kernel per socket, by part (bytes per socket; slab caches are active objects × object size):\n\n")
 	cacheNames := []string{}
 	for _, s := range r.Servers {
@@ -426,10 +421,7 @@ func (r *IdleResult) Markdown() string {
 		row = append(row, fmtBytes(s.CacheSumPerSocket))
 		rows = append(rows, row)
 	}
-	mdTable(&w, hdr, rows)
-	w.WriteString("\n")
-	for _, n := range r.Notes {
-		w.WriteString("- " + n + "\n")
-	}
+	w.table(hdr, rows)
+	w.notes(r.Notes)
 	return w.String()
 }

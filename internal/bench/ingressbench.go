@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/pushrelay/pushrelay/loadgen"
@@ -501,7 +500,7 @@ func pathName(path string) string {
 
 // Markdown renders the result as the tables docs/benchmarks.md shows.
 func (r *IngressResult) Markdown() string {
-	var w strings.Builder
+	var w doc
 	fmt.Fprintf(&w, "### Ingress: pushes to random idle clients, %d-byte payloads\n\n", r.Payload)
 	fmt.Fprintf(&w, "Measured %s on %s. Each phase pushes for %gs.\n\n", r.Started.Format("2006-01-02 15:04 UTC"), r.Machine, r.Duration)
 	w.WriteString(relaySetup(r.RelayArgs, r.RelayEnv))
@@ -522,8 +521,7 @@ func (r *IngressResult) Markdown() string {
 			})
 		}
 	}
-	mdTable(&w, []string{"clients", "path", "pushes accepted/s", "deliveries/s", "delivered / accepted", "server CPU/push", "bench CPU/push", "latency p50 / p99 under load", "other processes' CPU"}, rows)
-	w.WriteString("\n")
+	w.table([]string{"clients", "path", "pushes accepted/s", "deliveries/s", "delivered / accepted", "server CPU/push", "bench CPU/push", "latency p50 / p99 under load", "other processes' CPU"}, rows)
 	fmt.Fprintf(&w, "Latency at %s pushes/s, push (stamp) to the client's read:\n\n", fmtInt(int64(r.Rate)))
 	rows = rows[:0]
 	for _, s := range r.Sizes {
@@ -540,8 +538,7 @@ func (r *IngressResult) Markdown() string {
 			})
 		}
 	}
-	mdTable(&w, []string{"clients", "path", "frames read", "p50", "p90", "p99", "p99.9", "max", "server CPU/push", "other processes' CPU"}, rows)
-	w.WriteString("\n")
+	w.table([]string{"clients", "path", "frames read", "p50", "p90", "p99", "p99.9", "max", "server CPU/push", "other processes' CPU"}, rows)
 	w.WriteString("The relay beside the floor (rate: pushes accepted/s ÷ floor writes/s; added latency: relay percentile − floor percentile, paced):\n\n")
 	rows = rows[:0]
 	for _, s := range r.Sizes {
@@ -561,12 +558,8 @@ func (r *IngressResult) Markdown() string {
 			rows = append(rows, row)
 		}
 	}
-	mdTable(&w, []string{"clients", "path", "rate ÷ floor", "server CPU/push ÷ floor's", "added p50", "added p90", "added p99"}, rows)
-	w.WriteString("\n")
-	if len(r.Checks) > 0 {
-		mdChecks(&w, r.Checks)
-		w.WriteString("\n")
-	}
+	w.table([]string{"clients", "path", "rate ÷ floor", "server CPU/push ÷ floor's", "added p50", "added p90", "added p99"}, rows)
+	w.checks(r.Checks)
 	var errs []string
 	for _, s := range r.Sizes {
 		for _, p := range s.Phases {
@@ -578,8 +571,6 @@ func (r *IngressResult) Markdown() string {
 	if len(errs) == 0 {
 		errs = append(errs, "No push failed, the relay dropped nothing, and every accepted push was read by its client.")
 	}
-	for _, n := range append(r.Notes, errs...) {
-		w.WriteString("- " + n + "\n")
-	}
+	w.notes(append(r.Notes, errs...))
 	return w.String()
 }

@@ -561,7 +561,7 @@ func stormChecks(servers, runs []StormServer) []Check {
 
 // Markdown renders the result as the tables docs/benchmarks.md shows.
 func (r *StormResult) Markdown() string {
-	var w strings.Builder
+	var w doc
 	src := "127.0.0.1 (kernel's choice)"
 	if len(r.Sources) > 0 {
 		src = fmt.Sprintf("%s to %s, round-robin", r.Sources[0], r.Sources[len(r.Sources)-1])
@@ -585,12 +585,8 @@ func (r *StormResult) Markdown() string {
 			fmt.Sprintf("%d / %d", over, drops),
 		})
 	}
-	mdTable(&w, []string{"server", "accept rate (median round)", "rounds' range", "server CPU/conn (median round)", "ListenOverflows / ListenDrops (summed)"}, rows)
-	w.WriteString("\n")
-	if len(r.Checks) > 0 {
-		mdChecks(&w, r.Checks)
-		w.WriteString("\n")
-	}
+	w.table([]string{"server", "accept rate (median round)", "rounds' range", "server CPU/conn (median round)", "ListenOverflows / ListenDrops (summed)"}, rows)
+	w.checks(r.Checks)
 	w.WriteString("Every round (round 0 is the warm-up, left out of the summary):\n\n")
 	rows = rows[:0]
 	for _, s := range append(append([]StormServer(nil), r.Warmup...), r.Runs...) {
@@ -616,11 +612,8 @@ func (r *StormResult) Markdown() string {
 			fmt.Sprint(s.ConnectErrors),
 		})
 	}
-	mdTable(&w, []string{"round", "server", "accepted", "time", "accept rate", "server-clock rate", "ListenOverflows / ListenDrops", "connect loop", "client CPU", "server CPU", "server CPU/conn", "run-queue wait, server / client", "host CPU busy", "other processes' CPU", "connect errors"}, rows)
-	w.WriteString("\n")
-	for _, n := range r.Notes {
-		w.WriteString("- " + n + "\n")
-	}
+	w.table([]string{"round", "server", "accepted", "time", "accept rate", "server-clock rate", "ListenOverflows / ListenDrops", "connect loop", "client CPU", "server CPU", "server CPU/conn", "run-queue wait, server / client", "host CPU busy", "other processes' CPU", "connect errors"}, rows)
+	w.notes(r.Notes)
 	return w.String()
 }
 
