@@ -151,14 +151,8 @@ func idleOne(ctx context.Context, opts IdleOptions, name string) (_ *IdleServer,
 	}
 	var fds []int
 	defer func() {
-		for _, fd := range fds {
-			if fd >= 0 {
-				closeReset(fd)
-			}
-		}
-		if qerr := c.quit(); qerr != nil && err == nil {
-			err = qerr
-		}
+		closeFds(fds)
+		c.quitInto(&err)
 	}()
 	r := &IdleServer{Server: name, Conns: opts.Conns}
 	if err := c.do("gc"); err != nil {
@@ -286,11 +280,7 @@ func dialIdle(ctx context.Context, dst netip.AddrPort, opts IdleOptions) ([]int,
 		}
 	}
 	if err != nil {
-		for _, fd := range fds {
-			if fd >= 0 {
-				closeReset(fd)
-			}
-		}
+		closeFds(fds)
 		return nil, err
 	}
 	return fds, nil

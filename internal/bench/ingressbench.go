@@ -217,11 +217,7 @@ func ingressFloor(ctx context.Context, opts IngressOptions, n int) (_ []IngressP
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if qerr := c.quit(); qerr != nil && err == nil {
-			err = qerr
-		}
-	}()
+	defer c.quitInto(&err)
 	pool, err := openPool(c.addr.String(), n, time.Minute)
 	if err != nil {
 		return nil, err

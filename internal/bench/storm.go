@@ -245,14 +245,8 @@ func stormOne(ctx context.Context, opts StormOptions, name string) (_ *StormServ
 		fds[i] = -1
 	}
 	defer func() {
-		for _, fd := range fds {
-			if fd >= 0 {
-				closeReset(fd)
-			}
-		}
-		if qerr := c.quit(); qerr != nil && err == nil {
-			err = qerr
-		}
+		closeFds(fds)
+		c.quitInto(&err)
 	}()
 	r := &StormServer{Server: name, Conns: opts.Conns}
 	before, err := c.stats()
