@@ -37,6 +37,15 @@ type ClusterOptions struct {
 	// Payload is the size of each pushed payload in bytes, timestamp
 	// included. Default 64.
 	Payload int
+	// Pause is how long the host rests before each phase. Default 500 ms.
+	Pause time.Duration
+	ClusterProcs
+}
+
+// ClusterProcs names the NATS server and the relays of a cluster scenario;
+// ClusterOptions and ClusterCapacityOptions embed it, so results.json
+// shows its fields among theirs.
+type ClusterProcs struct {
 	// NATS is the URL of a NATS server to use; empty starts
 	// NATSCommand.
 	NATS string
@@ -47,8 +56,6 @@ type ClusterOptions struct {
 	// RelayCommand starts a relay (`pushrelay serve`); the cluster,
 	// listener and log flags are appended. Default DefaultRelayCommand().
 	RelayCommand []string
-	// Pause is how long the host rests before each phase. Default 500 ms.
-	Pause time.Duration
 	// Stderr receives progress lines and the children's logs. Default
 	// os.Stderr.
 	Stderr io.Writer
@@ -69,17 +76,18 @@ func DefaultNATSCommand() ([]string, error) {
 	return nil, errors.New("bench: cluster: no NATS server: run `make build-nats` (bin/pushrelay-nats beside bin/pushrelay), install nats-server, or pass --nats URL")
 }
 
-// fillClusterCommands fills the relay's command and, unless a NATS URL is
-// given, the NATS server's.
-func fillClusterCommands(natsURL string, natsCmd, relayCmd *[]string) error {
-	if err := fillCommands(relayCmd, nil); err != nil {
+// fill fills Stderr, the relay's command and, unless a NATS URL is given,
+// the NATS server's.
+func (p *ClusterProcs) fill() error {
+	orZero(&p.Stderr, io.Writer(os.Stderr))
+	if err := fillCommands(&p.RelayCommand, nil); err != nil {
 		return err
 	}
-	if natsURL != "" || len(*natsCmd) > 0 {
+	if p.NATS != "" || len(p.NATSCommand) > 0 {
 		return nil
 	}
 	var err error
-	*natsCmd, err = DefaultNATSCommand()
+	p.NATSCommand, err = DefaultNATSCommand()
 	return err
 }
 
@@ -95,8 +103,7 @@ func (o ClusterOptions) withDefaults() (ClusterOptions, error) {
 	if o.Nodes < 2 || o.Nodes > 16 || o.Conns <= 0 || o.Rate <= 0 || o.Duration <= 0 || o.Rounds <= 0 || o.Payload <= 0 {
 		return o, errors.New("bench: cluster: want 2 to 16 nodes and positive conns, rate, duration, rounds and payload")
 	}
-	orZero(&o.Stderr, io.Writer(os.Stderr))
-	return o, fillClusterCommands(o.NATS, &o.NATSCommand, &o.RelayCommand)
+	return o, o.fill()
 }
 
 // ClusterResult is a RunCluster run.
@@ -370,11 +377,7 @@ type ClusterCapacityOptions struct {
 	// clients, to node 2's) at UnicastRate. Defaults 2,000 at 500 a second.
 	Unicasts    int
 	UnicastRate float64
-	// NATS, NATSCommand, RelayCommand and Stderr: as in ClusterOptions.
-	NATS         string
-	NATSCommand  []string
-	RelayCommand []string
-	Stderr       io.Writer
+	ClusterProcs
 }
 
 // CapacityOff skips the standalone comparison (ClusterCapacityOptions.Single).
@@ -397,8 +400,7 @@ func (o ClusterCapacityOptions) withDefaults() (ClusterCapacityOptions, error) {
 	if o.Conns <= 0 || o.Nodes < 2 || o.Nodes > 16 || o.Single < 0 || o.Rate <= 0 || o.Broadcasts <= 0 || o.Unicasts <= 0 || o.UnicastRate <= 0 {
 		return o, errors.New("bench: cluster capacity: want positive counts and rates, and 2 to 16 nodes")
 	}
-	orZero(&o.Stderr, io.Writer(os.Stderr))
-	return o, fillClusterCommands(o.NATS, &o.NATSCommand, &o.RelayCommand)
+	return o, o.fill()
 }
 
 // ClusterCapacityResult is a RunClusterCapacity run: the standalone relay (if
