@@ -178,13 +178,24 @@ func runBenchStorm(args []string, stdout, stderr io.Writer) int {
 	return runBenchMode("storm", out, stdout, stderr, bench.RunStorm, opts, func(r *bench.StormResult) time.Time { return r.Started })
 }
 
-// benchRelay is the relay's command with the extra --relay-flags, and the
-// extra --relay-env settings.
-func benchRelay(relayFlags, relayEnv string) (command, env []string, err error) {
-	if command, err = bench.DefaultRelayCommand(); err != nil {
-		return nil, nil, err
+// relayExtras are the --relay-flags and --relay-env of bench ingress and
+// fanout, for experiments.
+type relayExtras struct{ flags, env string }
+
+func (r *relayExtras) register(fs *flagSet) {
+	fs.StringVar(&r.flags, "relay-flags", "", "Extra `flags` for the relay's serve command, space-separated (--loops 1, say): for experiments; the defaults are what is measured.")
+	fs.StringVar(&r.env, "relay-env", "", "Extra environment `settings` for the relay, space-separated NAME=VALUE (GOMAXPROCS=3, say): for experiments.")
+}
+
+// set makes p's relay command the default one with the extra flags, and
+// its environment the extra settings.
+func (r *relayExtras) set(p *bench.Procs) error {
+	cmd, err := bench.DefaultRelayCommand()
+	if err != nil {
+		return err
 	}
-	return append(command, strings.Fields(relayFlags)...), strings.Fields(relayEnv), nil
+	p.RelayCommand, p.RelayEnv = append(cmd, strings.Fields(r.flags)...), strings.Fields(r.env)
+	return nil
 }
 
 // joinInts writes counts as parseIntList reads them.
@@ -215,7 +226,8 @@ func parseIntList(s string) ([]int, error) {
 func runBenchIngress(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("bench ingress", "Holds idle clients against a bare write(2) floor and then against the relay binary, pushes to random clients through the relay's Unix socket, its HTTP API one push a request and its HTTP API in batches (POST /v1/batch) as fast as it can and at a steady pace, and reports pushes and deliveries per second, latency from push to read, and the server's CPU per push, beside the floor's.", stderr)
 	opts := bench.IngressDefaults()
-	var conns, out, relayFlags, relayEnv string
+	var conns, out string
+	var extras relayExtras
 	fs.StringVar(&conns, "conns", joinInts(opts.Conns), "The idle-client counts to measure at, as a comma-separated `list`. The bench holds every client in its own process, so each must stay below the open-file limit.")
 	fs.Float64Var(&opts.Rate, "rate", opts.Rate, "The pace of the latency phases: `N` pushes a second.")
 	fs.DurationVar(&opts.Duration, "duration", opts.Duration, "How `long` each phase pushes.")
@@ -224,8 +236,7 @@ func runBenchIngress(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&opts.Batch, "batch", opts.Batch, "How many pushes (`N`) a Unix worker sends without replies before a ping waits for the relay to have taken them; also the pushes in one POST /v1/batch request of the HTTP batch phase.")
 	fs.IntVar(&opts.HTTPWorkers, "http-workers", opts.HTTPWorkers, "How many goroutines (`N`) push over HTTP keep-alive connections in the throughput phase; the relay serves 32 HTTP connections by default.")
 	fs.DurationVar(&opts.Pause, "pause", opts.Pause, "How `long` the host rests before each phase.")
-	fs.StringVar(&relayFlags, "relay-flags", "", "Extra `flags` for the relay's serve command, space-separated (--loops 1, say): for experiments; the defaults are what is measured.")
-	fs.StringVar(&relayEnv, "relay-env", "", "Extra environment `settings` for the relay, space-separated NAME=VALUE (GOMAXPROCS=3, say): for experiments.")
+	extras.register(fs)
 	fs.StringVar(&out, "out", "", "The `directory` that receives results.json and results.md; empty means bench-results/ingress-UTCTIMESTAMP.")
 	if code, ok := parseBench(fs, "ingress", args, stdout, stderr); !ok {
 		return code
@@ -240,7 +251,7 @@ func runBenchIngress(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	opts.Stderr = stderr
-	if opts.RelayCommand, opts.RelayEnv, err = benchRelay(relayFlags, relayEnv); err != nil {
+	if err := extras.set(&opts.Procs); err != nil {
 		fmt.Fprintf(stderr, "pushrelay bench ingress: %v\n", err)
 		return 1
 	}
@@ -250,7 +261,8 @@ func runBenchIngress(args []string, stdout, stderr io.Writer) int {
 func runBenchFanout(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("bench fanout", "Holds N clients against the relay binary, a goroutine-per-connection baseline and a bare sequential write(2) loop in turn, broadcasts a timestamped payload to them again and again, and reports the time until the last client read it and the CPU per delivery; then measures how the relay coalesces bursts of publishes to one topic, and unicast latency while broadcasts keep it busy.", stderr)
 	opts := bench.FanoutDefaults()
-	var sizes, servers, out, relayFlags, relayEnv string
+	var sizes, servers, out string
+	var extras relayExtras
 	fs.StringVar(&sizes, "sizes", joinInts(opts.Sizes), "The client counts to broadcast to, as a comma-separated `list`. Client and server each hold one descriptor per client, so each must stay below the open-file limit and the relay's --max-conns.")
 	fs.StringVar(&servers, "servers", strings.Join(opts.Servers, ","), "The servers to measure at each size, in order, as a comma-separated `list` of relay, baseline and floor.")
 	fs.IntVar(&opts.Broadcasts, "broadcasts", opts.Broadcasts, "How many measured broadcasts (`N`) each server makes at each size, each once the last has reached every client.")
@@ -263,8 +275,7 @@ func runBenchFanout(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&opts.BusyClients, "busy-clients", opts.BusyClients, "How many clients (`N`) the unicast-during-broadcast phase holds; 0 skips it.")
 	fs.Float64Var(&opts.BusyRate, "busy-rate", opts.BusyRate, "The pace of the unicasts sent during broadcasts: `N` a second.")
 	fs.DurationVar(&opts.BusyDuration, "busy-duration", opts.BusyDuration, "How `long` the unicasts go on during broadcasts.")
-	fs.StringVar(&relayFlags, "relay-flags", "", "Extra `flags` for the relay's serve command, space-separated (--loops 1, say): for experiments; the defaults are what is measured.")
-	fs.StringVar(&relayEnv, "relay-env", "", "Extra environment `settings` for the relay, space-separated NAME=VALUE (GOMAXPROCS=3, say): for experiments.")
+	extras.register(fs)
 	fs.StringVar(&out, "out", "", "The `directory` that receives results.json and results.md; empty means bench-results/fanout-UTCTIMESTAMP.")
 	if code, ok := parseBench(fs, "fanout", args, stdout, stderr); !ok {
 		return code
@@ -289,7 +300,7 @@ func runBenchFanout(args []string, stdout, stderr io.Writer) int {
 		opts.BusyClients = -1
 	}
 	opts.Stderr = stderr
-	if opts.RelayCommand, opts.RelayEnv, err = benchRelay(relayFlags, relayEnv); err != nil {
+	if err := extras.set(&opts.Procs); err != nil {
 		fmt.Fprintf(stderr, "pushrelay bench fanout: %v\n", err)
 		return 1
 	}

@@ -51,26 +51,20 @@ type CapacityOptions struct {
 	// StepTimeout bounds each server's connecting at a step and each
 	// measurement. Default 60 s.
 	StepTimeout time.Duration
-	// RelayCommand starts the relay; default DefaultRelayCommand().
-	RelayCommand []string
-	// ChildCommand starts the baseline and floor children; default
-	// DefaultChildCommand().
-	ChildCommand []string
 	// LoadgenCommand starts the load generator's workers (it is run with
 	// loadgen.WorkerArg); default this executable's `loadgen`.
 	LoadgenCommand []string
 	// OnStep, if set, is called with each step once it is measured.
 	OnStep func(CapacityStep)
-	// Stderr receives progress lines and the servers' logs. Default
-	// os.Stderr.
-	Stderr io.Writer
+	// Procs: the relay's and the baseline and floor children's commands;
+	// Stderr. RelayEnv is not used.
+	Procs
 }
 
 func (o CapacityOptions) withDefaults() (CapacityOptions, error) {
 	d := CapacityDefaults()
-	orZero(&o.Target, d.Target)
-	if o.Target < 0 {
-		return o, fmt.Errorf("bench: capacity: target %d: want a positive count", o.Target)
+	if err := fillCount("capacity", "target", &o.Target, d.Target); err != nil {
+		return o, err
 	}
 	if len(o.Steps) == 0 {
 		for _, n := range []int{1000, 2000, 5000, 10000} {
@@ -100,14 +94,13 @@ func (o CapacityOptions) withDefaults() (CapacityOptions, error) {
 		}
 	}
 	orZero(&o.Broadcasts, d.Broadcasts)
-	orZero(&o.Payload, d.Payload)
 	orZero(&o.UnicastRate, d.UnicastRate)
 	orZero(&o.Unicasts, d.Unicasts)
 	if o.Broadcasts < 0 || o.UnicastRate < 0 || o.UnicastRate > 1e6 {
 		return o, fmt.Errorf("bench: capacity: broadcasts %d, unicasts %d at %d/s: want positive counts, at most 1,000,000/s", o.Broadcasts, o.Unicasts, o.UnicastRate)
 	}
-	if o.Payload < 0 || o.Payload > relay.DefaultMaxMessage {
-		return o, fmt.Errorf("bench: capacity: payload %d: want 1 to %d bytes", o.Payload, relay.DefaultMaxMessage)
+	if err := fillPayload("capacity", &o.Payload, d.Payload); err != nil {
+		return o, err
 	}
 	orZero(&o.Throughput, d.Throughput)
 	if o.Throughput > 10*time.Minute {
@@ -115,15 +108,8 @@ func (o CapacityOptions) withDefaults() (CapacityOptions, error) {
 	}
 	orZero(&o.Settle, d.Settle)
 	orZero(&o.StepTimeout, d.StepTimeout)
-	orZero(&o.Stderr, io.Writer(os.Stderr))
-	child := &o.ChildCommand
-	if len(o.Servers) <= 1 {
-		child = nil // the relay alone needs no child
-	}
-	if err := fillCommands(&o.RelayCommand, child); err != nil {
-		return o, err
-	}
-	return o, nil
+	// The relay alone needs no child.
+	return o, o.fill(true, len(o.Servers) > 1)
 }
 
 // ServerStep is what one server measured at one step of the ramp.

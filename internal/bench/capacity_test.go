@@ -23,10 +23,8 @@ func tinyCapacity(t *testing.T, steps ...int) CapacityOptions {
 		Steps: steps, Target: steps[len(steps)-1],
 		Broadcasts: 3, Unicasts: 50, UnicastRate: 500, Throughput: 200 * time.Millisecond,
 		Settle: 100 * time.Millisecond, StepTimeout: 20 * time.Second,
-		RelayCommand:   cmd,
-		ChildCommand:   testChildCommand(t),
+		Procs:          Procs{RelayCommand: cmd, ChildCommand: testChildCommand(t), Stderr: testWriter{t}},
 		LoadgenCommand: []string{cmd[0], "loadgen"},
-		Stderr:         testWriter{t},
 	}
 }
 
@@ -288,11 +286,11 @@ func TestCapacityInterruptLeavesAPartialReport(t *testing.T) {
 
 func TestCapacityOptionsRejectBadServers(t *testing.T) {
 	for _, servers := range [][]string{{ServerBaseline}, {ServerRelay, ServerRelay}, {ServerRelay, ServerBaseline, ServerBaseline}, {ServerRelay, ServerAccept4}} {
-		if _, err := (CapacityOptions{Servers: servers, RelayCommand: []string{"x"}, ChildCommand: []string{"x"}}).withDefaults(); err == nil {
+		if _, err := (CapacityOptions{Servers: servers, Procs: Procs{RelayCommand: []string{"x"}, ChildCommand: []string{"x"}}}).withDefaults(); err == nil {
 			t.Errorf("servers %v: no error", servers)
 		}
 	}
-	o, err := CapacityOptions{Target: 25000, RelayCommand: []string{"x"}, ChildCommand: []string{"x"}}.withDefaults()
+	o, err := CapacityOptions{Target: 25000, Procs: Procs{RelayCommand: []string{"x"}, ChildCommand: []string{"x"}}}.withDefaults()
 	if want := []int{1000, 2000, 5000, 10000, 20000, 25000}; err != nil || !slices.Equal(o.Steps, want) {
 		t.Errorf("default steps to 25,000: %v, %v; want %v", o.Steps, err, want)
 	}

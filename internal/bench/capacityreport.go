@@ -111,11 +111,11 @@ func serverHeader(res *CapacityResult, withStep bool) []string {
 // the relay's ratios to the baseline and the floor, the wall, and the
 // relay-beside-baseline summary at the largest step with a baseline.
 func CapacityMarkdown(res *CapacityResult, command string) string {
-	var w strings.Builder
+	var w doc
 	fmt.Fprintf(&w, "### Capacity ramp: the relay beside the baseline and the kernel floor\n\n```sh\n%s\n```\n\n", command)
 	fmt.Fprintf(&w, "Measured %s on %s. %s.\n\n", res.Started.Format("2006-01-02 15:04 UTC"), res.Machine, res.Options)
 	w.WriteString("Each server at each step (the baseline and the floor grown to the count the relay held):\n\n")
-	mdTable(&w, serverHeader(res, true), serverRows(res, true))
+	w.mdTable(serverHeader(res, true), serverRows(res, true))
 	w.WriteString("\nThe relay's figures ÷ the baseline's and ÷ the floor's at each step (below 1 is better for memory, time and latency, above 1 for rates; — where not measured):\n\n")
 	var rows [][]string
 	for i := range res.Steps {
@@ -136,7 +136,7 @@ func CapacityMarkdown(res *CapacityResult, command string) string {
 			lb, fmtRatio(r.LoopbackP50), fmtRatio(r.LoopbackP99),
 		})
 	}
-	mdTable(&w, []string{"step", "relay held",
+	w.table([]string{"step", "relay held",
 		"memory/conn (process + kernel) ÷ baseline", "÷ floor", "Go heap/conn ÷ baseline",
 		"accept rate ÷ baseline", "÷ floor",
 		"broadcast to last ÷ baseline", "÷ floor",
@@ -144,7 +144,6 @@ func CapacityMarkdown(res *CapacityResult, command string) string {
 		"unicast p50 ÷ baseline", "÷ floor",
 		"unicast p99 ÷ baseline", "÷ floor",
 		"bare loopback write p50 / p99", "unicast p50 ÷ bare loopback", "p99 ÷ bare loopback"}, rows)
-	w.WriteString("\n")
 	writeWall(&w, "**Wall: ", res.Wall)
 	for _, name := range []string{ServerBaseline, ServerFloor} {
 		if sw, ok := res.ServerWalls[name]; ok {
@@ -157,13 +156,11 @@ func CapacityMarkdown(res *CapacityResult, command string) string {
 	if sum := SummaryMarkdown(res); sum != "" {
 		w.WriteString(sum + "\n")
 	}
-	for _, n := range res.Notes {
-		w.WriteString("- " + n + "\n")
-	}
+	w.notes(res.Notes)
 	return w.String()
 }
 
-func writeWall(w *strings.Builder, lead string, wall Wall) {
+func writeWall(w *doc, lead string, wall Wall) {
 	fmt.Fprintf(w, "%s%s**", lead, wall.Name)
 	if wall.ID == WallNone {
 		w.WriteString(".\n\n")
@@ -185,24 +182,21 @@ func writeWall(w *strings.Builder, lead string, wall Wall) {
 // QuickMarkdown renders a one-step run (`pushrelay bench quick`): each
 // server's figures, then the relay-beside-baseline summary.
 func QuickMarkdown(res *CapacityResult, command string) string {
-	var w strings.Builder
+	var w doc
 	conns := 0
 	if len(res.Steps) > 0 {
 		conns = res.Steps[0].Conns
 	}
 	fmt.Fprintf(&w, "### Quick run: %s clients per server\n\n```sh\n%s\n```\n\n", fmtInt(int64(conns)), command)
 	fmt.Fprintf(&w, "Measured %s on %s. %s.\n\n", res.Started.Format("2006-01-02 15:04 UTC"), res.Machine, res.Options)
-	mdTable(&w, serverHeader(res, false), serverRows(res, false))
-	w.WriteString("\n")
+	w.table(serverHeader(res, false), serverRows(res, false))
 	if res.Wall.ID != WallNone {
 		writeWall(&w, "**Wall: ", res.Wall)
 	}
 	if res.Interrupted {
 		w.WriteString("**Interrupted**: a partial report.\n\n")
 	}
-	for _, n := range res.Notes {
-		w.WriteString("- " + n + "\n")
-	}
+	w.notes(res.Notes)
 	if sum := SummaryMarkdown(res); sum != "" {
 		w.WriteString("\n" + sum)
 	}
@@ -218,7 +212,7 @@ func SummaryMarkdown(res *CapacityResult) string {
 	if s == nil {
 		return ""
 	}
-	var w strings.Builder
+	var w doc
 	fmt.Fprintf(&w, "#### Summary: the relay beside the baseline, %s clients each\n\n", fmtInt(int64(s.Relay.Held)))
 	rl, bl, fl := &s.Relay, s.Baseline, s.Floor
 	r := s.Ratios
@@ -258,7 +252,7 @@ func SummaryMarkdown(res *CapacityResult) string {
 			fmt.Sprintf("%s / %s", fmtDur(lb.P50), fmtDur(lb.P99)),
 			fmt.Sprintf("%s / %s", fmtRatio(r.LoopbackP50), fmtRatio(r.LoopbackP99))})
 	}
-	mdTable(&w, []string{"figure", "relay", "baseline", "relay ÷ baseline", "floor", "relay ÷ floor"}, table)
+	w.mdTable([]string{"figure", "relay", "baseline", "relay ÷ baseline", "floor", "relay ÷ floor"}, table)
 	return w.String()
 }
 

@@ -37,6 +37,15 @@ type ClusterOptions struct {
 	// Payload is the size of each pushed payload in bytes, timestamp
 	// included. Default 64.
 	Payload int
+	// Pause is how long the host rests before each phase. Default 500 ms.
+	Pause time.Duration
+	ClusterProcs
+}
+
+// ClusterProcs names the NATS server and the relays of a cluster scenario;
+// ClusterOptions and ClusterCapacityOptions embed it, so results.json
+// shows its fields among theirs.
+type ClusterProcs struct {
 	// NATS is the URL of a NATS server to use; empty starts
 	// NATSCommand.
 	NATS string
@@ -47,8 +56,6 @@ type ClusterOptions struct {
 	// RelayCommand starts a relay (`pushrelay serve`); the cluster,
 	// listener and log flags are appended. Default DefaultRelayCommand().
 	RelayCommand []string
-	// Pause is how long the host rests before each phase. Default 500 ms.
-	Pause time.Duration
 	// Stderr receives progress lines and the children's logs. Default
 	// os.Stderr.
 	Stderr io.Writer
@@ -69,17 +76,18 @@ func DefaultNATSCommand() ([]string, error) {
 	return nil, errors.New("bench: cluster: no NATS server: run `make build-nats` (bin/pushrelay-nats beside bin/pushrelay), install nats-server, or pass --nats URL")
 }
 
-// fillClusterCommands fills the relay's command and, unless a NATS URL is
-// given, the NATS server's.
-func fillClusterCommands(natsURL string, natsCmd, relayCmd *[]string) error {
-	if err := fillCommands(relayCmd, nil); err != nil {
+// fill fills Stderr, the relay's command and, unless a NATS URL is given,
+// the NATS server's.
+func (p *ClusterProcs) fill() error {
+	orZero(&p.Stderr, io.Writer(os.Stderr))
+	if err := fillCommands(&p.RelayCommand, nil); err != nil {
 		return err
 	}
-	if natsURL != "" || len(*natsCmd) > 0 {
+	if p.NATS != "" || len(p.NATSCommand) > 0 {
 		return nil
 	}
 	var err error
-	*natsCmd, err = DefaultNATSCommand()
+	p.NATSCommand, err = DefaultNATSCommand()
 	return err
 }
 
@@ -95,8 +103,7 @@ func (o ClusterOptions) withDefaults() (ClusterOptions, error) {
 	if o.Nodes < 2 || o.Nodes > 16 || o.Conns <= 0 || o.Rate <= 0 || o.Duration <= 0 || o.Rounds <= 0 || o.Payload <= 0 {
 		return o, errors.New("bench: cluster: want 2 to 16 nodes and positive conns, rate, duration, rounds and payload")
 	}
-	orZero(&o.Stderr, io.Writer(os.Stderr))
-	return o, fillClusterCommands(o.NATS, &o.NATSCommand, &o.RelayCommand)
+	return o, o.fill()
 }
 
 // ClusterResult is a RunCluster run.
@@ -330,7 +337,7 @@ func startNATS(command []string, logw io.Writer) (string, func(), error) {
 
 // Markdown renders the result.
 func (r *ClusterResult) Markdown() string {
-	var w strings.Builder
+	var w doc
 	o := r.Options
 	fmt.Fprintf(&w, "## Cluster: unicast through node 1 to node 1 vs node 2 (%d nodes, %s clients each, %s pushes/s, %d-byte payloads)\n\n",
 		o.Nodes, fmtInt(int64(o.Conns)), fmtInt(int64(o.Rate)), o.Payload)
@@ -339,10 +346,10 @@ func (r *ClusterResult) Markdown() string {
 		rows = append(rows, []string{strconv.Itoa(p.Round), p.Path, fmtInt(p.Accepted), fmtInt(p.Errors),
 			fmtDur(p.Delivery.P50), fmtDur(p.Delivery.P99), fmtDur(p.Reply.P50), fmtDur(p.Reply.P99)})
 	}
-	mdTable(&w, []string{"round", "path", "pushed", "errors", "delivery p50", "delivery p99", "reply p50", "reply p99"}, rows)
+	w.mdTable([]string{"round", "path", "pushed", "errors", "delivery p50", "delivery p99", "reply p50", "reply p99"}, rows)
 	fmt.Fprintf(&w, "\nMedian over rounds: local p50 %s p99 %s; remote p50 %s p99 %s; cross-node extra at p50 **%s**.\n\n",
 		fmtDur(r.LocalP50), fmtDur(r.LocalP99), fmtDur(r.RemoteP50), fmtDur(r.RemoteP99), fmtDur(r.ExtraP50))
-	mdChecks(&w, r.Checks)
+	w.mdChecks(r.Checks)
 	return w.String()
 }
 
@@ -370,11 +377,7 @@ type ClusterCapacityOptions struct {
 	// clients, to node 2's) at UnicastRate. Defaults 2,000 at 500 a second.
 	Unicasts    int
 	UnicastRate float64
-	// NATS, NATSCommand, RelayCommand and Stderr: as in ClusterOptions.
-	NATS         string
-	NATSCommand  []string
-	RelayCommand []string
-	Stderr       io.Writer
+	ClusterProcs
 }
 
 // CapacityOff skips the standalone comparison (ClusterCapacityOptions.Single).
@@ -397,8 +400,7 @@ func (o ClusterCapacityOptions) withDefaults() (ClusterCapacityOptions, error) {
 	if o.Conns <= 0 || o.Nodes < 2 || o.Nodes > 16 || o.Single < 0 || o.Rate <= 0 || o.Broadcasts <= 0 || o.Unicasts <= 0 || o.UnicastRate <= 0 {
 		return o, errors.New("bench: cluster capacity: want positive counts and rates, and 2 to 16 nodes")
 	}
-	orZero(&o.Stderr, io.Writer(os.Stderr))
-	return o, fillClusterCommands(o.NATS, &o.NATSCommand, &o.RelayCommand)
+	return o, o.fill()
 }
 
 // ClusterCapacityResult is a RunClusterCapacity run: the standalone relay (if
@@ -672,7 +674,7 @@ func freePort() (int, error) {
 
 // Markdown renders the result.
 func (r *ClusterCapacityResult) Markdown() string {
-	var w strings.Builder
+	var w doc
 	fmt.Fprintf(&w, "## Cluster capacity: idle clients on one port, %d relay processes with --reuse-port\n\n", r.Options.Nodes)
 	rows := [][]string{}
 	for _, run := range r.Runs {
@@ -689,8 +691,7 @@ func (r *ClusterCapacityResult) Markdown() string {
 			fmtDur(run.Broadcast.P50), fmtDur(run.TimeToLast),
 			fmtDur(run.UnicastLocal.P50) + " / " + fmtDur(run.UnicastLocal.P99), remote, fmtInt(run.Errors)})
 	}
-	mdTable(&w, []string{"setup", "clients", "held by node", "connect", "RSS/conn", "heap/conn", "broadcast p50", "broadcast time to last", "unicast to node 1 p50 / p99", "unicast to node 2 p50 / p99", "errors"}, rows)
-	w.WriteString("\n")
-	mdChecks(&w, r.Checks)
+	w.table([]string{"setup", "clients", "held by node", "connect", "RSS/conn", "heap/conn", "broadcast p50", "broadcast time to last", "unicast to node 1 p50 / p99", "unicast to node 2 p50 / p99", "errors"}, rows)
+	w.mdChecks(r.Checks)
 	return w.String()
 }

@@ -5,9 +5,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/pushrelay/pushrelay/pkg/stamp"
-	"io"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -56,43 +54,23 @@ type FanoutOptions struct {
 	BusyRate float64
 	// BusyDuration is how long it sends them. Default 5 s.
 	BusyDuration time.Duration
-	// RelayCommand starts the relay; the listener and log flags are
-	// appended. Default DefaultRelayCommand(). Extra serve flags, for an
-	// experiment, go at its end.
-	RelayCommand []string
-	// RelayEnv holds NAME=VALUE settings added to the relay's environment
-	// (GOMAXPROCS=3, say), for an experiment.
-	RelayEnv []string
-	// ChildCommand starts the baseline and floor children. Default
-	// DefaultChildCommand().
-	ChildCommand []string
-	// Stderr receives progress lines and the children's logs. Default
-	// os.Stderr.
-	Stderr io.Writer
+	// Procs: the relay's command and environment, the baseline and floor
+	// children's command; Stderr.
+	Procs
 }
 
 func (o FanoutOptions) withDefaults() (FanoutOptions, error) {
 	d := FanoutDefaults()
-	orEmpty(&o.Sizes, d.Sizes)
-	for _, n := range o.Sizes {
-		if n <= 0 {
-			return o, fmt.Errorf("bench: fanout: size %d: want a positive count", n)
-		}
+	if err := fillCounts("fanout", "size", &o.Sizes, d.Sizes); err != nil {
+		return o, err
 	}
-	orEmpty(&o.Servers, d.Servers)
-	for _, s := range o.Servers {
-		if s != ServerRelay && s != ServerBaseline && s != ServerFloor {
-			return o, fmt.Errorf("bench: fanout: server %q: want %s, %s or %s", s, ServerRelay, ServerBaseline, ServerFloor)
-		}
+	if err := fillServers("fanout", &o.Servers, d.Servers, ServerRelay, ServerBaseline, ServerFloor); err != nil {
+		return o, err
 	}
 	orPositive(&o.Broadcasts, d.Broadcasts)
-	orZero(&o.Warmup, d.Warmup)
-	if o.Warmup < 0 {
-		o.Warmup = 0
-	}
-	orZero(&o.Payload, d.Payload)
-	if o.Payload < 0 || o.Payload > relay.DefaultMaxMessage {
-		return o, fmt.Errorf("bench: fanout: payload %d: want 1 to %d bytes", o.Payload, relay.DefaultMaxMessage)
+	orNone(&o.Warmup, d.Warmup)
+	if err := fillPayload("fanout", &o.Payload, d.Payload); err != nil {
+		return o, err
 	}
 	orZero(&o.Gap, d.Gap)
 	orZero(&o.CoalesceClients, d.CoalesceClients)
@@ -104,8 +82,7 @@ func (o FanoutOptions) withDefaults() (FanoutOptions, error) {
 	if o.BusyDuration > 10*time.Minute {
 		return o, fmt.Errorf("bench: fanout: busy duration %v: want at most 10m", o.BusyDuration)
 	}
-	orZero(&o.Stderr, io.Writer(os.Stderr))
-	return o, fillCommands(&o.RelayCommand, &o.ChildCommand)
+	return o, o.fill(true, true)
 }
 
 // FanoutResult is what RunFanout measured.
@@ -574,7 +551,7 @@ func fanoutChecks(r *FanoutResult) []Check {
 
 // Markdown renders the result as the tables docs/benchmarks.md shows.
 func (r *FanoutResult) Markdown() string {
-	var w strings.Builder
+	var w doc
 	fmt.Fprintf(&w, "### Fanout: broadcasts of a %d-byte payload\n\n", r.Payload)
 	fmt.Fprintf(&w, "Measured %s on %s. %d measured broadcasts per server and size, after %d unreported.\n\n", r.Started.Format("2006-01-02 15:04 UTC"), r.Machine, r.Broadcasts, r.Warmup)
 	w.WriteString(relaySetup(r.RelayArgs, r.RelayEnv))
@@ -590,8 +567,7 @@ func (r *FanoutResult) Markdown() string {
 			fmtOther(s.OtherCPUSeconds),
 		})
 	}
-	mdTable(&w, []string{"clients", "server", "time to last (median)", "time to last (max)", "median client's latency", "deliveries/s (clients ÷ median time to last)", "server CPU/delivery", "deliveries per server CPU-second", "bench (clients) CPU/delivery", "read / expected", "other processes' CPU"}, rows)
-	w.WriteString("\n")
+	w.table([]string{"clients", "server", "time to last (median)", "time to last (max)", "median client's latency", "deliveries/s (clients ÷ median time to last)", "server CPU/delivery", "deliveries per server CPU-second", "bench (clients) CPU/delivery", "read / expected", "other processes' CPU"}, rows)
 	rows = rows[:0]
 	for _, n := range r.sizes() {
 		rl, fl := r.run(ServerRelay, n), r.run(ServerFloor, n)
@@ -608,19 +584,17 @@ func (r *FanoutResult) Markdown() string {
 	}
 	if len(rows) > 0 {
 		w.WriteString("Per core: the relay's deliveries per second of its process's CPU, and per second of its loops' time inside fanouts (wall time, which counts the time a loop's thread waited for a core), beside the bare sequential writer's one thread:\n\n")
-		mdTable(&w, []string{"clients", "relay deliveries per CPU-second", "relay deliveries per loop-second in fanouts", "relay messages per write", "floor writes/s (one thread)", "floor CPU/write", "relay per CPU-second ÷ floor", "relay per loop-second ÷ floor"}, rows)
-		w.WriteString("\n")
+		w.table([]string{"clients", "relay deliveries per CPU-second", "relay deliveries per loop-second in fanouts", "relay messages per write", "floor writes/s (one thread)", "floor CPU/write", "relay per CPU-second ÷ floor", "relay per loop-second ÷ floor"}, rows)
 	}
 	if c := r.Coalesce; c != nil {
 		fmt.Fprintf(&w, "Coalescing: %s clients subscribed to one topic; %d bursts of %d publishes, each burst one write of the ingress socket, the next once every client has read the last:\n\n", fmtInt(int64(c.Clients)), c.Bursts, c.Burst)
-		mdTable(&w, []string{"messages written", "writes", "messages per write", "relay CPU", "messages per CPU-second", "publish latency p50 / p99", "read / expected", "error replies", "other processes' CPU"}, [][]string{{
+		w.table([]string{"messages written", "writes", "messages per write", "relay CPU", "messages per CPU-second", "publish latency p50 / p99", "read / expected", "error replies", "other processes' CPU"}, [][]string{{
 			fmtInt(int64(c.MessagesWritten)), fmtInt(int64(c.Writes)), fmt.Sprintf("%.2f", c.MessagesPerWrite),
 			fmt.Sprintf("%.3f s", c.CPUSeconds), fmtRate(c.MessagesPerCPUSecond),
 			fmt.Sprintf("%s / %s", fmtDur(c.Latency.P50), fmtDur(c.Latency.P99)),
 			fmt.Sprintf("%s / %s", fmtInt(c.Delivered), fmtInt(c.Expected)), fmtInt(c.Errors),
 			fmtOther(c.OtherCPUSeconds),
 		}})
-		w.WriteString("\n")
 	}
 	if len(r.Busy) > 0 {
 		b0 := r.Busy[0]
@@ -640,15 +614,9 @@ func (r *FanoutResult) Markdown() string {
 				})
 			}
 		}
-		mdTable(&w, []string{"broadcasts sent", "unicasts to", "broadcasts", "broadcast deliveries/s", "unicasts read", "p50", "p90", "p99", "p99.9", "max", "longest fanout on one loop", "missing", "errors", "other processes' CPU"}, rows)
-		w.WriteString("\n")
+		w.table([]string{"broadcasts sent", "unicasts to", "broadcasts", "broadcast deliveries/s", "unicasts read", "p50", "p90", "p99", "p99.9", "max", "longest fanout on one loop", "missing", "errors", "other processes' CPU"}, rows)
 	}
-	if len(r.Checks) > 0 {
-		mdChecks(&w, r.Checks)
-		w.WriteString("\n")
-	}
-	for _, n := range r.Notes {
-		w.WriteString("- " + n + "\n")
-	}
+	w.checks(r.Checks)
+	w.notes(r.Notes)
 	return w.String()
 }

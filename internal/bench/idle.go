@@ -3,13 +3,11 @@ package bench
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,9 +25,6 @@ type IdleOptions struct {
 	Framing relay.Framing
 	// Servers to measure, in order. Default relay, then baseline.
 	Servers []string
-	// ChildCommand starts a child; the server flags are appended. Default
-	// DefaultChildCommand().
-	ChildCommand []string
 	// Workers is how many goroutines open connections. Default 32.
 	Workers int
 	// Warmup is how many unreported rounds against the first server run
@@ -46,33 +41,24 @@ type IdleOptions struct {
 	// allocation, which slows them and adds to their RSS: profile in a run
 	// of its own, not in the one whose figures are kept.
 	ProfileDir string
-	// Stderr receives progress lines and the children's stderr. Default
-	// os.Stderr.
-	Stderr io.Writer
+	// Procs: the children's command; Stderr.
+	Procs
 }
 
 func (o IdleOptions) withDefaults() (IdleOptions, error) {
 	d := IdleDefaults()
-	orZero(&o.Conns, d.Conns)
-	if o.Conns < 0 {
-		return o, fmt.Errorf("bench: idle: conns %d: want a positive count", o.Conns)
+	if err := fillCount("idle", "conns", &o.Conns, d.Conns); err != nil {
+		return o, err
 	}
-	orEmpty(&o.Servers, d.Servers)
-	for _, s := range o.Servers {
-		if s != ServerRelay && s != ServerBaseline {
-			return o, fmt.Errorf("bench: idle: server %q: want %s or %s", s, ServerRelay, ServerBaseline)
-		}
+	if err := fillServers("idle", &o.Servers, d.Servers, ServerRelay, ServerBaseline); err != nil {
+		return o, err
 	}
-	if err := fillCommands(nil, &o.ChildCommand); err != nil {
+	if err := o.fill(false, true); err != nil {
 		return o, err
 	}
 	orPositive(&o.Workers, d.Workers)
-	orZero(&o.Warmup, d.Warmup)
-	if o.Warmup < 0 {
-		o.Warmup = 0
-	}
+	orNone(&o.Warmup, d.Warmup)
 	orZero(&o.Settle, d.Settle)
-	orZero(&o.Stderr, io.Writer(os.Stderr))
 	return o, nil
 }
 
@@ -165,14 +151,8 @@ func idleOne(ctx context.Context, opts IdleOptions, name string) (_ *IdleServer,
 	}
 	var fds []int
 	defer func() {
-		for _, fd := range fds {
-			if fd >= 0 {
-				closeReset(fd)
-			}
-		}
-		if qerr := c.quit(); qerr != nil && err == nil {
-			err = qerr
-		}
+		closeFds(fds)
+		c.quitInto(&err)
 	}()
 	r := &IdleServer{Server: name, Conns: opts.Conns}
 	if err := c.do("gc"); err != nil {
@@ -300,11 +280,7 @@ func dialIdle(ctx context.Context, dst netip.AddrPort, opts IdleOptions) ([]int,
 		}
 	}
 	if err != nil {
-		for _, fd := range fds {
-			if fd >= 0 {
-				closeReset(fd)
-			}
-		}
+		closeFds(fds)
 		return nil, err
 	}
 	return fds, nil
@@ -394,7 +370,7 @@ func idleChecks(servers []IdleServer) []Check {
 
 // Markdown renders the result as the tables docs/benchmarks.md shows.
 func (r *IdleResult) Markdown() string {
-	var w strings.Builder
+	var w doc
 	fmt.Fprintf(&w, "### Idle connections: %s each, %s framing\n\n", fmtInt(int64(r.Conns)), r.Framing)
 	fmt.Fprintf(&w, "Measured %s on %s.\n\n", r.Started.Format("2006-01-02 15:04 UTC"), r.Machine)
 	rows := [][]string{}
@@ -410,12 +386,8 @@ func (r *IdleResult) Markdown() string {
 			fmtBytes(s.RSSPerConn + s.KernelPerSocket),
 		})
 	}
-	mdTable(&w, []string{"server", "RSS/conn", "Go heap in use/conn", "Go heap live/conn", "goroutine stacks/conn", "goroutines/conn", "kernel/socket", "RSS/conn + kernel/socket"}, rows)
-	w.WriteString("\n")
-	if len(r.Checks) > 0 {
-		mdChecks(&w, r.Checks)
-		w.WriteString("\n")
-	}
+	w.table([]string{"server", "RSS/conn", "Go heap in use/conn", "Go heap live/conn", "goroutine stacks/conn", "goroutines/conn", "kernel/socket", "RSS/conn + kernel/socket"}, rows)
+	w.checks(r.Checks)
 	w.WriteString("Kernel per socket, by part (bytes per socket; slab caches are active objects × object size):\n\n")
 	cacheNames := []string{}
 	for _, s := range r.Servers {
@@ -439,10 +411,7 @@ func (r *IdleResult) Markdown() string {
 		row = append(row, fmtBytes(s.CacheSumPerSocket))
 		rows = append(rows, row)
 	}
-	mdTable(&w, hdr, rows)
-	w.WriteString("\n")
-	for _, n := range r.Notes {
-		w.WriteString("- " + n + "\n")
-	}
+	w.table(hdr, rows)
+	w.notes(r.Notes)
 	return w.String()
 }

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/pushrelay/pushrelay/loadgen"
@@ -41,28 +40,15 @@ type IngressOptions struct {
 	HTTPWorkers int
 	// Pause is how long the host rests before each phase. Default 500 ms.
 	Pause time.Duration
-	// RelayCommand starts the relay (`pushrelay serve`); the listener and
-	// log flags are appended. Default DefaultRelayCommand(). Extra serve
-	// flags, for an experiment, go at its end.
-	RelayCommand []string
-	// RelayEnv holds NAME=VALUE settings added to the relay's environment
-	// (GOMAXPROCS=3, say), for an experiment.
-	RelayEnv []string
-	// ChildCommand starts the floor child; the server flags are appended.
-	// Default DefaultChildCommand().
-	ChildCommand []string
-	// Stderr receives progress lines and the children's logs. Default
-	// os.Stderr.
-	Stderr io.Writer
+	// Procs: the relay's command and environment, the floor child's
+	// command; Stderr.
+	Procs
 }
 
 func (o IngressOptions) withDefaults() (IngressOptions, error) {
 	d := IngressDefaults()
-	orEmpty(&o.Conns, d.Conns)
-	for _, n := range o.Conns {
-		if n <= 0 {
-			return o, fmt.Errorf("bench: ingress: conns %d: want a positive count", n)
-		}
+	if err := fillCounts("ingress", "conns", &o.Conns, d.Conns); err != nil {
+		return o, err
 	}
 	orZero(&o.Rate, d.Rate)
 	if o.Rate < 0 {
@@ -72,16 +58,14 @@ func (o IngressOptions) withDefaults() (IngressOptions, error) {
 	if o.Duration < 0 || o.Duration > 10*time.Minute {
 		return o, fmt.Errorf("bench: ingress: duration %v: want more than 0 and at most 10m", o.Duration)
 	}
-	orZero(&o.Payload, d.Payload)
-	if o.Payload < 0 || o.Payload > relay.DefaultMaxMessage {
-		return o, fmt.Errorf("bench: ingress: payload %d: want 1 to %d bytes", o.Payload, relay.DefaultMaxMessage)
+	if err := fillPayload("ingress", &o.Payload, d.Payload); err != nil {
+		return o, err
 	}
 	orPositive(&o.UnixWorkers, d.UnixWorkers)
 	orPositive(&o.Batch, d.Batch)
 	orPositive(&o.HTTPWorkers, d.HTTPWorkers)
 	orZero(&o.Pause, d.Pause)
-	orZero(&o.Stderr, io.Writer(os.Stderr))
-	return o, fillCommands(&o.RelayCommand, &o.ChildCommand)
+	return o, o.fill(true, true)
 }
 
 // Paths a push takes in the ingress bench.
@@ -233,11 +217,7 @@ func ingressFloor(ctx context.Context, opts IngressOptions, n int) (_ []IngressP
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if qerr := c.quit(); qerr != nil && err == nil {
-			err = qerr
-		}
-	}()
+	defer c.quitInto(&err)
 	pool, err := openPool(c.addr.String(), n, time.Minute)
 	if err != nil {
 		return nil, err
@@ -516,7 +496,7 @@ func pathName(path string) string {
 
 // Markdown renders the result as the tables docs/benchmarks.md shows.
 func (r *IngressResult) Markdown() string {
-	var w strings.Builder
+	var w doc
 	fmt.Fprintf(&w, "### Ingress: pushes to random idle clients, %d-byte payloads\n\n", r.Payload)
 	fmt.Fprintf(&w, "Measured %s on %s. Each phase pushes for %gs.\n\n", r.Started.Format("2006-01-02 15:04 UTC"), r.Machine, r.Duration)
 	w.WriteString(relaySetup(r.RelayArgs, r.RelayEnv))
@@ -537,8 +517,7 @@ func (r *IngressResult) Markdown() string {
 			})
 		}
 	}
-	mdTable(&w, []string{"clients", "path", "pushes accepted/s", "deliveries/s", "delivered / accepted", "server CPU/push", "bench CPU/push", "latency p50 / p99 under load", "other processes' CPU"}, rows)
-	w.WriteString("\n")
+	w.table([]string{"clients", "path", "pushes accepted/s", "deliveries/s", "delivered / accepted", "server CPU/push", "bench CPU/push", "latency p50 / p99 under load", "other processes' CPU"}, rows)
 	fmt.Fprintf(&w, "Latency at %s pushes/s, push (stamp) to the client's read:\n\n", fmtInt(int64(r.Rate)))
 	rows = rows[:0]
 	for _, s := range r.Sizes {
@@ -555,8 +534,7 @@ func (r *IngressResult) Markdown() string {
 			})
 		}
 	}
-	mdTable(&w, []string{"clients", "path", "frames read", "p50", "p90", "p99", "p99.9", "max", "server CPU/push", "other processes' CPU"}, rows)
-	w.WriteString("\n")
+	w.table([]string{"clients", "path", "frames read", "p50", "p90", "p99", "p99.9", "max", "server CPU/push", "other processes' CPU"}, rows)
 	w.WriteString("The relay beside the floor (rate: pushes accepted/s ÷ floor writes/s; added latency: relay percentile − floor percentile, paced):\n\n")
 	rows = rows[:0]
 	for _, s := range r.Sizes {
@@ -576,12 +554,8 @@ func (r *IngressResult) Markdown() string {
 			rows = append(rows, row)
 		}
 	}
-	mdTable(&w, []string{"clients", "path", "rate ÷ floor", "server CPU/push ÷ floor's", "added p50", "added p90", "added p99"}, rows)
-	w.WriteString("\n")
-	if len(r.Checks) > 0 {
-		mdChecks(&w, r.Checks)
-		w.WriteString("\n")
-	}
+	w.table([]string{"clients", "path", "rate ÷ floor", "server CPU/push ÷ floor's", "added p50", "added p90", "added p99"}, rows)
+	w.checks(r.Checks)
 	var errs []string
 	for _, s := range r.Sizes {
 		for _, p := range s.Phases {
@@ -593,8 +567,6 @@ func (r *IngressResult) Markdown() string {
 	if len(errs) == 0 {
 		errs = append(errs, "No push failed, the relay dropped nothing, and every accepted push was read by its client.")
 	}
-	for _, n := range append(r.Notes, errs...) {
-		w.WriteString("- " + n + "\n")
-	}
+	w.notes(append(r.Notes, errs...))
 	return w.String()
 }

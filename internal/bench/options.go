@@ -1,8 +1,48 @@
 package bench
 
 import (
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
 	"time"
+
+	"github.com/pushrelay/pushrelay/relay"
 )
+
+// Procs names the processes a scenario starts and where their output goes;
+// every scenario's options embed it, and a scenario leaves alone what it
+// does not start.
+type Procs struct {
+	// RelayCommand starts the relay (`pushrelay serve`); the scenario
+	// appends its listener and log flags. Default DefaultRelayCommand().
+	// Extra serve flags, for an experiment, go at its end.
+	RelayCommand []string
+	// RelayEnv holds NAME=VALUE settings added to the relay's environment
+	// (GOMAXPROCS=3, say), for an experiment (ingress and fanout).
+	RelayEnv []string
+	// ChildCommand starts the baseline, accept4 and floor children; the
+	// server flags are appended. Default DefaultChildCommand().
+	ChildCommand []string
+	// Stderr receives progress lines and the children's logs. Default
+	// os.Stderr.
+	Stderr io.Writer
+}
+
+// fill fills Stderr and, for the processes the scenario starts (relay,
+// child), the empty commands with their defaults.
+func (p *Procs) fill(relay, child bool) error {
+	orZero(&p.Stderr, io.Writer(os.Stderr))
+	var relayCmd, childCmd *[]string
+	if relay {
+		relayCmd = &p.RelayCommand
+	}
+	if child {
+		childCmd = &p.ChildCommand
+	}
+	return fillCommands(relayCmd, childCmd)
+}
 
 // Each scenario's defaults are written here once. A scenario's withDefaults
 // fills every zero field from them, and `pushrelay bench` binds its flags
@@ -104,4 +144,55 @@ func fillCommands(relayCmd, childCmd *[]string) error {
 		*childCmd, err = DefaultChildCommand()
 	}
 	return err
+}
+
+// orNone sets *v to d if it is 0, and to 0 if negative (none).
+func orNone(v *int, d int) {
+	orZero(v, d)
+	*v = max(*v, 0)
+}
+
+// fillServers fills an empty server list from d and refuses a name not in
+// allowed, which the error lists in order.
+func fillServers(scenario string, v *[]string, d []string, allowed ...string) error {
+	orEmpty(v, d)
+	for _, s := range *v {
+		if !slices.Contains(allowed, s) {
+			n := len(allowed) - 1
+			return fmt.Errorf("bench: %s: server %q: want %s or %s", scenario, s, strings.Join(allowed[:n], ", "), allowed[n])
+		}
+	}
+	return nil
+}
+
+// fillCounts fills an empty list of client counts from d and refuses a
+// count that is not positive; what names one in the error.
+func fillCounts(scenario, what string, v *[]int, d []int) error {
+	orEmpty(v, d)
+	for _, n := range *v {
+		if n <= 0 {
+			return fmt.Errorf("bench: %s: %s %d: want a positive count", scenario, what, n)
+		}
+	}
+	return nil
+}
+
+// fillPayload fills a zero payload size from d and refuses one that is
+// negative or above the relay's largest message.
+func fillPayload(scenario string, v *int, d int) error {
+	orZero(v, d)
+	if *v < 0 || *v > relay.DefaultMaxMessage {
+		return fmt.Errorf("bench: %s: payload %d: want 1 to %d bytes", scenario, *v, relay.DefaultMaxMessage)
+	}
+	return nil
+}
+
+// fillCount fills a zero count from d and refuses a negative one; what
+// names it in the error.
+func fillCount(scenario, what string, v *int, d int) error {
+	orZero(v, d)
+	if *v < 0 {
+		return fmt.Errorf("bench: %s: %s %d: want a positive count", scenario, what, *v)
+	}
+	return nil
 }

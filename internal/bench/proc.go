@@ -374,3 +374,20 @@ func readRunqWait() (time.Duration, error) {
 	}
 	return time.Duration(total), nil
 }
+
+// quitInto quits the child (see quit), recording its error in *err unless
+// *err already holds one: for a deferred call.
+func (c *child) quitInto(err *error) {
+	if qerr := c.quit(); qerr != nil && *err == nil {
+		*err = qerr
+	}
+}
+
+// closeFds closes each open descriptor of fds (-1 is none) with a RST.
+func closeFds(fds []int) {
+	for _, fd := range fds {
+		if fd >= 0 {
+			closeReset(fd)
+		}
+	}
+}

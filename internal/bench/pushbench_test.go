@@ -137,13 +137,11 @@ func TestRunIngressSmall(t *testing.T) {
 	defer cancel()
 	const n = 200
 	res, err := RunIngress(ctx, IngressOptions{
-		Conns:        []int{n},
-		Rate:         500,
-		Duration:     300 * time.Millisecond,
-		Pause:        time.Millisecond,
-		RelayCommand: testRelayCommand(t),
-		ChildCommand: testChildCommand(t),
-		Stderr:       testWriter{t},
+		Conns:    []int{n},
+		Rate:     500,
+		Duration: 300 * time.Millisecond,
+		Pause:    time.Millisecond,
+		Procs:    Procs{RelayCommand: testRelayCommand(t), ChildCommand: testChildCommand(t), Stderr: testWriter{t}},
 	})
 	if err != nil {
 		t.Fatalf("RunIngress: %v", err)
@@ -198,9 +196,7 @@ func TestRunFanoutSmall(t *testing.T) {
 		BusyClients:     n,
 		BusyRate:        500,
 		BusyDuration:    300 * time.Millisecond,
-		RelayCommand:    testRelayCommand(t),
-		ChildCommand:    testChildCommand(t),
-		Stderr:          testWriter{t},
+		Procs:           Procs{RelayCommand: testRelayCommand(t), ChildCommand: testChildCommand(t), Stderr: testWriter{t}},
 	})
 	if err != nil {
 		t.Fatalf("RunFanout: %v", err)

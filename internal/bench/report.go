@@ -101,8 +101,13 @@ func fmtInt(n int64) string {
 	return b.String()
 }
 
-// mdTable renders a Markdown table.
-func mdTable(w *strings.Builder, header []string, rows [][]string) {
+// doc is a report being rendered as Markdown, for results.md and the
+// terminal alike: a scenario writes its headings and paragraphs, and its
+// figures as tables of rows of cells.
+type doc struct{ strings.Builder }
+
+// mdTable writes a table: header, then one line a row.
+func (w *doc) mdTable(header []string, rows [][]string) {
 	w.WriteString("| " + strings.Join(header, " | ") + " |\n|")
 	for range header {
 		w.WriteString(" --- |")
@@ -113,12 +118,34 @@ func mdTable(w *strings.Builder, header []string, rows [][]string) {
 	}
 }
 
-func mdChecks(w *strings.Builder, checks []Check) {
+// table writes a table and the blank line after it.
+func (w *doc) table(header []string, rows [][]string) {
+	w.mdTable(header, rows)
+	w.WriteString("\n")
+}
+
+// mdChecks writes the checks' table, even when empty.
+func (w *doc) mdChecks(checks []Check) {
 	rows := make([][]string, 0, len(checks))
 	for _, c := range checks {
 		rows = append(rows, []string{c.Name, c.Shown, c.Target, c.verdict()})
 	}
-	mdTable(w, []string{"figure", "measured", "target", "verdict"}, rows)
+	w.mdTable([]string{"figure", "measured", "target", "verdict"}, rows)
+}
+
+// checks writes the checks' table and a blank line, nothing if none.
+func (w *doc) checks(checks []Check) {
+	if len(checks) > 0 {
+		w.mdChecks(checks)
+		w.WriteString("\n")
+	}
+}
+
+// notes writes a list item a note.
+func (w *doc) notes(notes []string) {
+	for _, n := range notes {
+		w.WriteString("- " + n + "\n")
+	}
 }
 
 // ratioCheck is the check of a ÷ b against bound, at least bound if atLeast

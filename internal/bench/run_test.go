@@ -104,11 +104,10 @@ func TestRunIdleSmall(t *testing.T) {
 	defer cancel()
 	const n = 200
 	res, err := RunIdle(ctx, IdleOptions{
-		Conns:        n,
-		ChildCommand: testChildCommand(t),
-		Settle:       50 * time.Millisecond,
-		ProfileDir:   t.TempDir(),
-		Stderr:       testWriter{t},
+		Conns:      n,
+		Procs:      Procs{ChildCommand: testChildCommand(t), Stderr: testWriter{t}},
+		Settle:     50 * time.Millisecond,
+		ProfileDir: t.TempDir(),
 	})
 	if err != nil {
 		t.Fatalf("RunIdle: %v", err)
@@ -149,13 +148,12 @@ func TestRunStormSmall(t *testing.T) {
 	const n = 200
 	for _, sources := range []int{1, 4} {
 		res, err := RunStorm(ctx, StormOptions{
-			Conns:        n,
-			Sources:      sources,
-			Rounds:       2,
-			Pause:        -1,
-			ChildCommand: testChildCommand(t),
-			Timeout:      20 * time.Second,
-			Stderr:       testWriter{t},
+			Conns:   n,
+			Sources: sources,
+			Rounds:  2,
+			Pause:   -1,
+			Procs:   Procs{ChildCommand: testChildCommand(t), Stderr: testWriter{t}},
+			Timeout: 20 * time.Second,
 		})
 		if err != nil {
 			t.Fatalf("RunStorm with %d sources: %v", sources, err)

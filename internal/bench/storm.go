@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"io"
 	"math"
 	"net/netip"
 	"os"
@@ -28,9 +27,6 @@ type StormOptions struct {
 	// takes each server's median round, and the relay/accept4 ratio is
 	// the median of the rounds' ratios.
 	Rounds int
-	// ChildCommand starts a child; the server flags are appended. Default
-	// DefaultChildCommand().
-	ChildCommand []string
 	// Dialers is how many goroutines issue connects. Default 2.
 	Dialers int
 	// Sources is how many loopback source addresses the client binds to in
@@ -55,32 +51,24 @@ type StormOptions struct {
 	// ProfileDir, if set, receives a CPU profile of each child during its
 	// storm (SERVER-cpu.pprof).
 	ProfileDir string
-	// Stderr receives progress lines and the children's stderr. Default
-	// os.Stderr.
-	Stderr io.Writer
+	// Procs: the children's command; Stderr.
+	Procs
 }
 
 func (o StormOptions) withDefaults() (StormOptions, error) {
 	d := StormDefaults()
-	orZero(&o.Conns, d.Conns)
-	if o.Conns < 0 {
-		return o, fmt.Errorf("bench: storm: conns %d: want a positive count", o.Conns)
+	if err := fillCount("storm", "conns", &o.Conns, d.Conns); err != nil {
+		return o, err
 	}
-	orEmpty(&o.Servers, d.Servers)
-	for _, s := range o.Servers {
-		if s != ServerRelay && s != ServerAccept4 && s != ServerAccept4Write && s != ServerBaseline {
-			return o, fmt.Errorf("bench: storm: server %q: want %s, %s, %s or %s", s, ServerAccept4, ServerAccept4Write, ServerRelay, ServerBaseline)
-		}
+	if err := fillServers("storm", &o.Servers, d.Servers, ServerAccept4, ServerAccept4Write, ServerRelay, ServerBaseline); err != nil {
+		return o, err
 	}
-	if err := fillCommands(nil, &o.ChildCommand); err != nil {
+	if err := o.fill(false, true); err != nil {
 		return o, err
 	}
 	orPositive(&o.Dialers, d.Dialers)
 	orPositive(&o.Rounds, d.Rounds)
-	orZero(&o.Warmup, d.Warmup)
-	if o.Warmup < 0 {
-		o.Warmup = 0
-	}
+	orNone(&o.Warmup, d.Warmup)
 	orZero(&o.Sources, d.Sources)
 	if o.Sources > 250 {
 		return o, fmt.Errorf("bench: storm: sources %d: want at most 250 (127.0.0.2 to 127.0.0.251)", o.Sources)
@@ -88,7 +76,6 @@ func (o StormOptions) withDefaults() (StormOptions, error) {
 	orPositive(&o.Timeout, d.Timeout)
 	orZero(&o.Pause, d.Pause)
 	orPositive(&o.Poll, d.Poll)
-	orZero(&o.Stderr, io.Writer(os.Stderr))
 	return o, nil
 }
 
@@ -258,14 +245,8 @@ func stormOne(ctx context.Context, opts StormOptions, name string) (_ *StormServ
 		fds[i] = -1
 	}
 	defer func() {
-		for _, fd := range fds {
-			if fd >= 0 {
-				closeReset(fd)
-			}
-		}
-		if qerr := c.quit(); qerr != nil && err == nil {
-			err = qerr
-		}
+		closeFds(fds)
+		c.quitInto(&err)
 	}()
 	r := &StormServer{Server: name, Conns: opts.Conns}
 	before, err := c.stats()
@@ -574,7 +555,7 @@ func stormChecks(servers, runs []StormServer) []Check {
 
 // Markdown renders the result as the tables docs/benchmarks.md shows.
 func (r *StormResult) Markdown() string {
-	var w strings.Builder
+	var w doc
 	src := "127.0.0.1 (kernel's choice)"
 	if len(r.Sources) > 0 {
 		src = fmt.Sprintf("%s to %s, round-robin", r.Sources[0], r.Sources[len(r.Sources)-1])
@@ -598,12 +579,8 @@ func (r *StormResult) Markdown() string {
 			fmt.Sprintf("%d / %d", over, drops),
 		})
 	}
-	mdTable(&w, []string{"server", "accept rate (median round)", "rounds' range", "server CPU/conn (median round)", "ListenOverflows / ListenDrops (summed)"}, rows)
-	w.WriteString("\n")
-	if len(r.Checks) > 0 {
-		mdChecks(&w, r.Checks)
-		w.WriteString("\n")
-	}
+	w.table([]string{"server", "accept rate (median round)", "rounds' range", "server CPU/conn (median round)", "ListenOverflows / ListenDrops (summed)"}, rows)
+	w.checks(r.Checks)
 	w.WriteString("Every round (round 0 is the warm-up, left out of the summary):\n\n")
 	rows = rows[:0]
 	for _, s := range append(append([]StormServer(nil), r.Warmup...), r.Runs...) {
@@ -629,11 +606,8 @@ func (r *StormResult) Markdown() string {
 			fmt.Sprint(s.ConnectErrors),
 		})
 	}
-	mdTable(&w, []string{"round", "server", "accepted", "time", "accept rate", "server-clock rate", "ListenOverflows / ListenDrops", "connect loop", "client CPU", "server CPU", "server CPU/conn", "run-queue wait, server / client", "host CPU busy", "other processes' CPU", "connect errors"}, rows)
-	w.WriteString("\n")
-	for _, n := range r.Notes {
-		w.WriteString("- " + n + "\n")
-	}
+	w.table([]string{"round", "server", "accepted", "time", "accept rate", "server-clock rate", "ListenOverflows / ListenDrops", "connect loop", "client CPU", "server CPU", "server CPU/conn", "run-queue wait, server / client", "host CPU busy", "other processes' CPU", "connect errors"}, rows)
+	w.notes(r.Notes)
 	return w.String()
 }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -36,10 +35,9 @@ type WebOptions struct {
 	Settle time.Duration
 	// Gap between broadcasts. Default 50 ms.
 	Gap time.Duration
-	// RelayCommand runs the relay. Default: this executable's serve.
-	RelayCommand []string
-	// Stderr receives progress. Default os.Stderr.
-	Stderr io.Writer
+	// Procs: the relay's command; Stderr. RelayEnv and ChildCommand are
+	// not used.
+	Procs
 }
 
 func (o WebOptions) withDefaults() (WebOptions, error) {
@@ -59,11 +57,7 @@ func (o WebOptions) withDefaults() (WebOptions, error) {
 	if o.Conns < 1 || o.Broadcasts < 1 || o.Size < 64 {
 		return o, fmt.Errorf("bench web: want at least 1 connection, 1 broadcast and a 64-byte payload")
 	}
-	if err := fillCommands(&o.RelayCommand, nil); err != nil {
-		return o, err
-	}
-	orZero(&o.Stderr, io.Writer(os.Stderr))
-	return o, nil
+	return o, o.fill(true, false)
 }
 
 // transportFraming maps a transport name to the load generator's framing.
