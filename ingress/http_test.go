@@ -24,16 +24,13 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/pushrelay/pushrelay/internal/testutil"
+
 	"github.com/pushrelay/pushrelay/relay"
 )
 
 // httpQuietLogger is silent unless PUSHRELAY_TEST_LOG is set.
-func httpQuietLogger() *slog.Logger {
-	if os.Getenv("PUSHRELAY_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
+func httpQuietLogger() *slog.Logger { return testutil.Logger() }
 
 // httpStartRelay starts a relay on a free loopback port and stops it when the
 // test ends.
@@ -51,11 +48,7 @@ func httpStartRelay(t *testing.T, cfg relay.Config) *relay.Server {
 	if err := srv.Start(); err != nil {
 		t.Fatalf("relay Start: %v", err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
+	testutil.ShutdownAtEnd(t, 5*time.Second, srv.Shutdown)
 	return srv
 }
 
