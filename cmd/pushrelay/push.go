@@ -370,51 +370,51 @@ func runClients(argv []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "%s connected since %s from %s\n", pos[0], info.Since.UTC().Format(time.RFC3339Nano), info.Remote)
 			return exitOK
 		}
-		for cursor := ""; ; {
-			ctx, cancel := c.ctx()
-			ids, next, err := cl.List(ctx, cursor, 10000)
-			cancel()
-			if err != nil {
-				return c.fail(err)
-			}
-			for _, id := range ids {
-				fmt.Fprintln(stdout, id)
-			}
-			if next == "" {
-				return exitOK
-			}
-			cursor = next
-		}
+		return c.printPages(stdout, func(ctx context.Context, cursor string) ([]string, string, error) {
+			return cl.List(ctx, cursor, 10000)
+		})
 	})
+}
+
+// printPages prints the IDs of every page that page returns, one a line,
+// from cursor "" to the page whose next cursor is "".
+func (c *clientCmd) printPages(stdout io.Writer, page func(ctx context.Context, cursor string) (ids []string, next string, err error)) int {
+	for cursor := ""; ; {
+		ctx, cancel := c.ctx()
+		ids, next, err := page(ctx, cursor)
+		cancel()
+		if err != nil {
+			return c.fail(err)
+		}
+		for _, id := range ids {
+			fmt.Fprintln(stdout, id)
+		}
+		if next == "" {
+			return exitOK
+		}
+		cursor = next
+	}
 }
 
 func runPresence(argv []string, stdout, stderr io.Writer) int {
 	c := newClientCmd("presence", "TOPIC", "Lists the IDs of the clients subscribed to TOPIC, one per line (every node's, in a cluster); with --count, prints only how many there are.", stderr)
 	countOnly := c.fs.Bool("count", false, "Print only the number of subscribers.")
 	return c.session(argv, stdout, 1, 1, func(cl *client.Client, pos []string) int {
-		for cursor := ""; ; {
+		if *countOnly {
 			ctx, cancel := c.ctx()
-			limit := 10000
-			if *countOnly {
-				limit = 1 // the count comes with every page
-			}
-			ids, next, count, err := cl.Presence(ctx, pos[0], cursor, limit)
-			cancel()
+			defer cancel()
+			// The count comes with every page: the first, of one ID, will do.
+			_, _, count, err := cl.Presence(ctx, pos[0], "", 1)
 			if err != nil {
 				return c.fail(err)
 			}
-			if *countOnly {
-				fmt.Fprintln(stdout, count)
-				return exitOK
-			}
-			for _, id := range ids {
-				fmt.Fprintln(stdout, id)
-			}
-			if next == "" {
-				return exitOK
-			}
-			cursor = next
+			fmt.Fprintln(stdout, count)
+			return exitOK
 		}
+		return c.printPages(stdout, func(ctx context.Context, cursor string) ([]string, string, error) {
+			ids, next, _, err := cl.Presence(ctx, pos[0], cursor, 10000)
+			return ids, next, err
+		})
 	})
 }
 
