@@ -5,9 +5,13 @@ package testutil
 
 import (
 	"context"
+	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 )
@@ -29,4 +33,46 @@ func ShutdownAtEnd(t testing.TB, d time.Duration, shutdown func(context.Context)
 		defer cancel()
 		_ = shutdown(ctx)
 	})
+}
+
+// dumpMarker finds a hex dump in a document: the marker comment
+// <!-- dump: NAME --> and the fenced block after it.
+var dumpMarker = regexp.MustCompile("(?s)<!-- dump: ([a-z0-9_.-]+) -->\\s*```\\n(.*?)```")
+
+// DocDumps returns the bytes of every marked hex dump in the document at
+// path, by name; a dump that does not parse fails the test.
+func DocDumps(t testing.TB, path string) map[string][]byte {
+	t.Helper()
+	text, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dumps := map[string][]byte{}
+	for _, m := range dumpMarker.FindAllStringSubmatch(string(text), -1) {
+		b, err := ParseHexDump(m[2])
+		if err != nil {
+			t.Fatalf("%s, block %s: %v", strings.TrimLeft(path, "./"), m[1], err)
+		}
+		dumps[m[1]] = b
+	}
+	return dumps
+}
+
+// ParseHexDump reads the bytes back from `hexdump -C` output (hex.Dump's).
+func ParseHexDump(s string) ([]byte, error) {
+	var out []byte
+	for _, line := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
+		if len(line) < 10 {
+			return nil, fmt.Errorf("line %q is not hexdump -C output", line)
+		}
+		cols, _, _ := strings.Cut(line[10:], "  |")
+		for _, f := range strings.Fields(cols) {
+			b, err := hex.DecodeString(f)
+			if err != nil || len(b) != 1 {
+				return nil, fmt.Errorf("line %q: %q is not a byte", line, f)
+			}
+			out = append(out, b[0])
+		}
+	}
+	return out, nil
 }
