@@ -63,6 +63,17 @@ func (d *docExamples) request(name string) []byte {
 	return bytes.ReplaceAll(d.block(name), []byte(docID), []byte(d.realID))
 }
 
+// requests returns the requests NAME.request of names, one after the
+// other, as one pipelined write.
+func (d *docExamples) requests(names ...string) []byte {
+	d.t.Helper()
+	var b []byte
+	for _, name := range names {
+		b = append(b, d.request(name+".request")...)
+	}
+	return b
+}
+
 // normalizer checks a real reply body's layout and returns it with the
 // run-specific fields set to the doc's values.
 type normalizer func(r *wire.Reader) []byte
@@ -176,11 +187,7 @@ func TestProtocolDocExamples(t *testing.T) {
 
 	// Every operation, pipelined: one write, then the replies in order.
 	r := e.raw()
-	var batch []byte
-	for _, name := range []string{"ping", "send", "send-noreply", "send_many", "subscribe", "publish", "presence", "unsubscribe", "broadcast", "info", "list", "stats", "kick"} {
-		batch = append(batch, d.request(name+".request")...)
-	}
-	r.write(batch)
+	r.write(d.requests("ping", "send", "send-noreply", "send_many", "subscribe", "publish", "presence", "unsubscribe", "broadcast", "info", "list", "stats", "kick"))
 	d.check(r, "ping.reply", normAsIs)
 	d.check(r, "send.reply", normCounts)
 	// send-noreply: no reply; the next reply is send_many's.
@@ -207,10 +214,7 @@ func TestProtocolDocExamples(t *testing.T) {
 	d.check(w, "watch.event-disconnect", normEvent(docLater, true))
 
 	// Errors: each answered, and the connection goes on.
-	batch = nil
-	for _, name := range []string{"kick-unknown", "unknown-op", "bad-topic"} {
-		batch = append(batch, d.request(name+".request")...)
-	}
+	batch := d.requests("kick-unknown", "unknown-op", "bad-topic")
 	batch = append(batch, frame(wire.OpSend, 0, 16, append(wire.AppendStr8(nil, a.id), make([]byte, relay.DefaultMaxMessage+1)...))...)
 	batch = append(batch, d.request("noreply-error.request")...)
 	r.write(batch)
