@@ -668,14 +668,7 @@ func TestHTTPBothListenersShareTheLimit(t *testing.T) {
 	tcp.do("GET", "/healthz", nil).want(t, 200) // holds the one connection (keep-alive)
 
 	// The Unix listener is over the limit while the TCP connection is open.
-	uc, err := net.Dial("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer uc.Close()
-	uc.SetDeadline(time.Now().Add(5 * time.Second))
-	io.WriteString(uc, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-	res, err := http.ReadResponse(bufio.NewReader(uc), nil)
+	res, err := unixRawGet(t, path, "/healthz", "x")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -693,6 +686,21 @@ func TestHTTPBothListenersShareTheLimit(t *testing.T) {
 	if stats["pushrelay_http_refused_total"] != 1 || stats["pushrelay_http_connections"] != 1 {
 		t.Fatalf("refused %v, connections %v; want 1 and 1", stats["pushrelay_http_refused_total"], stats["pushrelay_http_connections"])
 	}
+}
+
+// unixRawGet sends GET target with Host: host on a new connection to the
+// Unix socket at path and reads the response; the connection stays open
+// until the test ends.
+func unixRawGet(t *testing.T, path, target, host string) (*http.Response, error) {
+	t.Helper()
+	uc, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { uc.Close() })
+	uc.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(uc, "GET "+target+" HTTP/1.1\r\nHost: "+host+"\r\n\r\n")
+	return http.ReadResponse(bufio.NewReader(uc), nil)
 }
 
 func httpStats(t *testing.T, a *httpAPI) map[string]float64 {
