@@ -507,6 +507,21 @@ func (p *relayProc) waitExit(t *testing.T) {
 	}
 }
 
+// scanLines hands over r's lines on a channel of size n, which it closes at
+// r's end; then it calls done (typically to wait for the process writing r).
+func scanLines(r io.Reader, n int, done func()) chan string {
+	lines := make(chan string, n)
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		done()
+	}()
+	return lines
+}
+
 // askPolicy asks the Flash policy listener at addr for the policy and
 // returns the answer, read to the end of the stream.
 func askPolicy(t *testing.T, addr string) string {
