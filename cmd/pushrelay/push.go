@@ -478,57 +478,51 @@ func runWatch(argv []string, stdout, stderr io.Writer) int {
 	c := newClientCmd("watch", "(none)", "Prints connect and disconnect events as they happen, until interrupted.", stderr)
 	from := c.fs.Uint64("from", 0, "Start at this event sequence `number` (still in the relay's event log); 0 prints only new events.")
 	asJSON := c.fs.Bool("json", false, "Print one JSON object per event instead of text.")
-	if _, code, ok := c.parse(argv, stdout, 0, 0); !ok {
-		return code
-	}
-	cl, code := c.dial()
-	if cl == nil {
-		return code
-	}
-	defer cl.Close()
-	ctx, cancel := c.ctx()
-	w, err := cl.Watch(ctx, *from)
-	cancel()
-	if err != nil {
-		return c.fail(err)
-	}
-	fmt.Fprintf(stderr, "watching relay instance %s from event %d\n", w.Instance, max(*from, w.Last+1))
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	enc := json.NewEncoder(stdout)
-	for {
-		select {
-		case <-sigs:
-			return exitOK
-		case ev, ok := <-w.Events():
-			if !ok {
-				fmt.Fprintf(stderr, "pushrelay watch: %v\n", w.Err())
-				return exitUnreachable
-			}
-			if *asJSON {
-				m := map[string]any{"seq": ev.Seq, "event": eventName(ev.Kind), "time": ev.Time.UTC(), "id": ev.ID, "remote": ev.Remote, "reason": ev.Reason, "lost": ev.Lost}
-				if ev.Node != 0 {
-					m["node"] = ev.Node
+	return c.session(argv, stdout, 0, 0, func(cl *client.Client, _ []string) int {
+		ctx, cancel := c.ctx()
+		w, err := cl.Watch(ctx, *from)
+		cancel()
+		if err != nil {
+			return c.fail(err)
+		}
+		fmt.Fprintf(stderr, "watching relay instance %s from event %d\n", w.Instance, max(*from, w.Last+1))
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+		defer signal.Stop(sigs)
+		enc := json.NewEncoder(stdout)
+		for {
+			select {
+			case <-sigs:
+				return exitOK
+			case ev, ok := <-w.Events():
+				if !ok {
+					fmt.Fprintf(stderr, "pushrelay watch: %v\n", w.Err())
+					return exitUnreachable
 				}
-				enc.Encode(m)
-				continue
-			}
-			switch ev.Kind {
-			case wire.EventLost:
-				fmt.Fprintf(stdout, "%d lost %d events (the watcher fell behind)\n", ev.Seq, ev.Lost)
-			default:
-				line := fmt.Sprintf("%d %s %s %s %s", ev.Seq, ev.Time.UTC().Format(time.RFC3339Nano), eventName(ev.Kind), ev.ID, ev.Remote)
-				if ev.Reason != "" {
-					line += " " + ev.Reason
+				if *asJSON {
+					m := map[string]any{"seq": ev.Seq, "event": eventName(ev.Kind), "time": ev.Time.UTC(), "id": ev.ID, "remote": ev.Remote, "reason": ev.Reason, "lost": ev.Lost}
+					if ev.Node != 0 {
+						m["node"] = ev.Node
+					}
+					enc.Encode(m)
+					continue
 				}
-				if ev.Node != 0 {
-					line += fmt.Sprintf(" node=%d", ev.Node)
+				switch ev.Kind {
+				case wire.EventLost:
+					fmt.Fprintf(stdout, "%d lost %d events (the watcher fell behind)\n", ev.Seq, ev.Lost)
+				default:
+					line := fmt.Sprintf("%d %s %s %s %s", ev.Seq, ev.Time.UTC().Format(time.RFC3339Nano), eventName(ev.Kind), ev.ID, ev.Remote)
+					if ev.Reason != "" {
+						line += " " + ev.Reason
+					}
+					if ev.Node != 0 {
+						line += fmt.Sprintf(" node=%d", ev.Node)
+					}
+					fmt.Fprintln(stdout, strings.TrimSpace(line))
 				}
-				fmt.Fprintln(stdout, strings.TrimSpace(line))
 			}
 		}
-	}
+	})
 }
 
 func eventName(k wire.EventKind) string {
