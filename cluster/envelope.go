@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/klauspost/compress/s2"
+	"github.com/pushrelay/pushrelay/ingress/wire"
 	"github.com/pushrelay/pushrelay/pkg/bin"
 	"github.com/pushrelay/pushrelay/pkg/clientid"
 	"github.com/pushrelay/pushrelay/relay"
@@ -73,21 +74,33 @@ const (
 	replyBit op = 0x80
 )
 
-var opNames = map[op]string{
-	opSend: "send", opSendMany: "send_many", opPublish: "publish", opBroadcast: "broadcast",
-	opSubscribe: "subscribe", opUnsubscribe: "unsubscribe", opKick: "kick", opInfo: "info",
-	opList: "list", opPing: "ping", opHello: "hello", opEvents: "events",
-	opPresence: "presence",
+// ingressOps maps each request a node forwards to the ingress operation it
+// carries out, whose name it takes, so that metrics and errors name an
+// operation alike on both sides.
+var ingressOps = map[op]wire.Op{
+	opSend: wire.OpSend, opSendMany: wire.OpSendMany, opPublish: wire.OpPublish, opBroadcast: wire.OpBroadcast,
+	opSubscribe: wire.OpSubscribe, opUnsubscribe: wire.OpUnsubscribe, opKick: wire.OpKick, opInfo: wire.OpInfo,
+	opList: wire.OpList, opPing: wire.OpPing, opPresence: wire.OpPresence,
 }
 
 func (o op) String() string {
-	if n, ok := opNames[o&^replyBit]; ok {
-		if o&replyBit != 0 {
-			return n + "_reply"
+	var n string
+	switch base := o &^ replyBit; base {
+	case opHello:
+		n = "hello"
+	case opEvents:
+		n = "events"
+	default:
+		w, ok := ingressOps[base]
+		if !ok {
+			return fmt.Sprintf("op(0x%02x)", uint8(o))
 		}
-		return n
+		n = w.String()
 	}
-	return fmt.Sprintf("op(0x%02x)", uint8(o))
+	if o&replyBit != 0 {
+		return n + "_reply"
+	}
+	return n
 }
 
 // requestOps lists the ops a node serves for others, for metrics.

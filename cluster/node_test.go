@@ -44,15 +44,26 @@ type testNode struct {
 
 func startNode(t testing.TB, url string, id uint16) *testNode {
 	t.Helper()
+	return startNodeWith(t,
+		relay.Config{Listen: "127.0.0.1:0", Loops: 2, NodeID: id},
+		Config{NATS: url, Timeout: 500 * time.Millisecond, Hello: 200 * time.Millisecond})
+}
+
+// startNodeWith starts a relay configured by rcfg and a cluster node
+// configured by ncfg on it, both logging nowhere, and stops them when the
+// test ends.
+func startNodeWith(t testing.TB, rcfg relay.Config, ncfg Config) *testNode {
+	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := relay.New(relay.Config{Listen: "127.0.0.1:0", Loops: 2, NodeID: id, Logger: logger})
+	rcfg.Logger, ncfg.Logger = logger, logger
+	srv, err := relay.New(rcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	node, err := New(Config{NATS: url, Timeout: 500 * time.Millisecond, Hello: 200 * time.Millisecond, Logger: logger}, srv)
+	node, err := New(ncfg, srv)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package cluster
 import (
 	"bufio"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -19,23 +18,9 @@ import (
 func TestUnsupportedCrossesNodes(t *testing.T) {
 	ns := startNATS(t, 0)
 	a := startNode(t, ns.ClientURL(), 1)
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := relay.New(relay.Config{Listen: "127.0.0.1:0", Web: "127.0.0.1:0", Loops: 2, NodeID: 2, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	node, err := New(Config{NATS: ns.ClientURL(), Timeout: 2 * time.Second, Hello: 200 * time.Millisecond, Logger: logger}, srv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := node.Start(); err != nil {
-		t.Fatal(err)
-	}
-	b := &testNode{srv: srv, node: node}
-	t.Cleanup(b.stop)
+	b := startNodeWith(t,
+		relay.Config{Listen: "127.0.0.1:0", Web: "127.0.0.1:0", Loops: 2, NodeID: 2},
+		Config{NATS: ns.ClientURL(), Timeout: 2 * time.Second, Hello: 200 * time.Millisecond})
 	waitPeers(t, a, b)
 
 	cb := dial(t, b.srv.Addr().String())

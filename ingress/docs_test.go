@@ -7,13 +7,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"regexp"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/pushrelay/pushrelay/ingress/wire"
+	"github.com/pushrelay/pushrelay/internal/testutil"
 	"github.com/pushrelay/pushrelay/relay"
 )
 
@@ -46,19 +44,7 @@ type docExamples struct {
 
 func loadDocExamples(t *testing.T) *docExamples {
 	t.Helper()
-	text, err := os.ReadFile("../docs/protocol.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &docExamples{t: t, dumps: map[string][]byte{}}
-	for _, m := range docDumpMarker.FindAllStringSubmatch(string(text), -1) {
-		b, err := parseHexDump(m[2])
-		if err != nil {
-			t.Fatalf("docs/protocol.md, block %s: %v", m[1], err)
-		}
-		d.dumps[m[1]] = b
-	}
-	return d
+	return &docExamples{t: t, dumps: testutil.DocDumps(t, "../docs/protocol.md")}
 }
 
 // block returns the doc's dump called name.
@@ -75,6 +61,17 @@ func (d *docExamples) block(name string) []byte {
 func (d *docExamples) request(name string) []byte {
 	d.t.Helper()
 	return bytes.ReplaceAll(d.block(name), []byte(docID), []byte(d.realID))
+}
+
+// requests returns the requests NAME.request of names, one after the
+// other, as one pipelined write.
+func (d *docExamples) requests(names ...string) []byte {
+	d.t.Helper()
+	var b []byte
+	for _, name := range names {
+		b = append(b, d.request(name+".request")...)
+	}
+	return b
 }
 
 // normalizer checks a real reply body's layout and returns it with the
@@ -190,11 +187,7 @@ func TestProtocolDocExamples(t *testing.T) {
 
 	// Every operation, pipelined: one write, then the replies in order.
 	r := e.raw()
-	var batch []byte
-	for _, name := range []string{"ping", "send", "send-noreply", "send_many", "subscribe", "publish", "presence", "unsubscribe", "broadcast", "info", "list", "stats", "kick"} {
-		batch = append(batch, d.request(name+".request")...)
-	}
-	r.write(batch)
+	r.write(d.requests("ping", "send", "send-noreply", "send_many", "subscribe", "publish", "presence", "unsubscribe", "broadcast", "info", "list", "stats", "kick"))
 	d.check(r, "ping.reply", normAsIs)
 	d.check(r, "send.reply", normCounts)
 	// send-noreply: no reply; the next reply is send_many's.
@@ -221,10 +214,7 @@ func TestProtocolDocExamples(t *testing.T) {
 	d.check(w, "watch.event-disconnect", normEvent(docLater, true))
 
 	// Errors: each answered, and the connection goes on.
-	batch = nil
-	for _, name := range []string{"kick-unknown", "unknown-op", "bad-topic"} {
-		batch = append(batch, d.request(name+".request")...)
-	}
+	batch := d.requests("kick-unknown", "unknown-op", "bad-topic")
 	batch = append(batch, frame(wire.OpSend, 0, 16, append(wire.AppendStr8(nil, a.id), make([]byte, relay.DefaultMaxMessage+1)...))...)
 	batch = append(batch, d.request("noreply-error.request")...)
 	r.write(batch)
@@ -306,25 +296,4 @@ func TestProtocolDocLostEvents(t *testing.T) {
 	if rd := wire.NewReader(body); err != nil || wire.EventKind(h.Flags) != wire.EventConnect || rd.U64("seq") != 3 {
 		t.Fatalf("after the gap: %+v %v, want the connect event of seq 3", h, err)
 	}
-}
-
-var docDumpMarker = regexp.MustCompile("(?s)<!-- dump: ([a-z0-9_.-]+) -->\\s*```\\n(.*?)```")
-
-// parseHexDump reads the bytes back from `hexdump -C` output (hex.Dump's).
-func parseHexDump(s string) ([]byte, error) {
-	var out []byte
-	for _, line := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
-		if len(line) < 10 {
-			return nil, fmt.Errorf("line %q is not hexdump -C output", line)
-		}
-		cols, _, _ := strings.Cut(line[10:], "  |")
-		for _, f := range strings.Fields(cols) {
-			b, err := hex.DecodeString(f)
-			if err != nil || len(b) != 1 {
-				return nil, fmt.Errorf("line %q: %q is not a byte", line, f)
-			}
-			out = append(out, b[0])
-		}
-	}
-	return out, nil
 }

@@ -61,6 +61,16 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 		r.End()
 		return id, !badBody()
 	}
+	// count reads a u16 count of items, answering one over limit, and
+	// reports whether it is within the limit.
+	count := func(what, items string, limit int) (int, bool) {
+		n := int(r.U16(what))
+		if n > limit {
+			failed(tooMany(op, n, items, limit))
+			return n, false
+		}
+		return n, true
+	}
 	if !op.Known() {
 		c.fail(0, req, wire.StatusUnknownOp, fmt.Sprintf("unknown operation 0x%02x", uint8(op)))
 		return
@@ -80,9 +90,8 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 		pushed(opSend(rel, id, payload, c.br.Buffered() > 0)) // more requests wait: batch
 
 	case wire.OpSendMany:
-		n := int(r.U16("id count"))
-		if n > cfg.MaxIDs {
-			failed(tooMany(op, n, "IDs", cfg.MaxIDs))
+		n, within := count("id count", "IDs", cfg.MaxIDs)
+		if !within {
 			return
 		}
 		ids := c.ids[:0]
@@ -116,9 +125,8 @@ func (c *ingressConn) handle(h wire.Header, body []byte) {
 
 	case wire.OpSubscribe, wire.OpUnsubscribe:
 		id := r.Str8("id")
-		n := int(r.U16("topic count"))
-		if n > cfg.MaxTopics {
-			failed(tooMany(op, n, "topics", cfg.MaxTopics))
+		n, within := count("topic count", "topics", cfg.MaxTopics)
+		if !within {
 			return
 		}
 		topics := c.topics[:0]

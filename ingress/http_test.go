@@ -24,16 +24,13 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/pushrelay/pushrelay/internal/testutil"
+
 	"github.com/pushrelay/pushrelay/relay"
 )
 
 // httpQuietLogger is silent unless PUSHRELAY_TEST_LOG is set.
-func httpQuietLogger() *slog.Logger {
-	if os.Getenv("PUSHRELAY_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
+func httpQuietLogger() *slog.Logger { return testutil.Logger() }
 
 // httpStartRelay starts a relay on a free loopback port and stops it when the
 // test ends.
@@ -51,11 +48,7 @@ func httpStartRelay(t *testing.T, cfg relay.Config) *relay.Server {
 	if err := srv.Start(); err != nil {
 		t.Fatalf("relay Start: %v", err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
+	testutil.ShutdownAtEnd(t, 5*time.Second, srv.Shutdown)
 	return srv
 }
 
@@ -675,14 +668,7 @@ func TestHTTPBothListenersShareTheLimit(t *testing.T) {
 	tcp.do("GET", "/healthz", nil).want(t, 200) // holds the one connection (keep-alive)
 
 	// The Unix listener is over the limit while the TCP connection is open.
-	uc, err := net.Dial("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer uc.Close()
-	uc.SetDeadline(time.Now().Add(5 * time.Second))
-	io.WriteString(uc, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-	res, err := http.ReadResponse(bufio.NewReader(uc), nil)
+	res, err := unixRawGet(t, path, "/healthz", "x")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -700,6 +686,21 @@ func TestHTTPBothListenersShareTheLimit(t *testing.T) {
 	if stats["pushrelay_http_refused_total"] != 1 || stats["pushrelay_http_connections"] != 1 {
 		t.Fatalf("refused %v, connections %v; want 1 and 1", stats["pushrelay_http_refused_total"], stats["pushrelay_http_connections"])
 	}
+}
+
+// unixRawGet sends GET target with Host: host on a new connection to the
+// Unix socket at path and reads the response; the connection stays open
+// until the test ends.
+func unixRawGet(t *testing.T, path, target, host string) (*http.Response, error) {
+	t.Helper()
+	uc, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { uc.Close() })
+	uc.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(uc, "GET "+target+" HTTP/1.1\r\nHost: "+host+"\r\n\r\n")
+	return http.ReadResponse(bufio.NewReader(uc), nil)
 }
 
 func httpStats(t *testing.T, a *httpAPI) map[string]float64 {

@@ -1,24 +1,19 @@
 package relay
 
 import (
-	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pushrelay/pushrelay/internal/testutil"
 )
 
 // testLogger is quiet unless PUSHRELAY_TEST_LOG is set.
-func testLogger() *slog.Logger {
-	if os.Getenv("PUSHRELAY_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
+func testLogger() *slog.Logger { return testutil.Logger() }
 
 // startServer starts a relay on a free loopback port and stops it when the
 // test ends.
@@ -37,11 +32,7 @@ func startServer(t testing.TB, cfg Config) *Server {
 	if err := srv.Start(); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
+	testutil.ShutdownAtEnd(t, 10*time.Second, srv.Shutdown)
 	return srv
 }
 

@@ -188,16 +188,21 @@ func (r *webRequest) header(name, value []byte) {
 func hasToken(v []byte, t string) bool {
 	for len(v) > 0 {
 		var item []byte
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			item, v = v[:i], v[i+1:]
-		} else {
-			item, v = v, nil
-		}
+		item, v = cutComma(v)
 		if bytes.EqualFold(bytes.Trim(item, " \t"), []byte(t)) {
 			return true
 		}
 	}
 	return false
+}
+
+// cutComma splits a comma-separated list after its first item: the item,
+// and the rest (nil after the last item).
+func cutComma(v []byte) (item, rest []byte) {
+	if i := bytes.IndexByte(v, ','); i >= 0 {
+		return v[:i], v[i+1:]
+	}
+	return v, nil
 }
 
 // acceptsDeflate reports whether the Sec-WebSocket-Extensions value holds
@@ -208,11 +213,7 @@ func hasToken(v []byte, t string) bool {
 func acceptsDeflate(v []byte) bool {
 	for len(v) > 0 {
 		var offer []byte
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			offer, v = v[:i], v[i+1:]
-		} else {
-			offer, v = v, nil
-		}
+		offer, v = cutComma(v)
 		if deflateOfferOK(offer) {
 			return true
 		}

@@ -133,14 +133,13 @@ func parseWithAddress(fs *flagSet, args []string, stdout, stderr io.Writer) (str
 		}
 		return fail(err)
 	}
-	var pos []string
+	// The flags after the address, then the environment.
+	var pos, rest []string
 	if fs.NArg() > 0 {
-		pos = append(pos, fs.Arg(0))
-		if err := fs.parse(fs.Args()[1:], stdout); err != nil {
-			return fail(err)
-		}
-	} else if err := fs.parse(nil, stdout); err != nil {
-		return fail(err)
+		pos, rest = []string{fs.Arg(0)}, fs.Args()[1:]
+	}
+	if code, ok := fs.parseOrExit(rest, stdout, stderr); !ok {
+		return "", code, false
 	}
 	addr := "127.0.0.1:8843"
 	if len(pos) == 1 {

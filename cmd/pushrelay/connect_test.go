@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"os"
 	"os/exec"
 	"strings"
@@ -29,19 +28,12 @@ func startConnect(t *testing.T, env []string, args ...string) *connectProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &connectProc{cmd: cmd, lines: make(chan string, 100), stderr: &lockedBuffer{}, exited: make(chan error, 1)}
+	c := &connectProc{cmd: cmd, stderr: &lockedBuffer{}, exited: make(chan error, 1)}
 	cmd.Stderr = c.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			c.lines <- sc.Text()
-		}
-		close(c.lines)
-		c.exited <- cmd.Wait()
-	}()
+	c.lines = scanLines(out, 100, func() { c.exited <- cmd.Wait() })
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
 			cmd.Process.Kill()

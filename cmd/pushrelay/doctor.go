@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 
@@ -26,12 +24,8 @@ func runDoctor(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&asJSON, "json", false, "Print the report as JSON for machines instead of text for people.")
 	fs.Int64Var(&stalled, "stalled", 0, "How many clients (`N`) to plan for that stop reading at once, for the --sndbuf the doctor recommends; 0 means 1% of --target, at least 1,000.")
 	fs.StringVar(&root, "root", "/", "Read /proc and /sys under this `directory` instead of the running host's, such as a snapshot recorded from another host.")
-	if err := fs.parse(args, stdout); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(stderr, "pushrelay doctor: %v\n", err)
-		return 2
+	if code, ok := fs.parseOrExit(args, stdout, stderr); !ok {
+		return code
 	}
 	if target <= 0 {
 		fmt.Fprintf(stderr, "pushrelay doctor: --target %d: want a positive number of connections\n", target)

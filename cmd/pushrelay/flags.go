@@ -137,6 +137,20 @@ func editDistance(a, b string) int {
 	return rows[len(a)][len(b)]
 }
 
+// parseOrExit parses args as parse does. When it returns false the command
+// ends at once with the code it returns: 0 after --help, exitUsage after an
+// error, which it has written to stderr as "pushrelay NAME: error".
+func (fs *flagSet) parseOrExit(args []string, stdout, stderr io.Writer) (int, bool) {
+	if err := fs.parse(args, stdout); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK, false
+		}
+		fmt.Fprintf(stderr, "%s: %v\n", fs.Name(), err)
+		return exitUsage, false
+	}
+	return exitOK, true
+}
+
 // parse parses args, then fills unset flags from the environment. It
 // returns flag.ErrHelp for --help, having printed the usage to stdout.
 func (fs *flagSet) parse(args []string, stdout io.Writer) error {

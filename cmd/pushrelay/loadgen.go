@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -40,12 +38,8 @@ func runLoadgen(args []string, stdout, stderr io.Writer) int {
 	handshake := fs.Duration("handshake-timeout", loadgen.DefaultHandshake, "How `long` to wait for the first ID frame before giving up: the target is not a relay, or speaks another --framing.")
 	netns := fs.Bool("netns", false, "Run in a private network namespace (root and ip(8) needed): its own loopback, port range and somaxconn, deleted afterwards. The relay must run inside it too: see --serve.")
 	serveArgs := fs.String("serve", "", "With --netns, the `arguments` of the `pushrelay serve` started inside the namespace; empty means --listen set to --target, with no ingress, no HTTP and no web listener. \"none\" starts nothing.")
-	if err := fs.parse(args, stdout); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(stderr, "pushrelay loadgen: %v\n", err)
-		return 2
+	if code, ok := fs.parseOrExit(args, stdout, stderr); !ok {
+		return code
 	}
 	if _, err := loadgen.CheckTarget(*target); err != nil {
 		fmt.Fprintf(stderr, "pushrelay loadgen: --%v\n", err)

@@ -125,17 +125,10 @@ func TestEnvironmentConfiguresServe(t *testing.T) {
 
 func TestFlashPolicyThroughTheBinary(t *testing.T) {
 	p := startRelay(t, nil, "--listen", "127.0.0.1:0", "--flash-policy-listen", "127.0.0.1:0")
-	nc, err := net.Dial("tcp", p.policy)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	nc.Write([]byte("<policy-file-request/>\x00"))
-	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	got, err := io.ReadAll(nc)
+	got := askPolicy(t, p.policy)
 	_, port, _ := net.SplitHostPort(p.addr)
-	if err != nil || !strings.HasSuffix(string(got), "</cross-domain-policy>\x00") || !strings.Contains(string(got), `to-ports="`+port+`"`) {
-		t.Fatalf("policy %q, %v", got, err)
+	if !strings.HasSuffix(got, "</cross-domain-policy>\x00") || !strings.Contains(got, `to-ports="`+port+`"`) {
+		t.Fatalf("policy %q", got)
 	}
 }
 
@@ -512,6 +505,21 @@ func (p *relayProc) waitExit(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("pushrelay did not exit after SIGTERM")
 	}
+}
+
+// scanLines hands over r's lines on a channel of size n, which it closes at
+// r's end; then it calls done (typically to wait for the process writing r).
+func scanLines(r io.Reader, n int, done func()) chan string {
+	lines := make(chan string, n)
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		done()
+	}()
+	return lines
 }
 
 // askPolicy asks the Flash policy listener at addr for the policy and

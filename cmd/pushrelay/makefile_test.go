@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -78,16 +77,10 @@ func TestRunClusterStopsRelaysThenNATS(t *testing.T) {
 			syscall.Kill(-pgid, syscall.SIGKILL)
 		}
 	}()
-	lines := make(chan string, 1000)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
+	lines := scanLines(out, 1000, func() {
 		cmd.Wait()
 		close(exited)
-	}()
+	})
 	var log strings.Builder
 	listening := map[string]bool{}
 	timeout := time.After(60 * time.Second)

@@ -370,51 +370,51 @@ func runClients(argv []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "%s connected since %s from %s\n", pos[0], info.Since.UTC().Format(time.RFC3339Nano), info.Remote)
 			return exitOK
 		}
-		for cursor := ""; ; {
-			ctx, cancel := c.ctx()
-			ids, next, err := cl.List(ctx, cursor, 10000)
-			cancel()
-			if err != nil {
-				return c.fail(err)
-			}
-			for _, id := range ids {
-				fmt.Fprintln(stdout, id)
-			}
-			if next == "" {
-				return exitOK
-			}
-			cursor = next
-		}
+		return c.printPages(stdout, func(ctx context.Context, cursor string) ([]string, string, error) {
+			return cl.List(ctx, cursor, 10000)
+		})
 	})
+}
+
+// printPages prints the IDs of every page that page returns, one a line,
+// from cursor "" to the page whose next cursor is "".
+func (c *clientCmd) printPages(stdout io.Writer, page func(ctx context.Context, cursor string) (ids []string, next string, err error)) int {
+	for cursor := ""; ; {
+		ctx, cancel := c.ctx()
+		ids, next, err := page(ctx, cursor)
+		cancel()
+		if err != nil {
+			return c.fail(err)
+		}
+		for _, id := range ids {
+			fmt.Fprintln(stdout, id)
+		}
+		if next == "" {
+			return exitOK
+		}
+		cursor = next
+	}
 }
 
 func runPresence(argv []string, stdout, stderr io.Writer) int {
 	c := newClientCmd("presence", "TOPIC", "Lists the IDs of the clients subscribed to TOPIC, one per line (every node's, in a cluster); with --count, prints only how many there are.", stderr)
 	countOnly := c.fs.Bool("count", false, "Print only the number of subscribers.")
 	return c.session(argv, stdout, 1, 1, func(cl *client.Client, pos []string) int {
-		for cursor := ""; ; {
+		if *countOnly {
 			ctx, cancel := c.ctx()
-			limit := 10000
-			if *countOnly {
-				limit = 1 // the count comes with every page
-			}
-			ids, next, count, err := cl.Presence(ctx, pos[0], cursor, limit)
-			cancel()
+			defer cancel()
+			// The count comes with every page: the first, of one ID, will do.
+			_, _, count, err := cl.Presence(ctx, pos[0], "", 1)
 			if err != nil {
 				return c.fail(err)
 			}
-			if *countOnly {
-				fmt.Fprintln(stdout, count)
-				return exitOK
-			}
-			for _, id := range ids {
-				fmt.Fprintln(stdout, id)
-			}
-			if next == "" {
-				return exitOK
-			}
-			cursor = next
+			fmt.Fprintln(stdout, count)
+			return exitOK
 		}
+		return c.printPages(stdout, func(ctx context.Context, cursor string) ([]string, string, error) {
+			ids, next, _, err := cl.Presence(ctx, pos[0], cursor, 10000)
+			return ids, next, err
+		})
 	})
 }
 
@@ -478,57 +478,51 @@ func runWatch(argv []string, stdout, stderr io.Writer) int {
 	c := newClientCmd("watch", "(none)", "Prints connect and disconnect events as they happen, until interrupted.", stderr)
 	from := c.fs.Uint64("from", 0, "Start at this event sequence `number` (still in the relay's event log); 0 prints only new events.")
 	asJSON := c.fs.Bool("json", false, "Print one JSON object per event instead of text.")
-	if _, code, ok := c.parse(argv, stdout, 0, 0); !ok {
-		return code
-	}
-	cl, code := c.dial()
-	if cl == nil {
-		return code
-	}
-	defer cl.Close()
-	ctx, cancel := c.ctx()
-	w, err := cl.Watch(ctx, *from)
-	cancel()
-	if err != nil {
-		return c.fail(err)
-	}
-	fmt.Fprintf(stderr, "watching relay instance %s from event %d\n", w.Instance, max(*from, w.Last+1))
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	enc := json.NewEncoder(stdout)
-	for {
-		select {
-		case <-sigs:
-			return exitOK
-		case ev, ok := <-w.Events():
-			if !ok {
-				fmt.Fprintf(stderr, "pushrelay watch: %v\n", w.Err())
-				return exitUnreachable
-			}
-			if *asJSON {
-				m := map[string]any{"seq": ev.Seq, "event": eventName(ev.Kind), "time": ev.Time.UTC(), "id": ev.ID, "remote": ev.Remote, "reason": ev.Reason, "lost": ev.Lost}
-				if ev.Node != 0 {
-					m["node"] = ev.Node
+	return c.session(argv, stdout, 0, 0, func(cl *client.Client, _ []string) int {
+		ctx, cancel := c.ctx()
+		w, err := cl.Watch(ctx, *from)
+		cancel()
+		if err != nil {
+			return c.fail(err)
+		}
+		fmt.Fprintf(stderr, "watching relay instance %s from event %d\n", w.Instance, max(*from, w.Last+1))
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+		defer signal.Stop(sigs)
+		enc := json.NewEncoder(stdout)
+		for {
+			select {
+			case <-sigs:
+				return exitOK
+			case ev, ok := <-w.Events():
+				if !ok {
+					fmt.Fprintf(stderr, "pushrelay watch: %v\n", w.Err())
+					return exitUnreachable
 				}
-				enc.Encode(m)
-				continue
-			}
-			switch ev.Kind {
-			case wire.EventLost:
-				fmt.Fprintf(stdout, "%d lost %d events (the watcher fell behind)\n", ev.Seq, ev.Lost)
-			default:
-				line := fmt.Sprintf("%d %s %s %s %s", ev.Seq, ev.Time.UTC().Format(time.RFC3339Nano), eventName(ev.Kind), ev.ID, ev.Remote)
-				if ev.Reason != "" {
-					line += " " + ev.Reason
+				if *asJSON {
+					m := map[string]any{"seq": ev.Seq, "event": eventName(ev.Kind), "time": ev.Time.UTC(), "id": ev.ID, "remote": ev.Remote, "reason": ev.Reason, "lost": ev.Lost}
+					if ev.Node != 0 {
+						m["node"] = ev.Node
+					}
+					enc.Encode(m)
+					continue
 				}
-				if ev.Node != 0 {
-					line += fmt.Sprintf(" node=%d", ev.Node)
+				switch ev.Kind {
+				case wire.EventLost:
+					fmt.Fprintf(stdout, "%d lost %d events (the watcher fell behind)\n", ev.Seq, ev.Lost)
+				default:
+					line := fmt.Sprintf("%d %s %s %s %s", ev.Seq, ev.Time.UTC().Format(time.RFC3339Nano), eventName(ev.Kind), ev.ID, ev.Remote)
+					if ev.Reason != "" {
+						line += " " + ev.Reason
+					}
+					if ev.Node != 0 {
+						line += fmt.Sprintf(" node=%d", ev.Node)
+					}
+					fmt.Fprintln(stdout, strings.TrimSpace(line))
 				}
-				fmt.Fprintln(stdout, strings.TrimSpace(line))
 			}
 		}
-	}
+	})
 }
 
 func eventName(k wire.EventKind) string {

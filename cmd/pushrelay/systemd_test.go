@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"net"
 	"os"
 	"os/exec"
@@ -124,15 +123,7 @@ func TestSystemdUnitStartsAsItsUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
-	lines := make(chan string, 100)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-		exited <- cmd.Wait()
-	}()
+	lines := scanLines(stderr, 100, func() { exited <- cmd.Wait() })
 	defer func() {
 		if cmd.ProcessState == nil {
 			cmd.Process.Kill()

@@ -514,16 +514,23 @@ func (c *Client) List(ctx context.Context, cursor string, limit int) ([]string, 
 		b = wire.AppendStr8(b, cursor)
 		return binary.BigEndian.AppendUint16(b, uint16(min(limit, math.MaxUint16)))
 	}, func(r wire.Reader) error {
-		next = string(r.Str8("next cursor"))
-		n := int(r.U16("count"))
-		ids = make([]string, 0, n)
-		for i := 0; i < n && r.Err() == nil; i++ {
-			ids = append(ids, string(r.Str8("id")))
-		}
-		r.End()
+		ids, next = readIDPage(&r)
 		return r.Err()
 	})
 	return ids, next, err
+}
+
+// readIDPage reads the rest of a reply that is a page of IDs: str8 next
+// cursor, u16 n, n × str8 id, and nothing after them.
+func readIDPage(r *wire.Reader) (ids []string, next string) {
+	next = string(r.Str8("next cursor"))
+	n := int(r.U16("count"))
+	ids = make([]string, 0, n)
+	for i := 0; i < n && r.Err() == nil; i++ {
+		ids = append(ids, string(r.Str8("id")))
+	}
+	r.End()
+	return ids, next
 }
 
 // Presence returns up to limit IDs (0: the most, 10,000) of the clients
@@ -540,13 +547,7 @@ func (c *Client) Presence(ctx context.Context, topic, cursor string, limit int) 
 		return binary.BigEndian.AppendUint16(b, uint16(min(max(limit, 0), math.MaxUint16)))
 	}, func(r wire.Reader) error {
 		count = int(r.U32("subscribers"))
-		next = string(r.Str8("next cursor"))
-		n := int(r.U16("count"))
-		ids = make([]string, 0, n)
-		for i := 0; i < n && r.Err() == nil; i++ {
-			ids = append(ids, string(r.Str8("id")))
-		}
-		r.End()
+		ids, next = readIDPage(&r)
 		return r.Err()
 	})
 	return ids, next, count, err

@@ -5,12 +5,11 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
-	"os"
-	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/pushrelay/pushrelay/ingress/wire"
+	"github.com/pushrelay/pushrelay/internal/testutil"
 )
 
 // The request examples of docs/protocol.md, built with this package's
@@ -153,41 +152,8 @@ func TestDocRequestFrames(t *testing.T) {
 	}
 }
 
-var dumpMarker = regexp.MustCompile("(?s)<!-- dump: ([a-z0-9_.-]+) -->\\s*```\\n(.*?)```")
-
 // docDumps returns the bytes of every marked hex dump in docs/protocol.md.
 func docDumps(t *testing.T) map[string][]byte {
 	t.Helper()
-	text, err := os.ReadFile("../../docs/protocol.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dumps := map[string][]byte{}
-	for _, m := range dumpMarker.FindAllStringSubmatch(string(text), -1) {
-		b, err := parseDump(m[2])
-		if err != nil {
-			t.Fatalf("docs/protocol.md, block %s: %v", m[1], err)
-		}
-		dumps[m[1]] = b
-	}
-	return dumps
-}
-
-// parseDump reads the bytes back from `hexdump -C` output (hex.Dump's).
-func parseDump(s string) ([]byte, error) {
-	var out []byte
-	for _, line := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
-		if len(line) < 10 {
-			return nil, fmt.Errorf("line %q is not hexdump -C output", line)
-		}
-		cols, _, _ := strings.Cut(line[10:], "  |")
-		for _, f := range strings.Fields(cols) {
-			b, err := hex.DecodeString(f)
-			if err != nil || len(b) != 1 {
-				return nil, fmt.Errorf("line %q: %q is not a byte", line, f)
-			}
-			out = append(out, b[0])
-		}
-	}
-	return out, nil
+	return testutil.DocDumps(t, "../../docs/protocol.md")
 }
