@@ -164,6 +164,7 @@ func runBenchStorm(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&opts.Poll, "poll", opts.Poll, "How often (`interval`) the server is asked how many connections it accepted; the resolution of the measured time.")
 	fs.StringVar(&out, "out", "", "The `directory` that receives results.json and results.md; empty means bench-results/storm-UTCTIMESTAMP.")
 	fs.StringVar(&opts.ProfileDir, "profile-dir", "", "A `directory` that receives a CPU profile of each server during its storm; empty takes none.")
+	fs.BoolVar(&opts.OwnAccept, "own-accept", false, "Run the relay as serve --own-accept does, accepting connections itself: to measure what that costs against the default.")
 	if code, ok := parseBench(fs, "storm", args, stdout, stderr); !ok {
 		return code
 	}

@@ -40,6 +40,9 @@ const (
 // runtime.MemProfileRate (1 records every allocation).
 const MemProfileRateEnv = "PUSHRELAY_BENCH_MEMPROFILERATE"
 
+// OwnAcceptEnv, set to 1, runs a relay child with relay.Config.OwnAccept.
+const OwnAcceptEnv = "PUSHRELAY_BENCH_OWN_ACCEPT"
+
 // ChildConfig says which server a child process runs.
 type ChildConfig struct {
 	Server  string // ServerRelay, ServerBaseline, ServerAccept4, ServerAccept4Write or ServerFloor
@@ -98,9 +101,10 @@ func startChildServer(cfg ChildConfig) (childServer, error) {
 	switch cfg.Server {
 	case ServerRelay:
 		srv, err := relay.New(relay.Config{
-			Listen:  cfg.Listen,
-			Framing: cfg.Framing,
-			Logger:  slog.New(slog.DiscardHandler),
+			Listen:    cfg.Listen,
+			Framing:   cfg.Framing,
+			Logger:    slog.New(slog.DiscardHandler),
+			OwnAccept: os.Getenv(OwnAcceptEnv) == "1",
 		})
 		if err != nil {
 			return nil, fmt.Errorf("bench: child: %w", err)

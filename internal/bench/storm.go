@@ -51,6 +51,9 @@ type StormOptions struct {
 	// ProfileDir, if set, receives a CPU profile of each child during its
 	// storm (SERVER-cpu.pprof).
 	ProfileDir string
+	// OwnAccept runs the relay child with relay.Config.OwnAccept (serve
+	// --own-accept), to measure what accepting in the relay costs.
+	OwnAccept bool `json:",omitempty"`
 	// Procs: the children's command; Stderr.
 	Procs
 }
@@ -236,7 +239,11 @@ func RunStorm(ctx context.Context, opts StormOptions) (*StormResult, error) {
 
 func stormOne(ctx context.Context, opts StormOptions, name string) (_ *StormServer, err error) {
 	fmt.Fprintf(opts.Stderr, "bench storm: %s: starting child\n", name)
-	c, err := startChild(opts.ChildCommand, name, 0, nil, opts.Stderr)
+	var env []string
+	if opts.OwnAccept && name == ServerRelay {
+		env = []string{OwnAcceptEnv + "=1"}
+	}
+	c, err := startChild(opts.ChildCommand, name, 0, env, opts.Stderr)
 	if err != nil {
 		return nil, err
 	}
