@@ -187,30 +187,7 @@ func TestDescriptorFloodLeavesTheRelayServing(t *testing.T) {
 func TestEMFILEInAcceptIsAPauseOrALoggedCause(t *testing.T) {
 	needPrlimit(t)
 	p, httpAddr := startPrefixed(t, nil)
-	pid := p.cmd.Process.Pid
-	var orig unix.Rlimit
-	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, nil, &orig); err != nil {
-		t.Fatal(err)
-	}
-	lower := func() {
-		t.Helper()
-		fds, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
-		if err != nil {
-			t.Fatal(err)
-		}
-		// The limit caps new descriptor numbers: the lowest free one must
-		// be below it. Leave none free above what is open now.
-		lim := unix.Rlimit{Cur: uint64(len(fds)), Max: orig.Max}
-		if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &lim, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	raise := func() {
-		t.Helper()
-		if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &orig, nil); err != nil {
-			t.Fatalf("raise the limit again: %v\n%s", err, p.logs())
-		}
-	}
+	lower, raise := fileLimitLever(t, p)
 
 	lower()
 	policyFlood := flood(t, p.policy, 20)
@@ -251,24 +228,44 @@ func TestEMFILEInAcceptIsAPauseOrALoggedCause(t *testing.T) {
 	}
 }
 
+// fileLimitLever returns two switches for a running relay's RLIMIT_NOFILE:
+// lower leaves no descriptor free above those open now (the limit caps new
+// descriptor numbers, so the lowest free one must be below it), raise
+// puts the original limit back.
+func fileLimitLever(t *testing.T, p *relayProc) (lower, raise func()) {
+	t.Helper()
+	pid := p.cmd.Process.Pid
+	var orig unix.Rlimit
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, nil, &orig); err != nil {
+		t.Fatal(err)
+	}
+	lower = func() {
+		t.Helper()
+		fds, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: uint64(len(fds)), Max: orig.Max}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raise = func() {
+		t.Helper()
+		if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &orig, nil); err != nil {
+			t.Fatalf("raise the limit again: %v\n%s", err, p.logs())
+		}
+	}
+	return lower, raise
+}
+
 // TestOwnAcceptMakesEMFILEAPause: with --own-accept, EMFILE on the client
 // port is a pause, counted: the relay keeps running and serves new clients
 // once descriptors are back.
 func TestOwnAcceptMakesEMFILEAPause(t *testing.T) {
 	needPrlimit(t)
 	p, httpAddr := startPrefixed(t, nil, "--own-accept")
-	pid := p.cmd.Process.Pid
-	var orig unix.Rlimit
-	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, nil, &orig); err != nil {
-		t.Fatal(err)
-	}
-	fds, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: uint64(len(fds)), Max: orig.Max}, nil); err != nil {
-		t.Fatal(err)
-	}
+	lower, raise := fileLimitLever(t, p)
+	lower()
 	clientFlood := flood(t, p.addr, 20)
 	time.Sleep(300 * time.Millisecond) // the acceptors meet EMFILE and back off
 	select {
@@ -278,9 +275,7 @@ func TestOwnAcceptMakesEMFILEAPause(t *testing.T) {
 	default:
 	}
 	closeAll(clientFlood)
-	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &orig, nil); err != nil {
-		t.Fatalf("raise the limit again: %v\n%s", err, p.logs())
-	}
+	raise()
 	eventually(t, "a client gets an ID once descriptors are back", func() error { return getsID(p.addr) })
 	_, body, err := httpGet("http://" + httpAddr + "/metrics")
 	if err != nil {
