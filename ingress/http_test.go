@@ -909,6 +909,10 @@ func TestHTTPOverloadedAndShuttingDown(t *testing.T) {
 	a2.do("POST", "/v1/broadcast", []byte("x")).wantError(t, 503, "shutting_down", "shutting down")
 	a2.do("POST", "/v1/subscriptions", []byte(`{"id":"`+httpAbsentID+`","topics":["a"]}`)).wantError(t, 503, "shutting_down", "closed")
 	a2.do("DELETE", "/v1/clients/"+httpAbsentID, nil).wantError(t, 503, "shutting_down", "shutting down")
+	// A batch says how far it got: nothing, here.
+	if m := a2.do("POST", "/v1/batch", []byte(`{"broadcast":true,"data":"x"}`+"\n")).wantError(t, 503, "shutting_down", "shutting down"); m["done"] != float64(0) {
+		t.Fatalf("batch on a draining relay: %v; want \"done\":0", m)
+	}
 }
 
 func TestHTTPCloseBeforeServe(t *testing.T) {
